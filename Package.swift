@@ -1,0 +1,122 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One set of settings for every target (as Hummingbird does): with InternalImportsByDefault a
+// target writes `public import X` only where X is part of its public API.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Identity",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "IdentityDomain", targets: ["IdentityDomain"]),
+        .library(name: "IdentityPorts", targets: ["IdentityPorts"]),
+        .library(name: "IdentityApplication", targets: ["IdentityApplication"]),
+        .library(name: "InMemoryAdapter", targets: ["InMemoryAdapter"]),
+        .library(name: "CryptoAdapter", targets: ["CryptoAdapter"]),
+        .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
+        .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
+        .executable(name: "DemoServer", targets: ["DemoServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: core (Foundation only)
+        .target(name: "IdentityDomain", swiftSettings: swiftSettings),
+        .target(name: "IdentityPorts", dependencies: ["IdentityDomain"], swiftSettings: swiftSettings),
+        .target(
+            name: "IdentityApplication",
+            dependencies: ["IdentityDomain", "IdentityPorts"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: driven adapters
+        .target(name: "InMemoryAdapter", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
+        .systemLibrary(
+            name: "CArgon2",
+            pkgConfig: "libargon2",
+            providers: [.apt(["libargon2-dev"])]
+        ),
+        .target(
+            name: "CryptoAdapter",
+            dependencies: [
+                "IdentityPorts",
+                "CArgon2",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: driving adapter
+        .target(
+            name: "HTTPAdapter",
+            dependencies: [
+                "IdentityApplication",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Resources/openapi.json")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: conformance suites for adapter authors
+        .target(name: "IdentityConformance", dependencies: ["IdentityDomain", "IdentityPorts"], swiftSettings: swiftSettings),
+
+        // MARK: the demo server: the only target that knows every adapter
+        .executableTarget(
+            name: "DemoServer",
+            dependencies: [
+                "IdentityApplication",
+                "InMemoryAdapter",
+                "CryptoAdapter",
+                "HTTPAdapter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tests
+        .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IdentityApplicationTests",
+            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InMemoryAdapterTests",
+            dependencies: ["InMemoryAdapter", "IdentityConformance", "CryptoAdapter"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CryptoAdapterTests",
+            dependencies: ["CryptoAdapter", "IdentityConformance", "InMemoryAdapter"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HTTPAdapterTests",
+            dependencies: [
+                "HTTPAdapter", "InMemoryAdapter", "CryptoAdapter",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "DemoServerTests", dependencies: ["DemoServer"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,187 @@
+public import IdentityPorts
+public import IdentityDomain
+public import Foundation
+import JWTKit
+
+/// The HMAC algorithms a token may be signed with (`JWT_ALGORITHM`).
+public enum JWTAlgorithmName: String, Sendable, CaseIterable {
+    case hs256 = "HS256"
+    case hs384 = "HS384"
+    case hs512 = "HS512"
+}
+
+/// How tokens are signed and which claims they must carry.
+public struct TokenConfiguration: Sendable {
+    /// The HMAC key: the UTF-8 bytes of `JWT_SECRET` as given.
+    public let secret: [UInt8]
+    /// The one algorithm accepted; a token whose header names another is refused.
+    public let algorithm: JWTAlgorithmName
+    /// `iss` written and required.
+    public let issuer: String
+    /// `aud` written and required.
+    public let audience: String
+    /// Lifetime of a token: `exp = iat + lifetime`.
+    public let lifetime: TimeInterval
+    /// Clock leeway for `exp`, `iat` and `nbf` (at most 5 s).
+    public let leeway: TimeInterval
+
+    /// The shortest secret accepted, in bytes.
+    public static let minimumSecretLength = 32
+
+    /// Creates a configuration; throws `TokenConfigurationError` for a short secret, a
+    /// non-positive lifetime or a leeway over 5 s.
+    public init(
+        secret: String, algorithm: JWTAlgorithmName = .hs256, issuer: String = "identity",
+        audience: String = "identity", lifetime: TimeInterval = 3600, leeway: TimeInterval = 5
+    ) throws {
+        let bytes = Array(secret.utf8)
+        guard bytes.count >= Self.minimumSecretLength else {
+            throw TokenConfigurationError("the JWT secret must be at least \(Self.minimumSecretLength) bytes (got \(bytes.count))")
+        }
+        guard lifetime > 0 else { throw TokenConfigurationError("the token lifetime must be positive") }
+        guard (0...5).contains(leeway) else { throw TokenConfigurationError("the leeway must be between 0 and 5 seconds") }
+        guard !issuer.isEmpty, !audience.isEmpty else { throw TokenConfigurationError("issuer and audience must not be empty") }
+        self.secret = bytes
+        self.algorithm = algorithm
+        self.issuer = issuer
+        self.audience = audience
+        self.lifetime = lifetime
+        self.leeway = leeway
+    }
+
+    /// A configuration with a fresh random 256-bit secret (embedded mode without `JWT_SECRET`).
+    public static func randomSecret() -> String {
+        var random = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
+        return Data(bytes).base64EncodedString()
+    }
+}
+
+/// A token configuration that cannot be used.
+public struct TokenConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong.
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Signs and verifies HMAC JWTs through jwt-kit, with every rule of contract §4.
+///
+/// jwt-kit verifies with the configured key whatever the header says, so the header is
+/// checked first: `alg` must be the configured algorithm (`none` and every other one are
+/// refused), and a `crit` header is refused. Claims are then checked here, with one precise
+/// reason per failure.
+public struct JWTTokenService: TokenService {
+    private let keys: JWTKeyCollection
+    private let configuration: TokenConfiguration
+
+    /// Creates the service.
+    public init(configuration: TokenConfiguration) async {
+        let keys = JWTKeyCollection()
+        let digest: DigestAlgorithm =
+            switch configuration.algorithm {
+            case .hs256: .sha256
+            case .hs384: .sha384
+            case .hs512: .sha512
+            }
+        await keys.add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: digest)
+        self.keys = keys
+        self.configuration = configuration
+    }
+
+    public func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken {
+        let issuedAt = issuedAt.truncatedToMilliseconds
+        let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime)
+        let jti = Self.randomTokenID()
+        let payload = AccessTokenClaims(
+            iss: IssuerClaim(value: configuration.issuer), aud: AudienceClaim(value: [configuration.audience]),
+            sub: SubjectClaim(value: userID.description), iat: IssuedAtClaim(value: issuedAt),
+            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti)
+        )
+        let header: JWTHeader = ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"]
+        let token = try await keys.sign(payload, header: header)
+        return IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt)
+    }
+
+    public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
+        try checkHeader(of: token)
+        let claims: AccessTokenClaims
+        do {
+            claims = try await keys.verify(token, as: AccessTokenClaims.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            throw TokenRejected.badSignature
+        } catch {
+            throw TokenRejected.malformed
+        }
+        return try check(claims, now: now)
+    }
+
+    private func checkHeader(of token: String) throws {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, token.utf8.count <= 8192, let data = Data(base64URL: parts[0]) else {
+            throw TokenRejected.malformed
+        }
+        guard let header = try? JSONDecoder().decode(TokenHeader.self, from: data) else { throw TokenRejected.malformed }
+        guard header.alg == configuration.algorithm.rawValue else { throw TokenRejected.algorithmNotAllowed }
+        guard header.crit == nil, header.typ.map({ $0.uppercased() == "JWT" }) ?? true else {
+            throw TokenRejected.malformed
+        }
+    }
+
+    private func check(_ claims: AccessTokenClaims, now: Date) throws -> VerifiedToken {
+        guard let sub = claims.sub, let userID = UserID(sub.value), let jti = claims.jti?.value,
+              !jti.isEmpty, jti.utf8.count <= 128, let iat = claims.iat?.value, let exp = claims.exp?.value
+        else { throw TokenRejected.missingClaim }
+        guard claims.iss?.value == configuration.issuer else { throw TokenRejected.wrongIssuer }
+        guard let aud = claims.aud?.value, aud.contains(configuration.audience) else { throw TokenRejected.wrongAudience }
+        let leeway = configuration.leeway
+        guard now.timeIntervalSince(exp) <= leeway else { throw TokenRejected.expired }
+        guard iat.timeIntervalSince(now) <= leeway else { throw TokenRejected.notYetValid }
+        if let nbf = claims.nbf?.value, nbf.timeIntervalSince(now) > leeway { throw TokenRejected.notYetValid }
+        return VerifiedToken(userID: userID, jti: jti, issuedAt: iat, expiresAt: exp)
+    }
+
+    /// 128 random bits, base64url: unguessable and unique.
+    static func randomTokenID() -> String {
+        var random = SystemRandomNumberGenerator()
+        let words = [random.next() as UInt64, random.next() as UInt64]
+        let bytes = words.withUnsafeBytes { Array($0) }
+        return Data(bytes).base64URLEncoded
+    }
+}
+
+/// The claims of an access token; every one optional so that a missing claim gets its own reason.
+struct AccessTokenClaims: JWTPayload {
+    var iss: IssuerClaim?
+    var aud: AudienceClaim?
+    var sub: SubjectClaim?
+    var iat: IssuedAtClaim?
+    var exp: ExpirationClaim?
+    var nbf: NotBeforeClaim?
+    var jti: IDClaim?
+
+    /// Claims are checked by `JWTTokenService` itself, with the injected clock.
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// The header fields that decide whether a token is even considered.
+struct TokenHeader: Decodable {
+    var alg: String?
+    var typ: String?
+    var crit: [String]?
+}
+
+extension Data {
+    init?(base64URL text: Substring) {
+        // Unpadded base64url only, as JWS requires.
+        guard !text.contains("=") else { return nil }
+        let base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        let padding = (4 - base64.utf8.count % 4) % 4
+        if padding == 3 { return nil }
+        self.init(base64Encoded: base64 + String(repeating: "=", count: padding))
+    }
+
+    var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

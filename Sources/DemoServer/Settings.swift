@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+
+/// Every setting of contract §8, validated. Read here only; libraries get typed values.
+struct Settings {
+    var host = "127.0.0.1"
+    var port = 8080
+    var logLevel = Logger.Level.info
+    var jwtSecret: String?
+    var jwtAlgorithm = "HS256"
+    var jwtExpireMinutes = 60
+    var jwtIssuer = "identity"
+    var jwtAudience = "identity"
+    var loginMaxFailures = 5
+    var loginFailureWindowSeconds = 900
+    var loginMaxFailuresPerClient = 100
+    var argon2MemoryKiB: UInt32 = 19_456
+    var argon2Iterations: UInt32 = 2
+    var argon2Parallelism: UInt32 = 1
+    var postgresHost: String?
+    var rabbitmqHost: String?
+
+    static let algorithms = ["HS256", "HS384", "HS512"]
+
+    init() {}
+
+    /// Reads and validates every variable; the first bad one throws a `ConfigurationError`.
+    init(from source: ConfigurationSource) throws {
+        let reader = Reader(source: source)
+        host = reader.string("HOST") ?? host
+        port = try reader.integer("PORT", in: 0...65_535) ?? port
+        if let level = reader.string("LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw ConfigurationError("LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical (got \"\(level)\")")
+            }
+            logLevel = parsed
+        }
+        if let secret = reader.string("JWT_SECRET") {
+            // Never echo the secret itself.
+            guard secret.utf8.count >= 32 else {
+                throw ConfigurationError("JWT_SECRET must be at least 32 bytes (got \(secret.utf8.count))")
+            }
+            jwtSecret = secret
+        }
+        if let algorithm = reader.string("JWT_ALGORITHM") {
+            guard Self.algorithms.contains(algorithm) else {
+                throw ConfigurationError("JWT_ALGORITHM must be one of \(Self.algorithms.joined(separator: ", ")) (got \"\(algorithm)\")")
+            }
+            jwtAlgorithm = algorithm
+        }
+        jwtExpireMinutes = try reader.integer("JWT_EXPIRE_MINUTES", in: 1...525_600) ?? jwtExpireMinutes
+        jwtIssuer = reader.string("JWT_ISSUER") ?? jwtIssuer
+        jwtAudience = reader.string("JWT_AUDIENCE") ?? jwtAudience
+        loginMaxFailures = try reader.integer("LOGIN_MAX_FAILURES", in: 1...1_000_000) ?? loginMaxFailures
+        loginFailureWindowSeconds = try reader.integer("LOGIN_FAILURE_WINDOW_SECONDS", in: 1...31_536_000) ?? loginFailureWindowSeconds
+        loginMaxFailuresPerClient = try reader.integer("LOGIN_MAX_FAILURES_PER_CLIENT", in: 1...100_000_000) ?? loginMaxFailuresPerClient
+        argon2MemoryKiB = try reader.integer("ARGON2_MEMORY_KIB", in: 8...4_194_304).map(UInt32.init) ?? argon2MemoryKiB
+        argon2Iterations = try reader.integer("ARGON2_ITERATIONS", in: 1...100).map(UInt32.init) ?? argon2Iterations
+        argon2Parallelism = try reader.integer("ARGON2_PARALLELISM", in: 1...64).map(UInt32.init) ?? argon2Parallelism
+        guard argon2MemoryKiB >= 8 * argon2Parallelism else {
+            throw ConfigurationError("ARGON2_MEMORY_KIB must be at least 8 × ARGON2_PARALLELISM (got \(argon2MemoryKiB))")
+        }
+        postgresHost = reader.string("POSTGRES_HOST")
+        rabbitmqHost = reader.string("RABBITMQ_HOST")
+        _ = try reader.integer("POSTGRES_PORT", in: 1...65_535)
+        _ = try reader.integer("RABBITMQ_PORT", in: 1...65_535)
+    }
+
+    private struct Reader {
+        let source: ConfigurationSource
+
+        func string(_ name: String) -> String? {
+            source[name]
+        }
+
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let text = source[name] else { return nil }
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+                throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound) (got \"\(text)\")")
+            }
+            return value
+        }
+    }
+}

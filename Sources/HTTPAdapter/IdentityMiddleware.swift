@@ -1,0 +1,83 @@
+import Hummingbird
+import HTTPTypes
+import Logging
+import Foundation
+
+/// The outermost middleware of the identity router.
+///
+/// - gives each request an id (the client's `X-Request-ID` when it is 1–128 characters of
+///   `[A-Za-z0-9._-]`) and puts it on the response and in the request's log metadata;
+/// - turns every error into an RFC 9457 problem response (see `Problem.from`), logging
+///   server errors with their cause and the request id;
+/// - answers 405 with `Allow` for a known path with an unsupported method.
+struct IdentityMiddleware: RouterMiddleware {
+    typealias Context = IdentityRequestContext
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestID = Self.acceptableRequestID(request.headers[.requestID]) ?? Self.generateRequestID()
+        context.requestID = requestID
+        context.logger[metadataKey: "request_id"] = .string(requestID)
+        do {
+            var response = try await next(request, context)
+            response.headers[.requestID] = requestID
+            return response
+        } catch {
+            var problem = Problem.from(error)
+            if problem.status == .notFound, error is HTTPError, let allowed = routes.allowedMethods(for: request.uri.path) {
+                problem = Problem(
+                    .methodNotAllowed, detail: "\(request.method.rawValue) is not allowed here",
+                    headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")]
+                )
+            }
+            if problem.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error))): \(error)"])
+            } else {
+                context.logger.debug("request refused", metadata: ["status": "\(problem.status.code)"])
+            }
+            return problem.response(requestID: requestID)
+        }
+    }
+
+    static func acceptableRequestID(_ value: String?) -> String? {
+        guard let value, (1...128).contains(value.utf8.count) else { return nil }
+        let ok = value.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+        return ok ? value : nil
+    }
+
+    static func generateRequestID() -> String {
+        var random = SystemRandomNumberGenerator()
+        let value = random.next() as UInt64
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// The routes of the API as templates with their methods: the source of `Allow` headers.
+struct RouteTable {
+    let routes: [(template: [String], methods: [HTTPRequest.Method])]
+
+    init(_ routes: [(String, [HTTPRequest.Method])]) {
+        self.routes = routes.map { (path, methods) in (path.split(separator: "/").map(String.init), methods) }
+    }
+
+    /// The methods of the first template matching `path`, or nil when no template does.
+    func allowedMethods(for path: String) -> [HTTPRequest.Method]? {
+        let segments = path.split(separator: "/")
+        for route in routes where route.template.count == segments.count {
+            let matches = zip(route.template, segments).allSatisfy { template, segment in
+                template.hasPrefix("{") || template == segment
+            }
+            if matches { return route.methods }
+        }
+        return nil
+    }
+}

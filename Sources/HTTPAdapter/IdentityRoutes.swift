@@ -1,0 +1,119 @@
+import Hummingbird
+import HTTPTypes
+import IdentityApplication
+import IdentityPorts
+import IdentityDomain
+import Foundation
+
+/// The handlers of contract §3. Each one reads its input, calls `IdentityService` (which
+/// dispatches commands and runs queries) and renders the result: none touches a store.
+struct IdentityRoutes: Sendable {
+    let service: IdentityService
+
+    func register(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        var fields = try await RequestBody.jsonObject(of: request)
+        let email = fields.string("email", required: true)
+        let password = fields.string("password", required: true)
+        let name = fields.string("name", required: true)
+        try fields.finish(known: ["email", "password", "name"])
+        guard let email, let password, let name else { throw Problem(.unprocessableContent, detail: "missing fields") }
+        let user = try await service.register(email: email, password: password, name: name)
+        return jsonResponse(.created, Views.selfView(user), headers: [.location: "/users/\(user.id)"])
+    }
+
+    func me(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        return jsonResponse(.ok, Views.selfView(try await service.me(principal)))
+    }
+
+    func updateMe(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        var fields = try await RequestBody.jsonObject(of: request)
+        let name = fields.string("name", required: false)
+        let email = fields.string("email", required: false)
+        let password = fields.string("password", required: false)
+        let current = fields.string("current_password", required: false)
+        try fields.finish(known: ["name", "email", "password", "current_password"])
+        let user = try await service.updateProfile(principal, name: name, email: email, password: password, currentPassword: current)
+        return jsonResponse(.ok, Views.selfView(user))
+    }
+
+    func deleteMe(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        try await service.deleteAccount(principal)
+        return noContent()
+    }
+
+    func userByID(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        guard let raw = context.parameters.get("user_id"), let id = UserID(raw) else {
+            throw Problem(.notFound, detail: "no such user")
+        }
+        switch try await service.user(id: id, for: principal) {
+        case .own(let record):
+            return jsonResponse(.ok, Views.selfView(record))
+        case .publicProfile(let id, let name, let createdAt):
+            return jsonResponse(.ok, Views.publicView(id: id, name: name, createdAt: createdAt))
+        }
+    }
+
+    func login(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let type = try RequestBody.mediaType(of: request, accepting: [.json, .form])
+        let bytes = try await RequestBody.bytes(of: request)
+        let email: String?
+        let password: String?
+        if type == .json {
+            var fields = try RequestBody.parseJSONObject(bytes)
+            email = fields.string("email", required: true)
+            password = fields.string("password", required: true)
+            try fields.finish(known: ["email", "password"])
+        } else {
+            // The OAuth2 password grant (RFC 6749 §4.3), so that OpenAPI "Authorize" works.
+            var fields = try RequestBody.parseForm(bytes)
+            if let grant = fields.string("grant_type", required: false), grant != "password" {
+                throw Problem(.badRequest, title: "Unsupported grant type", detail: "grant_type must be \"password\"")
+            }
+            email = fields.string("username", required: true)
+            password = fields.string("password", required: true)
+            _ = fields.string("scope", required: false)
+            _ = fields.string("client_id", required: false)
+            _ = fields.string("client_secret", required: false)
+            try fields.finish(known: ["username", "password", "grant_type", "scope", "client_id", "client_secret"])
+        }
+        guard let email, let password else { throw Problem(.unprocessableContent, detail: "missing fields") }
+        let client = context.remoteAddress?.ipAddress
+        let token = try await service.login(email: email, password: password, client: client)
+        return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
+    }
+
+    func logout(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+        let principal = try await authenticate(request)
+        try await service.logout(principal)
+        return noContent()
+    }
+
+    // MARK: helpers
+
+    /// The principal of the request's bearer token.
+    func authenticate(_ request: Request) async throws -> Principal {
+        guard let header = request.headers[.authorization] else { throw AuthenticationRequired() }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw AuthenticationRequired() }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty else { throw TokenRejected.malformed }
+        return try await service.authenticator.authenticate(bearer: token)
+    }
+}
+
+/// A JSON response that no cache may keep.
+func jsonResponse(_ status: HTTPResponse.Status, _ body: String, headers: HTTPFields = [:], cacheable: Bool = false) -> Response {
+    var fields = headers
+    fields[.contentType] = "application/json"
+    if !cacheable { fields[.cacheControl] = "no-store" }
+    return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+}
+
+/// 204, not cacheable.
+func noContent() -> Response {
+    Response(status: .noContent, headers: [.cacheControl: "no-store"])
+}

@@ -1,0 +1,90 @@
+import IdentityApplication
+import IdentityPorts
+import IdentityDomain
+import Foundation
+
+/// Writes the few JSON shapes the API returns, field by field: exact names, exact timestamp
+/// format, and no encoder in the hot path.
+struct JSONWriter {
+    private(set) var text = "{"
+    private var first = true
+
+    mutating func field(_ name: String, _ value: String) {
+        key(name)
+        Self.appendQuoted(value, to: &text)
+    }
+
+    mutating func field(_ name: String, _ value: Int) {
+        key(name)
+        text += String(value)
+    }
+
+    mutating func raw(_ name: String, _ json: String) {
+        key(name)
+        text += json
+    }
+
+    private mutating func key(_ name: String) {
+        if !first { text += "," }
+        first = false
+        Self.appendQuoted(name, to: &text)
+        text += ":"
+    }
+
+    func finished() -> String { text + "}" }
+
+    static func quoted(_ value: String) -> String {
+        var out = ""
+        appendQuoted(value, to: &out)
+        return out
+    }
+
+    static func appendQuoted(_ value: String, to out: inout String) {
+        out += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{2028}": out += "\\u2028"
+            case "\u{2029}": out += "\\u2029"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}
+
+/// The JSON views of contract §3.
+enum Views {
+    static func selfView(_ user: UserRecord) -> String {
+        var json = JSONWriter()
+        json.field("id", user.id.description)
+        json.field("email", user.email)
+        json.field("name", user.name)
+        json.field("created_at", user.createdAt.rfc3339)
+        json.field("updated_at", user.updatedAt.rfc3339)
+        return json.finished()
+    }
+
+    static func publicView(id: UserID, name: String, createdAt: Date) -> String {
+        var json = JSONWriter()
+        json.field("id", id.description)
+        json.field("name", name)
+        json.field("created_at", createdAt.rfc3339)
+        return json.finished()
+    }
+
+    static func token(_ token: IssuedToken) -> String {
+        var json = JSONWriter()
+        json.field("access_token", token.token)
+        json.field("token_type", "bearer")
+        json.field("expires_in", token.expiresIn)
+        return json.finished()
+    }
+}

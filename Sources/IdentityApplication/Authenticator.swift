@@ -1,0 +1,30 @@
+public import IdentityPorts
+import IdentityDomain
+import Foundation
+
+/// Turns a bearer token into a `Principal`: signature, algorithm, claims, then revocation.
+///
+/// Reads no account row, so a host application can put it in front of its own routes cheaply.
+public struct Authenticator: Sendable {
+    private let tokens: any TokenService
+    private let revocations: any RevocationStore
+    private let clock: any IdentityClock
+
+    /// Creates an authenticator.
+    public init(tokens: any TokenService, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()) {
+        self.tokens = tokens
+        self.revocations = revocations
+        self.clock = clock
+    }
+
+    /// The principal behind `token`; throws `TokenRejected` when it must not be honoured.
+    public func authenticate(bearer token: String) async throws -> Principal {
+        let verified = try await tokens.verify(token, now: clock.now())
+        if try await revocations.isRevoked(jti: verified.jti, userID: verified.userID, issuedAt: verified.issuedAt) {
+            throw TokenRejected.revoked
+        }
+        return Principal(
+            userID: verified.userID, tokenID: verified.jti, issuedAt: verified.issuedAt, expiresAt: verified.expiresAt
+        )
+    }
+}

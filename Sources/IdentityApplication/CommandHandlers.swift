@@ -1,0 +1,116 @@
+public import IdentityPorts
+import IdentityDomain
+import Foundation
+
+/// The write side: applies each command to the stores. Shared by the in-process bus and by
+/// broker workers, so a command means the same thing wherever it runs.
+public struct IdentityCommandHandler: CommandHandler {
+    private let users: any UserRepository
+    private let outbox: any EventOutbox
+    private let revocations: any RevocationStore
+    private let clock: any IdentityClock
+    private let ids: any IDGenerator
+    private let policy: IdentityPolicy
+
+    /// Creates the handler over the given stores.
+    public init(
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore,
+        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator(),
+        policy: IdentityPolicy = IdentityPolicy()
+    ) {
+        self.users = users
+        self.outbox = outbox
+        self.revocations = revocations
+        self.clock = clock
+        self.ids = ids
+        self.policy = policy
+    }
+
+    public func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        do {
+            switch envelope.command {
+            case .registerUser(let command): return try await register(command)
+            case .updateProfile(let command): return try await update(command)
+            case .deleteAccount(let command): return try await delete(command)
+            case .revokeToken(let command): return try await revoke(command)
+            case .rehashPassword(let command): return try await rehash(command)
+            }
+        } catch let error as IdentityError {
+            switch error {
+            case .emailTaken: return .rejected(.emailTaken)
+            case .userNotFound: return .rejected(.userNotFound)
+            case .concurrentUpdate: return .rejected(.concurrentUpdate)
+            default: throw error
+            }
+        } catch is ValidationError {
+            // Commands are validated before they are sent; one that is not is refused whole.
+            return .rejected(.invalidCommand)
+        }
+    }
+
+    private func event(_ payload: IdentityEvent.Payload, at date: Date) -> IdentityEvent {
+        IdentityEvent(eventID: ids.makeUUID(), occurredAt: date, payload: payload)
+    }
+
+    private func register(_ command: RegisterUser) async throws -> CommandReply {
+        let email = try Email(command.email)
+        let name = try DisplayName(command.name)
+        guard command.passwordHash.hasPrefix("$") else { return .rejected(.invalidCommand) }
+        let user = User.register(
+            id: UserID(ids.makeUUID()), email: email, name: name, passwordHash: command.passwordHash, at: clock.now()
+        )
+        let registered = event(.userRegistered(userID: user.id, email: email, name: name), at: user.createdAt)
+        try await users.insert(user, events: [registered])
+        return .user(UserRecord(user))
+    }
+
+    private func update(_ command: UpdateProfile) async throws -> CommandReply {
+        guard var user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
+        if let expected = command.expectedVersion, expected != user.version { return .rejected(.concurrentUpdate) }
+        let name = try command.name.map { name throws(ValidationError) in try DisplayName(name) }
+        let email = try command.email.map { email throws(ValidationError) in try Email(email) }
+        if let hash = command.passwordHash, !hash.hasPrefix("$") { return .rejected(.invalidCommand) }
+        let version = user.version
+        let changed = user.apply(name: name, email: email, passwordHash: command.passwordHash, at: clock.now())
+        guard !changed.isEmpty else { return .user(UserRecord(user)) }
+        let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
+        try await users.update(user, expectedVersion: version, events: [updated])
+        if changed.contains(.password) {
+            // Every token issued before this instant stops working; a token issued after it works.
+            let cutoff = clock.now().truncatedToMilliseconds
+            try await revocations.revokeAll(
+                userID: user.id, issuedBefore: cutoff, until: cutoff.addingTimeInterval(policy.revocationHorizon)
+            )
+        }
+        return .user(UserRecord(user))
+    }
+
+    private func delete(_ command: DeleteAccount) async throws -> CommandReply {
+        // Revoke first: if the delete then fails, the tokens are gone, which is the safe side.
+        // The cut-off lies past the life of any token that exists now, so none survives.
+        let horizon = clock.now().addingTimeInterval(policy.revocationHorizon)
+        try await revocations.revokeAll(userID: command.userID, issuedBefore: horizon, until: horizon)
+        try await users.delete(id: command.userID, events: [event(.userDeleted(userID: command.userID), at: clock.now())])
+        return .done
+    }
+
+    private func revoke(_ command: RevokeToken) async throws -> CommandReply {
+        try await revocations.revoke(jti: command.jti, userID: command.userID, expiresAt: command.expiresAt)
+        let revoked = event(
+            .tokenRevoked(userID: command.userID, jti: command.jti, expiresAt: command.expiresAt), at: clock.now()
+        )
+        try await outbox.append([revoked])
+        return .done
+    }
+
+    private func rehash(_ command: RehashPassword) async throws -> CommandReply {
+        guard var user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
+        // Only replace the hash that was verified: a password changed meanwhile wins.
+        guard user.passwordHash == command.previousHash, command.newHash.hasPrefix("$") else { return .done }
+        let version = user.version
+        user.passwordHash = command.newHash
+        user.version += 1
+        try await users.update(user, expectedVersion: version, events: [])
+        return .done
+    }
+}

@@ -1,0 +1,204 @@
+public import IdentityPorts
+public import IdentityDomain
+import Foundation
+
+/// The driven adapters the use cases run on.
+public struct IdentityDependencies: Sendable {
+    /// Account storage (read side of queries, write side of commands).
+    public var users: any UserRepository
+    /// Outbox for events not tied to an account row.
+    public var outbox: any EventOutbox
+    /// Revoked tokens and per-user cut-offs.
+    public var revocations: any RevocationStore
+    /// Password hashing.
+    public var hasher: any PasswordHasher
+    /// Token signing and verification.
+    public var tokens: any TokenService
+    /// Failed-login counting.
+    public var throttle: any LoginThrottle
+    /// Carries commands to the write side.
+    public var bus: any CommandBus
+    /// Wall clock.
+    public var clock: any IdentityClock
+    /// Identifier source.
+    public var ids: any IDGenerator
+
+    /// Bundles the adapters.
+    public init(
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore,
+        hasher: any PasswordHasher, tokens: any TokenService, throttle: any LoginThrottle, bus: any CommandBus,
+        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
+    ) {
+        self.users = users
+        self.outbox = outbox
+        self.revocations = revocations
+        self.hasher = hasher
+        self.tokens = tokens
+        self.throttle = throttle
+        self.bus = bus
+        self.clock = clock
+        self.ids = ids
+    }
+}
+
+/// What the users and auth contexts offer a driving adapter (HTTP, a CLI, a host app).
+///
+/// Commands are validated here and, with passwords already hashed, sent through the
+/// `CommandBus`; queries read the stores directly. Takes raw strings and reports every bad
+/// field at once in a `ValidationError`.
+public struct IdentityService: Sendable {
+    private let deps: IdentityDependencies
+    private let login: LoginHandler
+    /// Verifies bearer tokens.
+    public let authenticator: Authenticator
+
+    /// Creates the service.
+    public init(_ deps: IdentityDependencies) {
+        self.deps = deps
+        self.login = LoginHandler(
+            users: deps.users, hasher: deps.hasher, tokens: deps.tokens, throttle: deps.throttle, bus: deps.bus,
+            clock: deps.clock, ids: deps.ids, dummy: DummyHash()
+        )
+        self.authenticator = Authenticator(tokens: deps.tokens, revocations: deps.revocations, clock: deps.clock)
+    }
+
+    /// Does the one-off work that must not land on a first request (the dummy hash).
+    public func warmUp() async throws {
+        _ = try await login.dummy.value(using: deps.hasher)
+    }
+
+    // MARK: commands
+
+    /// Registers an account (`POST /users`).
+    public func register(email: String, password: String, name: String) async throws -> UserRecord {
+        var check = ValidationCollector()
+        let email = check.attempt { () throws(ValidationError) in try Email(email) }
+        let password = check.attempt { () throws(ValidationError) in try Password(password) }
+        let name = check.attempt { () throws(ValidationError) in try DisplayName(name) }
+        try check.check()
+        guard let email, let password, let name else { throw ValidationError(check.errors) }
+        let hash = try await deps.hasher.hash(password)
+        return try await record(from: send(.registerUser(RegisterUser(email: email, name: name, passwordHash: hash))))
+    }
+
+    /// Changes the caller's profile (`PUT /users/me`). `currentPassword` is required when the
+    /// email or password changes.
+    public func updateProfile(
+        _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?
+    ) async throws -> UserRecord {
+        var check = ValidationCollector()
+        if name == nil, email == nil, password == nil {
+            check.add(field: "", "give at least one of name, email, password")
+        }
+        let newName = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
+        let newEmail = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
+        let newPassword = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
+        let sensitive = email != nil || password != nil
+        var current: Password?
+        if sensitive {
+            if let currentPassword {
+                current = check.attempt { () throws(ValidationError) in
+                    try Password(candidate: currentPassword, field: "current_password")
+                }
+            } else {
+                check.add(field: "current_password", "is required to change email or password")
+            }
+        }
+        try check.check()
+
+        var expectedVersion: Int?
+        if sensitive, let current {
+            guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
+            guard try await deps.hasher.verify(current, against: user.passwordHash) else {
+                throw IdentityError.wrongCurrentPassword
+            }
+            expectedVersion = user.version
+        }
+        let hash = try await newPassword.asyncMap { try await deps.hasher.hash($0) }
+        let command = UpdateProfile(
+            userID: principal.userID, name: newName, email: newEmail, passwordHash: hash, expectedVersion: expectedVersion
+        )
+        return try await record(from: send(.updateProfile(command)))
+    }
+
+    /// Deletes the caller's account and revokes all its tokens (`DELETE /users/me`).
+    public func deleteAccount(_ principal: Principal) async throws {
+        try await expectDone(send(.deleteAccount(DeleteAccount(userID: principal.userID))))
+    }
+
+    /// Revokes the caller's token (`POST /auth/logout`); returns once the revocation is durable.
+    public func logout(_ principal: Principal) async throws {
+        let command = RevokeToken(userID: principal.userID, jti: principal.tokenID, expiresAt: principal.expiresAt)
+        try await expectDone(send(.revokeToken(command)))
+    }
+
+    // MARK: queries
+
+    /// Checks a password and issues a token (`POST /auth/login`).
+    public func login(email: String, password: String, client: String?) async throws -> IssuedToken {
+        var check = ValidationCollector()
+        let email = check.attempt { () throws(ValidationError) in try Email(email) }
+        let password = check.attempt { () throws(ValidationError) in try Password(candidate: password) }
+        try check.check()
+        guard let email, let password else { throw ValidationError(check.errors) }
+        return try await login.login(email: email, password: password, client: client)
+    }
+
+    /// The caller's own account (`GET /users/me`).
+    public func me(_ principal: Principal) async throws -> UserRecord {
+        guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
+        return UserRecord(user)
+    }
+
+    /// An account as the caller may see it (`GET /users/{id}`).
+    public func user(id: UserID, for principal: Principal) async throws -> UserView {
+        guard let user = try await deps.users.user(id: id) else { throw IdentityError.userNotFound }
+        if user.id == principal.userID { return .own(UserRecord(user)) }
+        return .publicProfile(id: user.id, name: user.name.value, createdAt: user.createdAt)
+    }
+
+    // MARK: plumbing
+
+    private func send(_ command: IdentityCommand) async throws -> CommandReply {
+        try await deps.bus.dispatch(CommandEnvelope(messageID: deps.ids.makeUUID().uuidString.lowercased(), command: command))
+    }
+
+    private func record(from reply: CommandReply) throws -> UserRecord {
+        switch reply {
+        case .user(let record): return record
+        case .done: throw UnexpectedReply(reply: reply)
+        case .rejected(let rejection): throw Self.error(for: rejection)
+        }
+    }
+
+    private func expectDone(_ reply: CommandReply) throws {
+        switch reply {
+        case .done: return
+        case .user: throw UnexpectedReply(reply: reply)
+        case .rejected(let rejection): throw Self.error(for: rejection)
+        }
+    }
+
+    private static func error(for rejection: CommandRejection) -> any Error {
+        switch rejection {
+        case .emailTaken: IdentityError.emailTaken
+        // The caller's own account vanished under a valid token: the token no longer counts.
+        case .userNotFound: TokenRejected.unknownUser
+        case .concurrentUpdate: IdentityError.concurrentUpdate
+        case .invalidCommand: UnexpectedReply(reply: .rejected(rejection))
+        }
+    }
+}
+
+/// The write side answered something the command cannot produce: a bug or a version mismatch.
+public struct UnexpectedReply: Error, CustomStringConvertible {
+    let reply: CommandReply
+    public var description: String { "unexpected command reply: \(reply)" }
+}
+
+extension Optional {
+    fileprivate func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
+    }
+}

@@ -1,0 +1,61 @@
+import IdentityPorts
+import IdentityDomain
+import Foundation
+
+/// `Login`: a query that checks a password and issues a token.
+///
+/// Unknown emails cost the same as wrong passwords (a dummy hash is verified), both are
+/// throttled alike, and the outcome is the same `IdentityError.invalidCredentials`.
+struct LoginHandler: Sendable {
+    let users: any UserRepository
+    let hasher: any PasswordHasher
+    let tokens: any TokenService
+    let throttle: any LoginThrottle
+    let bus: any CommandBus
+    let clock: any IdentityClock
+    let ids: any IDGenerator
+    let dummy: DummyHash
+
+    func login(email: Email, password: Password, client: String?) async throws -> IssuedToken {
+        // The token's iat is taken before the account is read: if the password changes while
+        // this login runs, the cut-off is later than iat and the token is refused.
+        let issuedAt = clock.now().truncatedToMilliseconds
+        if case .throttled(let seconds) = try await throttle.beginAttempt(email: email, client: client, now: issuedAt) {
+            throw LoginThrottled(retryAfterSeconds: seconds)
+        }
+        guard let user = try await users.user(email: email) else {
+            _ = try await hasher.verify(password, against: await dummy.value(using: hasher))
+            throw IdentityError.invalidCredentials
+        }
+        guard try await hasher.verify(password, against: user.passwordHash) else {
+            throw IdentityError.invalidCredentials
+        }
+        try await throttle.recordSuccess(email: email, client: client)
+        if hasher.needsRehash(user.passwordHash) {
+            await rehash(user, password: password)
+        }
+        return try await tokens.issue(for: user.id, issuedAt: issuedAt)
+    }
+
+    /// Best effort: a failed rehash leaves the old (still valid) hash and is retried next login.
+    private func rehash(_ user: User, password: Password) async {
+        guard let newHash = try? await hasher.hash(password) else { return }
+        let command = RehashPassword(userID: user.id, previousHash: user.passwordHash, newHash: newHash)
+        _ = try? await bus.dispatch(CommandEnvelope(messageID: ids.makeUUID().uuidString.lowercased(), command: .rehashPassword(command)))
+    }
+}
+
+/// A hash of a random password, made once, verified against when an email is unknown so that
+/// the response takes as long as for a known email.
+actor DummyHash {
+    private var hash: String?
+
+    func value(using hasher: any PasswordHasher) async throws -> String {
+        if let hash { return hash }
+        var random = SystemRandomNumberGenerator()
+        let secret = (0..<4).map { _ in String(random.next() as UInt64, radix: 36) }.joined(separator: "-")
+        let made = try await hasher.hash(try Password(secret))
+        if hash == nil { hash = made }
+        return hash ?? made
+    }
+}

@@ -1,0 +1,139 @@
+public import IdentityPorts
+import IdentityDomain
+import Foundation
+import Testing
+
+/// The behaviour every `UserRepository` (with the `EventOutbox` it writes to) must show.
+///
+/// ```swift
+/// @Test func conforms() async throws {
+///     try await UserRepositoryConformance { let store = MyStore(); return (store, store) }.run()
+/// }
+/// ```
+/// `makeStore` must return an empty store each time it is called. Failures are recorded as
+/// Swift Testing issues, so `run()` must be called from inside a test.
+public struct UserRepositoryConformance: Sendable {
+    /// Makes a fresh, empty repository and the outbox its writes append to.
+    public typealias Factory = @Sendable () async throws -> (users: any UserRepository, outbox: any EventOutbox)
+    private let makeStore: Factory
+
+    /// Creates the suite.
+    public init(makeStore: @escaping Factory) {
+        self.makeStore = makeStore
+    }
+
+    /// Runs every check, each on a fresh store.
+    public func run() async throws {
+        try await insertedAccountsAreFoundByIDAndEmail()
+        try await canonicalEmailIsUnique()
+        try await updateNeedsTheExpectedVersion()
+        try await updateMovesTheEmailIndex()
+        try await deleteRemovesTheAccountAndFreesTheEmail()
+        try await missingAccountsAreReported()
+        try await eventsCommitWithTheirChange()
+        try await outboxKeepsOrderAndForgetsPublishedEvents()
+    }
+
+    func insertedAccountsAreFoundByIDAndEmail() async throws {
+        let (users, _) = try await makeStore()
+        let ada = try Fixture.user("ada", name: "Ada Lovelace 👩‍💻")
+        try await users.insert(ada, events: [])
+        #expect(try await users.user(id: ada.id) == ada, "an inserted account is found by id, unchanged")
+        #expect(try await users.user(email: ada.email) == ada, "an inserted account is found by email")
+        #expect(try await users.user(id: UserID(UUID())) == nil, "an unknown id finds nothing")
+        #expect(try await users.user(email: try Email("nobody@example.com")) == nil, "an unknown email finds nothing")
+    }
+
+    func canonicalEmailIsUnique() async throws {
+        let (users, _) = try await makeStore()
+        try await users.insert(try Fixture.user("ada"), events: [])
+        let twin = try Fixture.user("ADA")  // canonicalised to ada@example.com
+        await #expect(throws: IdentityError.emailTaken, "a second account with the same canonical email is refused") {
+            try await users.insert(twin, events: [])
+        }
+    }
+
+    func updateNeedsTheExpectedVersion() async throws {
+        let (users, _) = try await makeStore()
+        var ada = try Fixture.user("ada")
+        try await users.insert(ada, events: [])
+        _ = ada.apply(name: try DisplayName("Countess"), email: nil, passwordHash: nil, at: Fixture.epoch.addingTimeInterval(1))
+        try await users.update(ada, expectedVersion: 1, events: [])
+        #expect(try await users.user(id: ada.id) == ada, "an update with the stored version is applied")
+        var stale = ada
+        _ = stale.apply(name: try DisplayName("Stale"), email: nil, passwordHash: nil, at: Fixture.epoch.addingTimeInterval(2))
+        await #expect(throws: IdentityError.concurrentUpdate, "an update with an old version is refused") {
+            try await users.update(stale, expectedVersion: 1, events: [])
+        }
+        #expect(try await users.user(id: ada.id)?.name.value == "Countess", "a refused update changes nothing")
+    }
+
+    func updateMovesTheEmailIndex() async throws {
+        let (users, _) = try await makeStore()
+        var ada = try Fixture.user("ada")
+        let bob = try Fixture.user("bob")
+        try await users.insert(ada, events: [])
+        try await users.insert(bob, events: [])
+        var clash = ada
+        _ = clash.apply(name: nil, email: bob.email, passwordHash: nil, at: Fixture.epoch.addingTimeInterval(1))
+        await #expect(throws: IdentityError.emailTaken, "changing to another account's email is refused") {
+            try await users.update(clash, expectedVersion: 1, events: [])
+        }
+        let newEmail = try Email("countess@example.com")
+        _ = ada.apply(name: nil, email: newEmail, passwordHash: nil, at: Fixture.epoch.addingTimeInterval(1))
+        try await users.update(ada, expectedVersion: 1, events: [])
+        #expect(try await users.user(email: newEmail)?.id == ada.id, "the new email finds the account")
+        #expect(try await users.user(email: try Email("ada@example.com")) == nil, "the old email is free")
+        try await users.insert(try Fixture.user("ada"), events: [])
+    }
+
+    func deleteRemovesTheAccountAndFreesTheEmail() async throws {
+        let (users, _) = try await makeStore()
+        let ada = try Fixture.user("ada")
+        try await users.insert(ada, events: [])
+        try await users.delete(id: ada.id, events: [])
+        #expect(try await users.user(id: ada.id) == nil, "a deleted account is gone by id")
+        #expect(try await users.user(email: ada.email) == nil, "a deleted account is gone by email")
+        let again = try Fixture.user("ada")
+        try await users.insert(again, events: [])
+        #expect(try await users.user(email: again.email)?.id == again.id, "the email can register again")
+    }
+
+    func missingAccountsAreReported() async throws {
+        let (users, _) = try await makeStore()
+        let ghost = try Fixture.user("ghost")
+        await #expect(throws: IdentityError.userNotFound, "updating a missing account is refused") {
+            try await users.update(ghost, expectedVersion: 1, events: [])
+        }
+        await #expect(throws: IdentityError.userNotFound, "deleting a missing account is refused") {
+            try await users.delete(id: ghost.id, events: [])
+        }
+    }
+
+    func eventsCommitWithTheirChange() async throws {
+        let (users, outbox) = try await makeStore()
+        let ada = try Fixture.user("ada")
+        let registered = Fixture.event(.userRegistered(userID: ada.id, email: ada.email, name: ada.name))
+        try await users.insert(ada, events: [registered])
+        let twin = try Fixture.user("ada")
+        let refused = Fixture.event(.userRegistered(userID: twin.id, email: twin.email, name: twin.name))
+        _ = try? await users.insert(twin, events: [refused])
+        let deleted = Fixture.event(.userDeleted(userID: ada.id))
+        try await users.delete(id: ada.id, events: [deleted])
+        _ = try? await users.delete(id: ada.id, events: [Fixture.event(.userDeleted(userID: ada.id))])
+        let pending = try await outbox.pending(limit: 100).map(\.event)
+        #expect(pending == [registered, deleted], "committed writes store their events; refused writes store none")
+    }
+
+    func outboxKeepsOrderAndForgetsPublishedEvents() async throws {
+        let (_, outbox) = try await makeStore()
+        let id = UserID(UUID())
+        let events = (0..<5).map { Fixture.event(.tokenRevoked(userID: id, jti: "jti-\($0)", expiresAt: Fixture.epoch)) }
+        for event in events { try await outbox.append([event]) }
+        let pending = try await outbox.pending(limit: 3)
+        #expect(pending.map(\.event) == Array(events.prefix(3)), "pending returns the oldest events first, up to the limit")
+        #expect(pending.map(\.sequence) == pending.map(\.sequence).sorted(), "sequences increase in commit order")
+        try await outbox.markPublished(pending.map(\.sequence))
+        #expect(try await outbox.pending(limit: 10).map(\.event) == Array(events.suffix(2)), "published events are not returned again")
+    }
+}

@@ -1,0 +1,47 @@
+/// A business rule that refused a request. Match with `==` or in a `switch` on the static members.
+public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible {
+    private enum Kind: Hashable, Sendable {
+        case emailTaken, userNotFound, invalidCredentials, wrongCurrentPassword, concurrentUpdate
+        case currentPasswordRequired
+    }
+
+    private let kind: Kind
+    private init(_ kind: Kind) { self.kind = kind }
+
+    /// Another account already has this canonical email (409).
+    public static let emailTaken = IdentityError(.emailTaken)
+    /// No such account (404).
+    public static let userNotFound = IdentityError(.userNotFound)
+    /// Unknown email or wrong password: deliberately indistinguishable (401).
+    public static let invalidCredentials = IdentityError(.invalidCredentials)
+    /// `current_password` did not match (403).
+    public static let wrongCurrentPassword = IdentityError(.wrongCurrentPassword)
+    /// The account changed between reading and writing it (409); retry.
+    public static let concurrentUpdate = IdentityError(.concurrentUpdate)
+    /// Changing email or password needs `current_password` (422).
+    public static let currentPasswordRequired = IdentityError(.currentPasswordRequired)
+
+    public var description: String {
+        switch kind {
+        case .emailTaken: "an account with this email already exists"
+        case .userNotFound: "no such user"
+        case .invalidCredentials: "invalid email or password"
+        case .wrongCurrentPassword: "current_password is wrong"
+        case .concurrentUpdate: "the account was changed concurrently; retry"
+        case .currentPasswordRequired: "current_password is required to change email or password"
+        }
+    }
+}
+
+/// Too many failed logins: retry after `retryAfterSeconds` (429).
+public struct LoginThrottled: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Whole seconds until an attempt may be made again (at least 1).
+    public let retryAfterSeconds: Int
+
+    /// Creates the error.
+    public init(retryAfterSeconds: Int) {
+        self.retryAfterSeconds = max(1, retryAfterSeconds)
+    }
+
+    public var description: String { "too many failed logins; retry after \(retryAfterSeconds) s" }
+}

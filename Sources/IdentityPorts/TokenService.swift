@@ -1,0 +1,87 @@
+public import Foundation
+public import IdentityDomain
+
+/// A freshly signed access token.
+public struct IssuedToken: Sendable, Equatable {
+    /// The compact JWT.
+    public let token: String
+    /// Its unique id (`jti`).
+    public let jti: String
+    /// When it was issued (`iat`, millisecond precision).
+    public let issuedAt: Date
+    /// When it expires (`exp`).
+    public let expiresAt: Date
+
+    /// Creates the value.
+    public init(token: String, jti: String, issuedAt: Date, expiresAt: Date) {
+        self.token = token
+        self.jti = jti
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+    }
+
+    /// Lifetime in whole seconds, as `expires_in` reports it.
+    public var expiresIn: Int { Int((expiresAt.timeIntervalSince(issuedAt)).rounded()) }
+}
+
+/// The verified claims of a token whose signature, algorithm, issuer, audience and times hold.
+public struct VerifiedToken: Sendable, Equatable {
+    /// `sub`
+    public let userID: UserID
+    /// `jti`
+    public let jti: String
+    /// `iat`
+    public let issuedAt: Date
+    /// `exp`
+    public let expiresAt: Date
+
+    /// Creates the value.
+    public init(userID: UserID, jti: String, issuedAt: Date, expiresAt: Date) {
+        self.userID = userID
+        self.jti = jti
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// Why a token was refused. Every case is a 401; the reason is for logs and tests only.
+public struct TokenRejected: Error, Sendable, Hashable, CustomStringConvertible {
+    /// A short machine-readable reason, such as `expired` or `bad_signature`.
+    public let reason: String
+
+    /// Creates a rejection with `reason`.
+    public init(_ reason: String) {
+        self.reason = reason
+    }
+
+    public var description: String { "token rejected: \(reason)" }
+
+    /// Not three base64url parts, or undecodable.
+    public static let malformed = TokenRejected("malformed")
+    /// `alg` other than the configured one (including `none`).
+    public static let algorithmNotAllowed = TokenRejected("algorithm_not_allowed")
+    /// The signature does not verify.
+    public static let badSignature = TokenRejected("bad_signature")
+    /// `exp` has passed (beyond the leeway).
+    public static let expired = TokenRejected("expired")
+    /// `iat` or `nbf` lies in the future (beyond the leeway).
+    public static let notYetValid = TokenRejected("not_yet_valid")
+    /// `iss` is not ours.
+    public static let wrongIssuer = TokenRejected("wrong_issuer")
+    /// `aud` does not include ours.
+    public static let wrongAudience = TokenRejected("wrong_audience")
+    /// A required claim (`sub`, `jti`, `iat`, `exp`, ...) is missing or malformed.
+    public static let missingClaim = TokenRejected("missing_claim")
+    /// Revoked by logout, a password change or deletion.
+    public static let revoked = TokenRejected("revoked")
+    /// The account no longer exists.
+    public static let unknownUser = TokenRejected("unknown_user")
+}
+
+/// Issues and verifies access tokens.
+public protocol TokenService: Sendable {
+    /// Signs a token for `userID` issued at `issuedAt`.
+    func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken
+    /// Verifies signature, algorithm and claims at `now`; throws `TokenRejected`.
+    func verify(_ token: String, now: Date) async throws -> VerifiedToken
+}

@@ -1,0 +1,46 @@
+public import Foundation
+public import IdentityDomain
+
+/// Durable storage of accounts, with the account's events written in the same transaction.
+///
+/// Every write takes the events it causes: an adapter stores them in its outbox atomically
+/// with the row change, so that a committed change is never without its event and vice versa.
+public protocol UserRepository: Sendable {
+    /// The account with this id, or nil.
+    func user(id: UserID) async throws -> User?
+    /// The account with this canonical email, or nil.
+    func user(email: Email) async throws -> User?
+    /// Stores a new account. Throws `IdentityError.emailTaken` when the canonical email is in use.
+    func insert(_ user: User, events: [IdentityEvent]) async throws
+    /// Replaces the stored account whose version is `expectedVersion`.
+    ///
+    /// Throws `IdentityError.userNotFound` when it is gone, `.concurrentUpdate` when its
+    /// version differs, and `.emailTaken` when the new email belongs to another account.
+    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws
+    /// Deletes the account; throws `IdentityError.userNotFound` when it is gone.
+    func delete(id: UserID, events: [IdentityEvent]) async throws
+}
+
+/// Events waiting to be published, in commit order (the transactional outbox).
+public protocol EventOutbox: Sendable {
+    /// Appends events not tied to an account row (such as `token.revoked`).
+    func append(_ events: [IdentityEvent]) async throws
+    /// Up to `limit` unpublished events, oldest first.
+    func pending(limit: Int) async throws -> [OutboxEntry]
+    /// Marks events as published; they are not returned by `pending` again.
+    func markPublished(_ sequences: [Int64]) async throws
+}
+
+/// One stored event with its position in the outbox.
+public struct OutboxEntry: Sendable, Equatable {
+    /// Commit-order position; increases.
+    public let sequence: Int64
+    /// The event.
+    public let event: IdentityEvent
+
+    /// Creates an entry.
+    public init(sequence: Int64, event: IdentityEvent) {
+        self.sequence = sequence
+        self.event = event
+    }
+}

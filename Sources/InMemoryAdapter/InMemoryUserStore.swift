@@ -1,0 +1,87 @@
+public import IdentityPorts
+public import IdentityDomain
+import Foundation
+
+/// Accounts and their outbox in memory. One actor holds both, so a row change and its events
+/// commit together, as in a database transaction.
+///
+/// The outbox keeps at most `outboxCapacity` unpublished events: in embedded mode nothing
+/// relays them, and memory must not grow without bound. `droppedEvents` counts the overflow.
+public actor InMemoryUserStore: UserRepository, EventOutbox {
+    private var users: [UserID: User] = [:]
+    private var idsByEmail: [Email: UserID] = [:]
+    private var outbox: [OutboxEntry] = []
+    private var nextSequence: Int64 = 1
+    private let outboxCapacity: Int
+    /// Unpublished events discarded because the outbox was full.
+    public private(set) var droppedEvents = 0
+
+    /// Creates an empty store.
+    public init(outboxCapacity: Int = 10_000) {
+        self.outboxCapacity = max(1, outboxCapacity)
+    }
+
+    /// How many accounts exist.
+    public var count: Int { users.count }
+
+    public func user(id: UserID) -> User? {
+        users[id]
+    }
+
+    public func user(email: Email) -> User? {
+        idsByEmail[email].flatMap { users[$0] }
+    }
+
+    public func insert(_ user: User, events: [IdentityEvent]) throws {
+        if idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
+        if users[user.id] != nil { throw IdentityError.concurrentUpdate }
+        users[user.id] = user
+        idsByEmail[user.email] = user.id
+        enqueue(events)
+    }
+
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) throws {
+        guard let stored = users[user.id] else { throw IdentityError.userNotFound }
+        guard stored.version == expectedVersion else { throw IdentityError.concurrentUpdate }
+        if stored.email != user.email {
+            if idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
+            idsByEmail[stored.email] = nil
+            idsByEmail[user.email] = user.id
+        }
+        users[user.id] = user
+        enqueue(events)
+    }
+
+    public func delete(id: UserID, events: [IdentityEvent]) throws {
+        guard let stored = users.removeValue(forKey: id) else { throw IdentityError.userNotFound }
+        idsByEmail[stored.email] = nil
+        enqueue(events)
+    }
+
+    // MARK: EventOutbox
+
+    public func append(_ events: [IdentityEvent]) {
+        enqueue(events)
+    }
+
+    public func pending(limit: Int) -> [OutboxEntry] {
+        Array(outbox.prefix(max(0, limit)))
+    }
+
+    public func markPublished(_ sequences: [Int64]) {
+        let done = Set(sequences)
+        outbox.removeAll { done.contains($0.sequence) }
+    }
+
+    private func enqueue(_ events: [IdentityEvent]) {
+        for event in events {
+            outbox.append(OutboxEntry(sequence: nextSequence, event: event))
+            nextSequence += 1
+        }
+        let overflow = outbox.count - outboxCapacity
+        if overflow > 0 {
+            outbox.removeFirst(overflow)
+            droppedEvents += overflow
+        }
+    }
+}
