@@ -94,25 +94,31 @@ let package = Package(
 
         // MARK: tests
         .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain"], swiftSettings: swiftSettings),
+        .target(
+            name: "IdentityTestSupport",
+            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter"],
+            path: "Tests/IdentityTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "IdentityApplicationTests",
-            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter"],
+            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "InMemoryAdapterTests",
-            dependencies: ["InMemoryAdapter", "IdentityConformance", "CryptoAdapter"],
+            dependencies: ["InMemoryAdapter", "IdentityConformance", "IdentityApplication"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CryptoAdapterTests",
-            dependencies: ["CryptoAdapter", "IdentityConformance", "InMemoryAdapter"],
+            dependencies: ["CryptoAdapter", "IdentityConformance", .product(name: "JWTKit", package: "jwt-kit")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "HTTPAdapterTests",
             dependencies: [
-                "HTTPAdapter", "InMemoryAdapter", "CryptoAdapter",
+                "HTTPAdapter", "IdentityTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -25,8 +25,15 @@ public struct TokenConfiguration: Sendable {
     /// Clock leeway for `exp`, `iat` and `nbf` (at most 5 s).
     public let leeway: TimeInterval
 
-    /// The shortest secret accepted, in bytes.
-    public static let minimumSecretLength = 32
+    /// The shortest secret accepted for `algorithm`, in bytes: 32, or the digest size when
+    /// larger (RFC 7518 §3.2: 48 for HS384, 64 for HS512).
+    public static func minimumSecretLength(for algorithm: JWTAlgorithmName) -> Int {
+        switch algorithm {
+        case .hs256: 32
+        case .hs384: 48
+        case .hs512: 64
+        }
+    }
 
     /// Creates a configuration; throws `TokenConfigurationError` for a short secret, a
     /// non-positive lifetime or a leeway over 5 s.
@@ -35,8 +42,11 @@ public struct TokenConfiguration: Sendable {
         audience: String = "identity", lifetime: TimeInterval = 3600, leeway: TimeInterval = 5
     ) throws {
         let bytes = Array(secret.utf8)
-        guard bytes.count >= Self.minimumSecretLength else {
-            throw TokenConfigurationError("the JWT secret must be at least \(Self.minimumSecretLength) bytes (got \(bytes.count))")
+        let minimum = Self.minimumSecretLength(for: algorithm)
+        guard bytes.count >= minimum else {
+            throw TokenConfigurationError(
+                "the JWT secret must be at least \(minimum) bytes for \(algorithm.rawValue) (got \(bytes.count))"
+            )
         }
         guard lifetime > 0 else { throw TokenConfigurationError("the token lifetime must be positive") }
         guard (0...5).contains(leeway) else { throw TokenConfigurationError("the leeway must be between 0 and 5 seconds") }

@@ -78,8 +78,10 @@ struct Wiring {
             argon2 = try Argon2Parameters(
                 memoryKiB: settings.argon2MemoryKiB, iterations: settings.argon2Iterations, parallelism: settings.argon2Parallelism
             )
+        } catch let error as TokenConfigurationError {
+            throw ConfigurationError("JWT_SECRET: \(error)")
         } catch {
-            throw ConfigurationError("\(error)")
+            throw ConfigurationError("ARGON2_*: \(error)")
         }
         let clock = SystemClock()
         let store = InMemoryUserStore()

@@ -1,0 +1,56 @@
+@testable import CryptoAdapter
+import IdentityConformance
+import IdentityDomain
+import Testing
+
+@Suite("Argon2id hasher")
+struct Argon2idHasherTests {
+    @Test("passes the PasswordHasher conformance suite at cheap parameters")
+    func conformanceCheap() async throws {
+        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))).run()
+    }
+
+    @Test("passes the PasswordHasher conformance suite at the OWASP defaults")
+    func conformanceDefault() async throws {
+        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Parameters())).run()
+    }
+
+    @Test("writes a PHC string with the configured parameters")
+    func phcFormat() async throws {
+        let hasher = Argon2idHasher(parameters: try Argon2Parameters())
+        let hash = try await hasher.hash(try Password("a long enough password"))
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(hash.split(separator: "$").count == 5)
+    }
+
+    @Test("a hash made with other parameters still verifies and asks for a rehash")
+    func olderParameters() async throws {
+        let old = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
+        let current = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 128, iterations: 2))
+        let password = try Password("a long enough password")
+        let oldHash = try await old.hash(password)
+        #expect(try await current.verify(password, against: oldHash))
+        #expect(current.needsRehash(oldHash))
+        #expect(!current.needsRehash(try await current.hash(password)))
+    }
+
+    @Test("refuses parameters libargon2 would refuse", arguments: [
+        (UInt32(4), UInt32(1), UInt32(1)), (UInt32(64), UInt32(0), UInt32(1)), (UInt32(64), UInt32(1), UInt32(0)),
+        (UInt32(16), UInt32(1), UInt32(4)), (UInt32(5_000_000), UInt32(1), UInt32(1)),
+    ])
+    func badParameters(memory: UInt32, iterations: UInt32, parallelism: UInt32) {
+        #expect(throws: Argon2Error.self) {
+            try Argon2Parameters(memoryKiB: memory, iterations: iterations, parallelism: parallelism)
+        }
+    }
+
+    @Test("parses only well-formed Argon2id PHC strings")
+    func phcParsing() {
+        #expect(Argon2PHC("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA") == Argon2PHC("$argon2id$v=19$m=19456,t=2,p=1$eA$eQ"))
+        #expect(Argon2PHC("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")?.memoryKiB == 19456)
+        for bad in ["$argon2i$v=19$m=1,t=1,p=1$a$b", "$argon2id$v=19$m=1,t=1$a$b", "$argon2id$v=x$m=1,t=1,p=1$a$b",
+                    "$argon2id$v=19$m=1,t=1,p=1,q=2$a$b", "$argon2id$v=19$m=1,t=1,p=1$$b", "$2b$12$abcdefghijklmnopqrstuv"] {
+            #expect(Argon2PHC(bad) == nil, "\(bad)")
+        }
+    }
+}

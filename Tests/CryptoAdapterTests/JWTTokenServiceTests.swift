@@ -1,0 +1,174 @@
+@testable import CryptoAdapter
+import Foundation
+import IdentityConformance
+import IdentityDomain
+import IdentityPorts
+import JWTKit
+import Testing
+
+/// Arbitrary claims, to forge tokens the service must refuse.
+struct ForgedClaims: JWTPayload {
+    var iss: String?
+    var aud: [String]?
+    var sub: String?
+    var iat: Double?
+    var exp: Double?
+    var nbf: Double?
+    var jti: String?
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+@Suite("JWT token service")
+struct JWTTokenServiceTests {
+    static let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    let now = Date(timeIntervalSince1970: 1_790_000_000.5)
+    let user = UserID(UUID())
+
+    func service(algorithm: JWTAlgorithmName = .hs256) async throws -> JWTTokenService {
+        await JWTTokenService(configuration: try TokenConfiguration(secret: Self.secret, algorithm: algorithm, issuer: "identity", audience: "identity"))
+    }
+
+    /// Claims that pass every check, for forging variations of.
+    func validClaims() -> ForgedClaims {
+        ForgedClaims(iss: "identity", aud: ["identity"], sub: user.description, iat: now.timeIntervalSince1970,
+                     exp: now.timeIntervalSince1970 + 3600, nbf: nil, jti: "forged-jti")
+    }
+
+    /// Signs `claims` with `key` (HMAC) and the given header `alg`.
+    func forge(_ claims: ForgedClaims, key: String = secret, digest: DigestAlgorithm = .sha256, alg: String = "HS256") async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: key), digestAlgorithm: digest)
+        return try await keys.sign(claims, header: ["alg": .string(alg), "typ": "JWT"])
+    }
+
+    func expectRejected(_ token: String, _ reason: TokenRejected, _ comment: Comment, service: JWTTokenService? = nil) async throws {
+        let service = if let service { service } else { try await self.service() }
+        await #expect(throws: reason, comment) { try await service.verify(token, now: now) }
+    }
+
+    static func base64URL(_ text: String) -> String {
+        Data(text.utf8).base64URLEncoded
+    }
+
+    @Test("passes the TokenService conformance suite", arguments: JWTAlgorithmName.allCases)
+    func conformance(algorithm: JWTAlgorithmName) async throws {
+        try await TokenServiceConformance(service: try await service(algorithm: algorithm), lifetime: 3600).run()
+    }
+
+    @Test("a token forged with every claim right verifies (the forging itself is sound)")
+    func forgedBaseline() async throws {
+        let verified = try await service().verify(try await forge(validClaims()), now: now)
+        #expect(verified.userID == user)
+    }
+
+    @Test("writes iss, aud, sub, iat, exp and jti, with alg and typ in the header")
+    func claimsWritten() async throws {
+        let token = try await service().issue(for: user, issuedAt: now).token
+        let parts = token.split(separator: ".")
+        let header = try JSONSerialization.jsonObject(with: try #require(Data(base64URL: parts[0]))) as? [String: Any]
+        let payload = try JSONSerialization.jsonObject(with: try #require(Data(base64URL: parts[1]))) as? [String: Any]
+        #expect(header?["alg"] as? String == "HS256")
+        #expect(header?["typ"] as? String == "JWT")
+        #expect(Set(payload?.keys.map { $0 } ?? []) == ["iss", "aud", "sub", "iat", "exp", "jti"])
+        #expect(payload?["sub"] as? String == user.description)
+    }
+
+    @Test("alg none is refused, with or without a signature")
+    func algNone() async throws {
+        let header = Self.base64URL(#"{"alg":"none","typ":"JWT"}"#)
+        let payload = Self.base64URL(#"{"iss":"identity","aud":["identity"],"sub":"\#(user)","iat":\#(now.timeIntervalSince1970),"exp":\#(now.timeIntervalSince1970 + 60),"jti":"x"}"#)
+        try await expectRejected("\(header).\(payload).", .algorithmNotAllowed, "alg none, empty signature")
+        let valid = try await forge(validClaims())
+        let signature = valid.split(separator: ".")[2]
+        try await expectRejected("\(header).\(payload).\(signature)", .algorithmNotAllowed, "alg none with a signature")
+    }
+
+    @Test("an algorithm other than the configured one is refused even when signed with our secret")
+    func otherAlgorithm() async throws {
+        try await expectRejected(try await forge(validClaims(), digest: .sha512, alg: "HS512"), .algorithmNotAllowed, "HS512 token on an HS256 service")
+        try await expectRejected(try await forge(validClaims(), alg: "RS256"), .algorithmNotAllowed, "RS256 header")
+        try await expectRejected(try await forge(validClaims(), alg: "hs256"), .algorithmNotAllowed, "alg is case-sensitive")
+    }
+
+    @Test("HS256 signed with an RSA public key (key confusion) is refused")
+    func keyConfusion() async throws {
+        let publicKey = """
+            -----BEGIN PUBLIC KEY-----
+            MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo
+            4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u
+            +qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyeh
+            kd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ
+            0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdg
+            cKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbc
+            mwIDAQAB
+            -----END PUBLIC KEY-----
+            """
+        try await expectRejected(try await forge(validClaims(), key: publicKey), .badSignature, "HMAC keyed with the public key")
+    }
+
+    @Test("a wrong key, a tampered payload or a crit header is refused")
+    func wrongKeyAndTampering() async throws {
+        try await expectRejected(try await forge(validClaims(), key: "another-secret-another-secret-0000-another-secret-another-secret"), .badSignature, "wrong key")
+        let valid = try await forge(validClaims())
+        let parts = valid.split(separator: ".").map(String.init)
+        var elevated = validClaims()
+        elevated.sub = UserID(UUID()).description
+        let otherPayload = try await forge(elevated).split(separator: ".")[1]
+        try await expectRejected("\(parts[0]).\(otherPayload).\(parts[2])", .badSignature, "payload swapped under the old signature")
+        let crit = Self.base64URL(#"{"alg":"HS256","crit":["exp"]}"#)
+        try await expectRejected("\(crit).\(parts[1]).\(parts[2])", .malformed, "crit header")
+        try await expectRejected("\(parts[0])=.\(parts[1]).\(parts[2])", .malformed, "padded base64")
+        try await expectRejected("not-a-token", .malformed, "garbage")
+    }
+
+    @Test("expired (beyond the 5 s leeway), future iat and future nbf are refused")
+    func times() async throws {
+        var claims = validClaims()
+        claims.exp = now.timeIntervalSince1970 - 6
+        try await expectRejected(try await forge(claims), .expired, "expired 6 s ago")
+        claims.exp = now.timeIntervalSince1970 - 4
+        _ = try await service().verify(try await forge(claims), now: now)
+        claims = validClaims()
+        claims.iat = now.timeIntervalSince1970 + 6
+        try await expectRejected(try await forge(claims), .notYetValid, "issued 6 s in the future")
+        claims = validClaims()
+        claims.nbf = now.timeIntervalSince1970 + 60
+        try await expectRejected(try await forge(claims), .notYetValid, "not valid before a minute from now")
+    }
+
+    @Test("wrong iss or aud is refused")
+    func issuerAudience() async throws {
+        var claims = validClaims()
+        claims.iss = "someone-else"
+        try await expectRejected(try await forge(claims), .wrongIssuer, "wrong iss")
+        claims.iss = nil
+        try await expectRejected(try await forge(claims), .wrongIssuer, "missing iss")
+        claims = validClaims()
+        claims.aud = ["another-service"]
+        try await expectRejected(try await forge(claims), .wrongAudience, "wrong aud")
+        claims.aud = ["another-service", "identity"]
+        _ = try await service().verify(try await forge(claims), now: now)
+    }
+
+    @Test("missing or malformed sub, jti, iat or exp is refused")
+    func missingClaims() async throws {
+        for mutate in [{ (c: inout ForgedClaims) in c.sub = nil }, { $0.sub = "not-a-uuid" }, { $0.jti = nil }, { $0.jti = "" },
+                       { $0.iat = nil }, { $0.exp = nil }] as [(inout ForgedClaims) -> Void] {
+            var claims = validClaims()
+            mutate(&claims)
+            try await expectRejected(try await forge(claims), .missingClaim, "missing claim")
+        }
+    }
+
+    @Test("a secret under 32 bytes, a bad lifetime or a leeway over 5 s is refused")
+    func configuration() {
+        #expect(throws: TokenConfigurationError.self) { try TokenConfiguration(secret: String(repeating: "x", count: 31)) }
+        #expect((try? TokenConfiguration(secret: String(repeating: "x", count: 32))) != nil)
+        #expect(throws: TokenConfigurationError.self) { try TokenConfiguration(secret: String(repeating: "x", count: 47), algorithm: .hs384) }
+        #expect(throws: TokenConfigurationError.self) { try TokenConfiguration(secret: String(repeating: "x", count: 63), algorithm: .hs512) }
+        #expect((try? TokenConfiguration(secret: String(repeating: "x", count: 64), algorithm: .hs512)) != nil)
+        #expect(throws: TokenConfigurationError.self) { try TokenConfiguration(secret: Self.secret, lifetime: 0) }
+        #expect(throws: TokenConfigurationError.self) { try TokenConfiguration(secret: Self.secret, leeway: 6) }
+        #expect(TokenConfiguration.randomSecret().utf8.count >= 32)
+    }
+}

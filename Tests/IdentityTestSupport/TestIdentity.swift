@@ -1,0 +1,45 @@
+import CryptoAdapter
+public import Foundation
+public import IdentityApplication
+public import IdentityPorts
+public import InMemoryAdapter
+
+/// The identity service on in-memory adapters, a manual clock and cheap Argon2 parameters:
+/// real adapters, fast enough for hundreds of tests.
+public struct TestIdentity: Sendable {
+    /// The use cases.
+    public let service: IdentityService
+    /// The clock every adapter reads.
+    public let clock: ManualClock
+    /// The account store (and outbox).
+    public let store: InMemoryUserStore
+    /// The revocation store.
+    public let revocations: InMemoryRevocationStore
+    /// The token service.
+    public let tokens: any TokenService
+    /// The hasher.
+    public let hasher: any PasswordHasher
+
+    /// The secret tokens are signed with.
+    public static let secret = "test-secret-test-secret-test-secret-0123"
+    /// Token lifetime in seconds.
+    public static let lifetime: TimeInterval = 3600
+
+    /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts.
+    public static func make(
+        limits: LoginThrottleLimits = LoginThrottleLimits(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
+        clock: ManualClock = ManualClock(Date())
+    ) async throws -> TestIdentity {
+        let store = InMemoryUserStore()
+        let revocations = InMemoryRevocationStore(clock: clock)
+        let policy = IdentityPolicy(tokenLifetime: lifetime)
+        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
+        let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
+        let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, clock: clock, policy: policy)
+        let service = IdentityService(IdentityDependencies(
+            users: store, outbox: store, revocations: revocations, hasher: hasher, tokens: tokens,
+            throttle: InMemoryLoginThrottle(limits: limits), bus: InProcessCommandBus(handler: handler), clock: clock
+        ))
+        return TestIdentity(service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher)
+    }
+}

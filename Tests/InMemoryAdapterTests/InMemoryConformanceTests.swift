@@ -1,0 +1,69 @@
+import Foundation
+import IdentityApplication
+import IdentityConformance
+import IdentityDomain
+import IdentityPorts
+import InMemoryAdapter
+import Testing
+
+@Suite("In-memory adapters pass the conformance suites")
+struct InMemoryConformanceTests {
+    @Test("InMemoryUserStore is a UserRepository and EventOutbox")
+    func userStore() async throws {
+        try await UserRepositoryConformance { let store = InMemoryUserStore(); return (store, store) }.run()
+    }
+
+    @Test("InMemoryRevocationStore is a RevocationStore")
+    func revocationStore() async throws {
+        try await RevocationStoreConformance { InMemoryRevocationStore(clock: ManualClock()) }.run()
+    }
+
+    @Test("InMemoryLoginThrottle is a LoginThrottle")
+    func throttle() async throws {
+        try await LoginThrottleConformance { limits in InMemoryLoginThrottle(limits: limits) }.run()
+    }
+
+    @Test("InProcessCommandBus is a CommandBus")
+    func bus() async throws {
+        try await CommandBusConformance { handler in InProcessCommandBus(handler: handler) }.run()
+    }
+}
+
+@Suite("In-memory adapters stay bounded")
+struct InMemoryBoundsTests {
+    @Test("the outbox keeps at most its capacity and counts what it dropped")
+    func outboxCapacity() async throws {
+        let store = InMemoryUserStore(outboxCapacity: 3)
+        let user = UserID(UUID())
+        let events = (0..<5).map {
+            IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .tokenRevoked(userID: user, jti: "\($0)", expiresAt: Date()))
+        }
+        await store.append(events)
+        #expect(await store.pending(limit: 10).map(\.event) == Array(events.suffix(3)))
+        #expect(await store.droppedEvents == 2)
+    }
+
+    @Test("revocation entries are purged by themselves once they expire")
+    func automaticPurge() async throws {
+        let clock = ManualClock()
+        let store = InMemoryRevocationStore(clock: clock)
+        let user = UserID(UUID())
+        await store.revoke(jti: "old", userID: user, expiresAt: clock.now().addingTimeInterval(30))
+        #expect(await store.count == 1)
+        clock.advance(by: 120)
+        await store.revoke(jti: "new", userID: user, expiresAt: clock.now().addingTimeInterval(30))
+        #expect(await store.count == 1, "the expired entry went when the next write found a purge due")
+    }
+
+    @Test("throttle keys whose failures left the window are forgotten")
+    func throttleSweep() async throws {
+        let throttle = InMemoryLoginThrottle(limits: LoginThrottleLimits(window: 60))
+        let start = Date()
+        for index in 0..<50 {
+            _ = await throttle.beginAttempt(email: try Email("u\(index)@example.com"), client: "c\(index)", now: start)
+        }
+        #expect(await throttle.trackedKeys == 100)
+        _ = await throttle.beginAttempt(email: try Email("late@example.com"), client: nil, now: start.addingTimeInterval(3600))
+        #expect(await throttle.trackedKeys == 1)
+    }
+}
