@@ -118,8 +118,9 @@ let package = Package(
         .testTarget(
             name: "HTTPAdapterTests",
             dependencies: [
-                "HTTPAdapter", "IdentityTestSupport",
+                "HTTPAdapter", "IdentityTestSupport", "InMemoryAdapter",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

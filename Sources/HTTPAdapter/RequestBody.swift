@@ -153,8 +153,7 @@ struct RequestFields {
         if !errors.isEmpty { throw ValidationError(errors) }
     }
 
-    /// RFC 6901 escaping of a key into a pointer.
     private func pointer(_ key: String) -> String {
-        "/" + key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+        FieldError.pointer(to: key)
     }
 }

@@ -76,7 +76,7 @@ public struct IdentityCommandHandler: CommandHandler {
         let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
         try await users.update(user, expectedVersion: version, events: [updated])
         if changed.contains(.password) {
-            // Every token issued before this instant stops working; a token issued after it works.
+            // Every token issued up to this millisecond stops working; a token issued after it works.
             let cutoff = clock.now().truncatedToMilliseconds
             try await revocations.revokeAll(
                 userID: user.id, issuedBefore: cutoff, until: cutoff.addingTimeInterval(policy.revocationHorizon)

@@ -88,7 +88,7 @@ public struct IdentityService: Sendable {
     ) async throws -> UserRecord {
         var check = ValidationCollector()
         if name == nil, email == nil, password == nil {
-            check.add(field: "", "give at least one of name, email, password")
+            check.addDocumentError("give at least one of name, email, password")
         }
         let newName = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
         let newEmail = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }

@@ -14,6 +14,11 @@ public struct FieldError: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(pointer): \(detail)" }
+
+    /// The RFC 6901 pointer to a top-level field (`"/"` for the empty key).
+    public static func pointer(to field: String) -> String {
+        "/" + field.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+    }
 }
 
 /// Input that breaks a value rule; carries one `FieldError` per bad field (HTTP 422).
@@ -26,9 +31,9 @@ public struct ValidationError: Error, Sendable, Equatable, CustomStringConvertib
         self.errors = errors
     }
 
-    /// Creates a validation error about one field.
+    /// Creates a validation error about one top-level field.
     public init(field: String, _ detail: String) {
-        self.errors = [FieldError(pointer: "/" + field, detail: detail)]
+        self.errors = [FieldError(pointer: FieldError.pointer(to: field), detail: detail)]
     }
 
     public var description: String {
@@ -54,9 +59,14 @@ public struct ValidationCollector: Sendable {
         }
     }
 
-    /// Records a failure directly.
+    /// Records a failure of one top-level field.
     public mutating func add(field: String, _ detail: String) {
-        errors.append(FieldError(pointer: "/" + field, detail: detail))
+        errors.append(FieldError(pointer: FieldError.pointer(to: field), detail: detail))
+    }
+
+    /// Records a failure of the document as a whole (pointer `""`).
+    public mutating func addDocumentError(_ detail: String) {
+        errors.append(FieldError(pointer: "", detail: detail))
     }
 
     /// Throws the collected failures, if any.

@@ -7,9 +7,10 @@ public import IdentityDomain
 public protocol RevocationStore: Sendable {
     /// Revokes one token until `expiresAt` (when the token would have expired anyway).
     func revoke(jti: String, userID: UserID, expiresAt: Date) async throws
-    /// Revokes every token of `userID` issued before `cutoff`; the entry lasts until `until`.
+    /// Revokes every token of `userID` issued at or before `cutoff` (millisecond precision);
+    /// the entry lasts until `until`.
     func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws
-    /// Whether a token is revoked, by its `jti` or by a cut-off later than its `issuedAt`.
+    /// Whether a token is revoked: by its `jti`, or by a cut-off at or after its `issuedAt`.
     func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool
     /// Drops entries that expired before `now`; returns how many were dropped.
     @discardableResult

@@ -1,0 +1,238 @@
+import CryptoAdapter
+import Foundation
+import IdentityApplication
+import IdentityDomain
+import IdentityPorts
+import IdentityTestSupport
+import InMemoryAdapter
+import Testing
+
+@Suite("Use cases")
+struct IdentityServiceTests {
+    let password = "correct horse battery"
+
+    func registered(_ identity: TestIdentity, email: String = "ada@example.com") async throws -> (UserRecord, Principal) {
+        let (user, principal, _) = try await registeredWithToken(identity, email: email)
+        return (user, principal)
+    }
+
+    func registeredWithToken(_ identity: TestIdentity, email: String = "ada@example.com") async throws -> (UserRecord, Principal, String) {
+        let user = try await identity.service.register(email: email, password: password, name: "Ada")
+        let token = try await identity.service.login(email: email, password: password, client: "127.0.0.1")
+        return (user, try await identity.service.authenticator.authenticate(bearer: token.token), token.token)
+    }
+
+    @Test("registration stores the canonical email and publishes user.registered, without the hash")
+    func register() async throws {
+        let identity = try await TestIdentity.make()
+        let user = try await identity.service.register(email: " ADA@Example.com ", password: password, name: " Ada ")
+        #expect(user.email == "ada@example.com")
+        #expect(user.name == "Ada")
+        let stored = try #require(await identity.store.user(id: user.id))
+        #expect(stored.passwordHash.hasPrefix("$argon2id$"))
+        let events = await identity.store.pending(limit: 10).map(\.event.payload)
+        #expect(events == [.userRegistered(userID: user.id, email: try Email("ada@example.com"), name: try DisplayName("Ada"))])
+    }
+
+    @Test("registration reports every bad field at once")
+    func registerValidation() async throws {
+        let identity = try await TestIdentity.make()
+        await #expect {
+            try await identity.service.register(email: "nope", password: "short", name: "")
+        } throws: { error in
+            (error as? ValidationError)?.errors.map(\.pointer) == ["/email", "/password", "/name"]
+        }
+    }
+
+    @Test("a taken canonical email gives emailTaken")
+    func duplicate() async throws {
+        let identity = try await TestIdentity.make()
+        _ = try await identity.service.register(email: "ada@example.com", password: password, name: "Ada")
+        await #expect(throws: IdentityError.emailTaken) {
+            try await identity.service.register(email: "ADA@EXAMPLE.COM", password: password, name: "Other")
+        }
+    }
+
+    @Test("concurrent registrations of one email give exactly one account")
+    func registrationRace() async throws {
+        let identity = try await TestIdentity.make()
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<20 {
+                group.addTask { (try? await identity.service.register(email: "race@example.com", password: password, name: "R")) != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        #expect(await identity.store.count == 1)
+    }
+
+    @Test("unknown email and wrong password fail alike")
+    func loginFailures() async throws {
+        let identity = try await TestIdentity.make()
+        _ = try await registered(identity)
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil)
+        }
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await identity.service.login(email: "nobody@example.com", password: password, client: nil)
+        }
+    }
+
+    @Test("after the limit of failures an email is throttled, known or not, until the window passes")
+    func throttling() async throws {
+        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 900))
+        _ = try await registered(identity)
+        for email in ["ada@example.com", "ghost@example.com"] {
+            for _ in 0..<5 {
+                await #expect(throws: IdentityError.invalidCredentials) {
+                    try await identity.service.login(email: email, password: "wrong password", client: "10.0.0.1")
+                }
+            }
+            await #expect(throws: LoginThrottled(retryAfterSeconds: 900), "throttled without checking the password") {
+                try await identity.service.login(email: email, password: password, client: "10.0.0.1")
+            }
+        }
+        identity.clock.advance(by: 901)
+        _ = try await identity.service.login(email: "ada@example.com", password: password, client: "10.0.0.1")
+    }
+
+    @Test("a successful login resets the email's failures")
+    func successResets() async throws {
+        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 900))
+        _ = try await registered(identity)
+        _ = try? await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil)
+        _ = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        _ = try? await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil)
+        _ = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+    }
+
+    @Test("a password change revokes earlier tokens, the current one included; a token issued right after works")
+    func passwordChangeRevokes() async throws {
+        let identity = try await TestIdentity.make()
+        let (_, principal, current) = try await registeredWithToken(identity)
+        let other = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        identity.clock.advance(by: 0.001)
+        _ = try await identity.service.updateProfile(principal, name: nil, email: nil, password: "a brand new password",
+                                                     currentPassword: password)
+        for token in [current, other.token] {
+            await #expect(throws: TokenRejected.revoked, "tokens issued before the change, the current one included") {
+                try await identity.service.authenticator.authenticate(bearer: token)
+            }
+        }
+        // One millisecond after the change, within the same second: the new token works.
+        identity.clock.advance(by: 0.001)
+        let fresh = try await identity.service.login(email: "ada@example.com", password: "a brand new password", client: nil)
+        _ = try await identity.service.authenticator.authenticate(bearer: fresh.token)
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        }
+    }
+
+    @Test("changing email or password needs the right current_password; a name alone does not")
+    func currentPassword() async throws {
+        let identity = try await TestIdentity.make()
+        let (_, principal) = try await registered(identity)
+        await #expect {
+            try await identity.service.updateProfile(principal, name: nil, email: "new@example.com", password: nil, currentPassword: nil)
+        } throws: { ($0 as? ValidationError)?.errors.map(\.pointer) == ["/current_password"] }
+        await #expect(throws: IdentityError.wrongCurrentPassword) {
+            try await identity.service.updateProfile(principal, name: nil, email: "new@example.com", password: nil, currentPassword: "nope nope")
+        }
+        let renamed = try await identity.service.updateProfile(principal, name: "Countess", email: nil, password: nil, currentPassword: nil)
+        #expect(renamed.name == "Countess")
+        let moved = try await identity.service.updateProfile(principal, name: nil, email: "NEW@example.com", password: nil, currentPassword: password)
+        #expect(moved.email == "new@example.com")
+        await #expect {
+            try await identity.service.updateProfile(principal, name: nil, email: nil, password: nil, currentPassword: nil)
+        } throws: { ($0 as? ValidationError)?.errors.map(\.pointer) == [""] }
+    }
+
+    @Test("updated_at moves forward on every change, even on a frozen clock, and user.updated names the fields")
+    func updatedAt() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, principal) = try await registered(identity)
+        let first = try await identity.service.updateProfile(principal, name: "B", email: nil, password: nil, currentPassword: nil)
+        let second = try await identity.service.updateProfile(principal, name: "C", email: nil, password: nil, currentPassword: nil)
+        #expect(user.updatedAt < first.updatedAt && first.updatedAt < second.updatedAt)
+        #expect(first.createdAt == user.createdAt)
+        let events = await identity.store.pending(limit: 10).map(\.event.payload)
+        #expect(events.last == .userUpdated(userID: user.id, changed: [.name]))
+    }
+
+    @Test("an email change to a taken email gives emailTaken")
+    func emailClash() async throws {
+        let identity = try await TestIdentity.make()
+        let (_, principal) = try await registered(identity)
+        _ = try await identity.service.register(email: "bob@example.com", password: password, name: "Bob")
+        await #expect(throws: IdentityError.emailTaken) {
+            try await identity.service.updateProfile(principal, name: nil, email: "bob@example.com", password: nil, currentPassword: password)
+        }
+    }
+
+    @Test("deletion removes the account, revokes its tokens and frees the email")
+    func delete() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, principal) = try await registered(identity)
+        let token = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        try await identity.service.deleteAccount(principal)
+        await #expect(throws: TokenRejected.revoked) { try await identity.service.authenticator.authenticate(bearer: token.token) }
+        #expect(await identity.store.user(id: user.id) == nil)
+        let (again, _) = try await registered(identity)
+        #expect(again.id != user.id)
+        let events = await identity.store.pending(limit: 10).map(\.event.type)
+        #expect(events == ["user.registered", "user.deleted", "user.registered"])
+    }
+
+    @Test("logout revokes exactly that token and publishes token.revoked")
+    func logout() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, principal, token) = try await registeredWithToken(identity)
+        let other = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        try await identity.service.logout(principal)
+        await #expect(throws: TokenRejected.revoked) { try await identity.service.authenticator.authenticate(bearer: token) }
+        _ = try await identity.service.authenticator.authenticate(bearer: other.token)
+        let revoked = await identity.store.pending(limit: 10).last?.event.payload
+        #expect(revoked == .tokenRevoked(userID: user.id, jti: principal.tokenID, expiresAt: principal.expiresAt))
+        #expect(await identity.revocations.isRevoked(jti: principal.tokenID, userID: user.id, issuedAt: principal.issuedAt))
+    }
+
+    @Test("the public view hides email and updated_at from others")
+    func views() async throws {
+        let identity = try await TestIdentity.make()
+        let (ada, adaPrincipal) = try await registered(identity)
+        let (bob, _) = try await registered(identity, email: "bob@example.com")
+        #expect(try await identity.service.user(id: ada.id, for: adaPrincipal) == .own(ada))
+        #expect(try await identity.service.user(id: bob.id, for: adaPrincipal) == .publicProfile(id: bob.id, name: "Ada", createdAt: bob.createdAt))
+        await #expect(throws: IdentityError.userNotFound) { try await identity.service.user(id: UserID(UUID()), for: adaPrincipal) }
+    }
+
+    @Test("a hash with outdated parameters is replaced on the next successful login, and still verifies")
+    func rehash() async throws {
+        let old = try await TestIdentity.make(memoryKiB: 64, iterations: 1)
+        let user = try await old.service.register(email: "ada@example.com", password: password, name: "Ada")
+        let oldHash = try #require(await old.store.user(id: user.id)?.passwordHash)
+        // The same store, served by a hasher with stronger parameters.
+        let current = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 128, iterations: 2))
+        let handler = IdentityCommandHandler(users: old.store, outbox: old.store, revocations: old.revocations, clock: old.clock)
+        let service = IdentityService(IdentityDependencies(
+            users: old.store, outbox: old.store, revocations: old.revocations, hasher: current, tokens: old.tokens,
+            throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler), clock: old.clock))
+        _ = try await service.login(email: "ada@example.com", password: password, client: nil)
+        let newHash = try #require(await old.store.user(id: user.id)?.passwordHash)
+        #expect(newHash != oldHash && newHash.contains("m=128,t=2,p=1"))
+        #expect(await old.store.user(id: user.id)?.updatedAt == user.updatedAt, "a rehash is not a profile change")
+        _ = try await service.login(email: "ada@example.com", password: password, client: nil)
+    }
+
+    @Test("a change verified against one version is refused if the account changed meanwhile")
+    func optimisticConcurrency() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, _) = try await registered(identity)
+        let handler = IdentityCommandHandler(users: identity.store, outbox: identity.store, revocations: identity.revocations, clock: identity.clock)
+        let stale = UpdateProfile(userID: user.id, name: nil, email: try Email("x@example.com"), passwordHash: nil, expectedVersion: 0)
+        #expect(try await handler.handle(CommandEnvelope(messageID: "1", command: .updateProfile(stale))) == .rejected(.concurrentUpdate))
+        let bad = RegisterUser(email: try Email("y@example.com"), name: try DisplayName("Y"), passwordHash: "plaintext")
+        #expect(try await handler.handle(CommandEnvelope(messageID: "2", command: .registerUser(bad))) == .rejected(.invalidCommand),
+                "a command without a PHC string is refused")
+    }
+}
