@@ -124,6 +124,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "DemoServerTests", dependencies: ["DemoServer"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DemoServerTests",
+            dependencies: ["DemoServer", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

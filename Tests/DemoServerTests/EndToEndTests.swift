@@ -1,0 +1,170 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Synchronization
+import Testing
+
+/// Runs the built `DemoServer` binary and talks to it over a real socket.
+/// What the server printed, appended from the pipe's reader thread.
+final class OutputBuffer: Sendable {
+    private let text = Mutex("")
+    func append(_ data: Data) { text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+    var value: String { text.withLock { $0 } }
+}
+
+final class ServerProcess: @unchecked Sendable {
+    // Process is not Sendable; the tests touch it from one task at a time.
+    let process: Process
+    private let output = OutputBuffer()
+    let directory: URL
+
+    static var binary: URL {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for candidate in [here, here.deletingLastPathComponent()] {
+            let url = candidate.appendingPathComponent("DemoServer")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return URL(fileURLWithPath: ".build/debug/DemoServer")
+    }
+
+    init(environment: [String: String], arguments: [String] = ["serve"]) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-e2e-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        env.merge(environment) { $1 }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
+        try process.run()
+    }
+
+    var log: String { output.value }
+
+    /// Polls `condition` until it holds or `seconds` pass.
+    func waitFor(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    /// The port from the startup line `identity serving on http://HOST:PORT`.
+    func port() -> Int? {
+        var port: Int?
+        _ = waitFor {
+            guard let range = log.range(of: #"serving on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
+            port = Int(log[range].split(separator: ":").last ?? "")
+            return port != nil
+        }
+        return port
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+struct HTTPReply {
+    let status: Int
+    let headers: [String: String]
+    let json: [String: Any]
+}
+
+func call(_ method: String, _ url: String, json: String? = nil, token: String? = nil) async throws -> HTTPReply {
+    var request = URLRequest(url: try #require(URL(string: url)))
+    request.httpMethod = method
+    if let json {
+        request.httpBody = Data(json.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let http = try #require(response as? HTTPURLResponse)
+    var headers: [String: String] = [:]
+    for (key, value) in http.allHeaderFields { headers["\(key)".lowercased()] = "\(value)" }
+    let object = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+    return HTTPReply(status: http.statusCode, headers: headers, json: object)
+}
+
+@Suite("DemoServer end to end", .serialized)
+struct EndToEndTests {
+    static let environment = [
+        "HOST": "127.0.0.1", "PORT": "0", "JWT_SECRET": "end-to-end-secret-end-to-end-secret-0123",
+        "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1", "LOG_LEVEL": "info",
+    ]
+
+    @Test("register → login → me → update → logout → 401 over a socket, then a graceful stop")
+    func flow() async throws {
+        let server = try ServerProcess(environment: Self.environment)
+        defer { server.stop() }
+        let port = try #require(server.port(), "the server logs the port it listens on: \(server.log)")
+        #expect(server.log.contains("store=in-memory bus=in-process"), "the startup line names the adapters")
+        let base = "http://127.0.0.1:\(port)"
+
+        let registered = try await call("POST", "\(base)/users", json: #"{"email":"Ada@Example.com","password":"correct horse battery","name":"Ada"}"#)
+        #expect(registered.status == 201)
+        let id = try #require(registered.json["id"] as? String)
+        #expect(registered.headers["location"] == "/users/\(id)")
+
+        let login = try await call("POST", "\(base)/auth/login", json: #"{"email":"ada@example.com","password":"correct horse battery"}"#)
+        #expect(login.status == 200)
+        let token = try #require(login.json["access_token"] as? String)
+
+        let me = try await call("GET", "\(base)/users/me", token: token)
+        #expect(me.status == 200)
+        #expect(me.json["email"] as? String == "ada@example.com")
+        #expect(me.headers["cache-control"] == "no-store")
+        let requestID = try #require(me.headers["x-request-id"])
+
+        let updated = try await call("PUT", "\(base)/users/me", json: #"{"name":"Countess"}"#, token: token)
+        #expect(updated.status == 200)
+        #expect(updated.json["name"] as? String == "Countess")
+
+        #expect(try await call("POST", "\(base)/auth/logout", token: token).status == 204)
+        let after = try await call("GET", "\(base)/users/me", token: token)
+        #expect(after.status == 401)
+        #expect(after.headers["www-authenticate"] == #"Bearer error="invalid_token""#)
+
+        server.process.terminate()  // SIGTERM
+        #expect(server.waitFor { !server.process.isRunning }, "SIGTERM stops the server")
+        #expect(server.process.terminationStatus == 0, "a graceful stop exits 0")
+        #expect(server.log.contains("identity stopped"))
+        #expect(!server.log.contains("correct horse battery"), "no password in the log")
+        #expect(!server.log.contains(token), "no token in the log")
+        _ = requestID
+    }
+
+    @Test("a bad variable stops start-up with one line naming it, exit code 78")
+    func badConfiguration() throws {
+        var environment = Self.environment
+        environment["PORT"] = "eighty"
+        let server = try ServerProcess(environment: environment)
+        defer { server.stop() }
+        #expect(server.waitFor { !server.process.isRunning })
+        #expect(server.process.terminationStatus == 78)
+        let lines = server.log.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.hasPrefix("invalid configuration: PORT") == true, "\(server.log)")
+    }
+
+    @Test("without JWT_SECRET the embedded server starts with a random one and warns")
+    func randomSecret() throws {
+        var environment = Self.environment
+        environment["JWT_SECRET"] = nil
+        let server = try ServerProcess(environment: environment)
+        defer { server.stop() }
+        #expect(server.port() != nil)
+        #expect(server.log.contains("JWT_SECRET is unset"))
+    }
+}

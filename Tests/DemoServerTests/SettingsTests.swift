@@ -1,0 +1,73 @@
+@testable import DemoServer
+import Foundation
+import Logging
+import Testing
+
+@Suite("Configuration")
+struct SettingsTests {
+    func settings(_ environment: [String: String], dotEnv: [String: String] = [:]) throws -> Settings {
+        try Settings(from: ConfigurationSource(environment: environment, dotEnv: dotEnv))
+    }
+
+    @Test("defaults are the contract's")
+    func defaults() throws {
+        let settings = try settings([:])
+        #expect(settings.host == "127.0.0.1" && settings.port == 8080)
+        #expect(settings.jwtAlgorithm == "HS256" && settings.jwtExpireMinutes == 60 && settings.jwtSecret == nil)
+        #expect(settings.loginMaxFailures == 5 && settings.loginFailureWindowSeconds == 900 && settings.loginMaxFailuresPerClient == 100)
+        #expect(settings.argon2MemoryKiB == 19_456 && settings.argon2Iterations == 2 && settings.argon2Parallelism == 1)
+        #expect(settings.logLevel == .info)
+    }
+
+    @Test("the environment wins over .env, which wins over the defaults")
+    func precedence() throws {
+        let settings = try settings(["PORT": "9000"], dotEnv: ["PORT": "9100", "HOST": "0.0.0.0", "JWT_EXPIRE_MINUTES": "5"])
+        #expect(settings.port == 9000)
+        #expect(settings.host == "0.0.0.0")
+        #expect(settings.jwtExpireMinutes == 5)
+    }
+
+    @Test("a bad value stops start-up with one line naming the variable", arguments: [
+        ("PORT", "eighty"), ("PORT", "70000"), ("LOG_LEVEL", "loud"), ("JWT_ALGORITHM", "none"), ("JWT_ALGORITHM", "RS256"),
+        ("JWT_EXPIRE_MINUTES", "0"), ("JWT_SECRET", "too-short"), ("LOGIN_MAX_FAILURES", "-1"),
+        ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("ARGON2_MEMORY_KIB", "4"), ("ARGON2_ITERATIONS", "0"),
+        ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
+    ])
+    func invalid(name: String, value: String) throws {
+        #expect {
+            try settings([name: value])
+        } throws: { error in
+            let line = "\(error)"
+            return line.hasPrefix(name) && !line.contains("\n")
+        }
+    }
+
+    @Test("the secret is never echoed in an error")
+    func secretNotEchoed() {
+        #expect {
+            try settings(["JWT_SECRET": "tiny-secret-value"])
+        } throws: { !"\($0)".contains("tiny-secret-value") }
+    }
+
+    @Test(".env lines: comments, export, quotes, inline comments; a bad line names its number")
+    func dotEnv() throws {
+        let parsed = try ConfigurationSource.parseDotEnv("""
+            # comment
+
+            export PORT=9001
+            HOST = "0.0.0.0"
+            JWT_ISSUER='issuer # not a comment'
+            LOG_LEVEL=debug # trailing comment\r
+            """)
+        #expect(parsed == ["PORT": "9001", "HOST": "0.0.0.0", "JWT_ISSUER": "issuer # not a comment", "LOG_LEVEL": "debug"])
+        #expect { try ConfigurationSource.parseDotEnv("PORT=1\nno equals sign") } throws: { "\($0)".contains("line 2") }
+        #expect { try ConfigurationSource.parseDotEnv("BAD-NAME=1") } throws: { "\($0)".contains("line 1") }
+        #expect { try ConfigurationSource.parseDotEnv("A=\"open") } throws: { "\($0)".contains("unterminated") }
+    }
+
+    @Test("an empty value counts as unset")
+    func emptyIsUnset() throws {
+        #expect(try settings(["PORT": ""], dotEnv: ["PORT": "9100"]).port == 9100)
+        #expect(try settings(["JWT_SECRET": ""]).jwtSecret == nil)
+    }
+}
