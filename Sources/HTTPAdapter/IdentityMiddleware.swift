@@ -31,7 +31,9 @@ struct IdentityMiddleware: RouterMiddleware {
                     headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")]
                 )
             }
-            if problem.status.code >= 500 {
+            if problem.status == .serviceUnavailable {
+                context.logger.warning("backend unavailable", metadata: ["error": "\(error)"])
+            } else if problem.status.code >= 500 {
                 context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error))): \(error)"])
             } else {
                 context.logger.debug("request refused", metadata: ["status": "\(problem.status.code)"])
