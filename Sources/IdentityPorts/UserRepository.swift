@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import IdentityDomain
 
 /// Durable storage of accounts, with the account's events written in the same transaction.

@@ -27,7 +27,7 @@ public actor InMemoryLoginThrottle: LoginThrottle {
             retryAfter = max(retryAfter, emailFailures[emailFailures.count - limits.maxFailuresPerEmail]
                 .addingTimeInterval(limits.window).timeIntervalSince(now))
         }
-        if let client, clientFailures.count >= limits.maxFailuresPerClient {
+        if client != nil, clientFailures.count >= limits.maxFailuresPerClient {
             retryAfter = max(retryAfter, clientFailures[clientFailures.count - limits.maxFailuresPerClient]
                 .addingTimeInterval(limits.window).timeIntervalSince(now))
         }
