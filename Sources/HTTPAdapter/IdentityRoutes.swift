@@ -15,8 +15,11 @@ struct IdentityRoutes: Sendable {
         let email = fields.string("email", required: true)
         let password = fields.string("password", required: true)
         let name = fields.string("name", required: true)
-        try fields.finish(known: ["email", "password", "name"])
-        guard let email, let password, let name else { throw Problem(.unprocessableContent, detail: "missing fields") }
+        // Structural problems and value rules are reported together: one entry per bad field.
+        let structural = fields.problems(known: ["email", "password", "name"])
+        guard structural.isEmpty, let email, let password, let name else {
+            throw ValidationError(structural + IdentityService.registrationErrors(email: email, password: password, name: name))
+        }
         let user = try await service.register(email: email, password: password, name: name)
         return jsonResponse(.created, Views.selfView(user), headers: [.location: "/users/\(user.id)"])
     }
@@ -33,7 +36,12 @@ struct IdentityRoutes: Sendable {
         let email = fields.string("email", required: false)
         let password = fields.string("password", required: false)
         let current = fields.string("current_password", required: false)
-        try fields.finish(known: ["name", "email", "password", "current_password"])
+        let structural = fields.problems(known: ["name", "email", "password", "current_password"])
+        guard structural.isEmpty else {
+            throw ValidationError(
+                structural + IdentityService.updateErrors(name: name, email: email, password: password, currentPassword: current)
+            )
+        }
         let user = try await service.updateProfile(principal, name: name, email: email, password: password, currentPassword: current)
         return jsonResponse(.ok, Views.selfView(user))
     }
@@ -62,27 +70,30 @@ struct IdentityRoutes: Sendable {
         let bytes = try await RequestBody.bytes(of: request)
         let email: String?
         let password: String?
+        let structural: [FieldError]
+        let emailField: String
         if type == .json {
             var fields = try RequestBody.parseJSONObject(bytes)
+            emailField = "email"
             email = fields.string("email", required: true)
             password = fields.string("password", required: true)
-            try fields.finish(known: ["email", "password"])
+            structural = fields.problems(known: ["email", "password"])
         } else {
             // The OAuth2 password grant (RFC 6749 §4.3), so that OpenAPI "Authorize" works.
             var fields = try RequestBody.parseForm(bytes)
             if let grant = fields.string("grant_type", required: false), grant != "password" {
                 throw Problem(.badRequest, title: "Unsupported grant type", detail: "grant_type must be \"password\"")
             }
+            emailField = "username"
             email = fields.string("username", required: true)
             password = fields.string("password", required: true)
-            _ = fields.string("scope", required: false)
-            _ = fields.string("client_id", required: false)
-            _ = fields.string("client_secret", required: false)
-            try fields.finish(known: ["username", "password", "grant_type", "scope", "client_id", "client_secret"])
+            structural = fields.problems(known: ["username", "password", "grant_type", "scope", "client_id", "client_secret"])
         }
-        guard let email, let password else { throw Problem(.unprocessableContent, detail: "missing fields") }
+        guard structural.isEmpty, let email, let password else {
+            throw ValidationError(structural + IdentityService.loginErrors(email: email, password: password, emailField: emailField))
+        }
         let client = context.remoteAddress?.ipAddress
-        let token = try await service.login(email: email, password: password, client: client)
+        let token = try await service.login(email: email, password: password, client: client, emailField: emailField)
         return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
     }
 

@@ -145,12 +145,11 @@ struct RequestFields {
         members.contains { $0.key == name }
     }
 
-    /// Throws a 422 listing every problem found so far, plus any field not in `known`.
-    mutating func finish(known: Set<String>) throws {
-        for member in members where !known.contains(member.key) {
-            errors.append(FieldError(pointer: pointer(member.key), detail: "is not a known field"))
+    /// Every structural problem: missing or mistyped fields read so far, and any field not in `known`.
+    func problems(known: Set<String>) -> [FieldError] {
+        errors + members.filter { !known.contains($0.key) }.map {
+            FieldError(pointer: pointer($0.key), detail: "is not a known field")
         }
-        if !errors.isEmpty { throw ValidationError(errors) }
     }
 
     private func pointer(_ key: String) -> String {

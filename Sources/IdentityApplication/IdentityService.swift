@@ -71,14 +71,27 @@ public struct IdentityService: Sendable {
 
     /// Registers an account (`POST /users`).
     public func register(email: String, password: String, name: String) async throws -> UserRecord {
-        var check = ValidationCollector()
-        let email = check.attempt { () throws(ValidationError) in try Email(email) }
-        let password = check.attempt { () throws(ValidationError) in try Password(password) }
-        let name = check.attempt { () throws(ValidationError) in try DisplayName(name) }
-        try check.check()
-        guard let email, let password, let name else { throw ValidationError(check.errors) }
+        let (input, errors) = Self.parseRegistration(email: email, password: password, name: name)
+        guard let (email, password, name) = input else { throw ValidationError(errors) }
         let hash = try await deps.hasher.hash(password)
         return try await record(from: send(.registerUser(RegisterUser(email: email, name: name, passwordHash: hash))))
+    }
+
+    /// The rules a registration's fields break, without side effects; absent fields are skipped
+    /// (a driving adapter reports them as missing).
+    public static func registrationErrors(email: String?, password: String?, name: String?) -> [FieldError] {
+        parseRegistration(email: email, password: password, name: name).errors
+    }
+
+    private static func parseRegistration(email: String?, password: String?, name: String?)
+        -> (values: (Email, Password, DisplayName)?, errors: [FieldError])
+    {
+        var check = ValidationCollector()
+        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
+        let password = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
+        let name = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
+        guard let email, let password, let name, check.errors.isEmpty else { return (nil, check.errors) }
+        return ((email, password, name), [])
     }
 
     /// Changes the caller's profile (`PUT /users/me`). `currentPassword` is required when the
@@ -86,25 +99,9 @@ public struct IdentityService: Sendable {
     public func updateProfile(
         _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?
     ) async throws -> UserRecord {
-        var check = ValidationCollector()
-        if name == nil, email == nil, password == nil {
-            check.addDocumentError("give at least one of name, email, password")
-        }
-        let newName = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
-        let newEmail = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
-        let newPassword = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
-        let sensitive = email != nil || password != nil
-        var current: Password?
-        if sensitive {
-            if let currentPassword {
-                current = check.attempt { () throws(ValidationError) in
-                    try Password(candidate: currentPassword, field: "current_password")
-                }
-            } else {
-                check.add(field: "current_password", "is required to change email or password")
-            }
-        }
-        try check.check()
+        let (input, errors) = Self.parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword)
+        guard let (newName, newEmail, newPassword, current) = input else { throw ValidationError(errors) }
+        let sensitive = newEmail != nil || newPassword != nil
 
         var expectedVersion: Int?
         if sensitive, let current {
@@ -121,6 +118,35 @@ public struct IdentityService: Sendable {
         return try await record(from: send(.updateProfile(command)))
     }
 
+    /// The rules a profile change's fields break, without side effects.
+    public static func updateErrors(name: String?, email: String?, password: String?, currentPassword: String?) -> [FieldError] {
+        parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword).errors
+    }
+
+    private static func parseUpdate(name: String?, email: String?, password: String?, currentPassword: String?)
+        -> (values: (DisplayName?, Email?, Password?, Password?)?, errors: [FieldError])
+    {
+        var check = ValidationCollector()
+        if name == nil, email == nil, password == nil {
+            check.addDocumentError("give at least one of name, email, password")
+        }
+        let newName = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
+        let newEmail = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
+        let newPassword = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
+        var current: Password?
+        if email != nil || password != nil {
+            if let currentPassword {
+                current = check.attempt { () throws(ValidationError) in
+                    try Password(candidate: currentPassword, field: "current_password")
+                }
+            } else {
+                check.add(field: "current_password", "is required to change email or password")
+            }
+        }
+        guard check.errors.isEmpty else { return (nil, check.errors) }
+        return ((newName, newEmail, newPassword, current), [])
+    }
+
     /// Deletes the caller's account and revokes all its tokens (`DELETE /users/me`).
     public func deleteAccount(_ principal: Principal) async throws {
         try await expectDone(send(.deleteAccount(DeleteAccount(userID: principal.userID))))
@@ -134,14 +160,27 @@ public struct IdentityService: Sendable {
 
     // MARK: queries
 
-    /// Checks a password and issues a token (`POST /auth/login`).
-    public func login(email: String, password: String, client: String?) async throws -> IssuedToken {
-        var check = ValidationCollector()
-        let email = check.attempt { () throws(ValidationError) in try Email(email) }
-        let password = check.attempt { () throws(ValidationError) in try Password(candidate: password) }
-        try check.check()
-        guard let email, let password else { throw ValidationError(check.errors) }
+    /// Checks a password and issues a token (`POST /auth/login`). `emailField` names the email
+    /// field in validation errors (`username` in the OAuth2 form).
+    public func login(email: String, password: String, client: String?, emailField: String = "email") async throws -> IssuedToken {
+        let (input, errors) = Self.parseLogin(email: email, password: password, emailField: emailField)
+        guard let (email, password) = input else { throw ValidationError(errors) }
         return try await login.login(email: email, password: password, client: client)
+    }
+
+    /// The rules a login's fields break, without side effects.
+    public static func loginErrors(email: String?, password: String?, emailField: String = "email") -> [FieldError] {
+        parseLogin(email: email, password: password, emailField: emailField).errors
+    }
+
+    private static func parseLogin(email: String?, password: String?, emailField: String)
+        -> (values: (Email, Password)?, errors: [FieldError])
+    {
+        var check = ValidationCollector()
+        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw, field: emailField) } }
+        let password = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(candidate: raw) } }
+        guard let email, let password, check.errors.isEmpty else { return (nil, check.errors) }
+        return ((email, password), [])
     }
 
     /// The caller's own account (`GET /users/me`).

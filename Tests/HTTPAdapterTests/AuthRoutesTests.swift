@@ -47,6 +47,9 @@ struct AuthRoutesTests {
             let unknown = try await client.postBytes("/auth/login", Array("username=a@b.co&password=x&admin=1".utf8), contentType: form)
             try unknown.expectProblem(.unprocessableContent)
             #expect(try unknown.pointers() == ["/admin"])
+            let badEmail = try await client.postBytes("/auth/login", Array("username=not-an-email&password=x".utf8), contentType: form)
+            try badEmail.expectProblem(.unprocessableContent)
+            #expect(try badEmail.pointers() == ["/username"], "errors name the form's own field")
         }
     }
 

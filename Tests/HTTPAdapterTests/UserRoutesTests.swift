@@ -49,6 +49,16 @@ struct UserRoutesTests {
         }
     }
 
+    @Test("structural problems and broken value rules are reported together, one entry per bad field")
+    func mergedReport() async throws {
+        try await withIdentityApp { client, _ in
+            let response = try await client.postJSON("/users", #"{"email":"nope","password":7,"name":"Ada","role":"admin"}"#)
+            try response.expectProblem(.unprocessableContent)
+            #expect(Set(try response.pointers()) == ["/email", "/password", "/role"])
+            #expect(try response.pointers().count == 3)
+        }
+    }
+
     @Test("unknown fields are refused, not silently assigned", arguments: ["id", "created_at", "password_hash", "is_admin"])
     func massAssignment(field: String) async throws {
         try await withIdentityApp { client, _ in
