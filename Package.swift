@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "IdentityApplication", targets: ["IdentityApplication"]),
         .library(name: "InMemoryAdapter", targets: ["InMemoryAdapter"]),
         .library(name: "CryptoAdapter", targets: ["CryptoAdapter"]),
+        .library(name: "PostgresAdapter", targets: ["PostgresAdapter"]),
         .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
         .executable(name: "DemoServer", targets: ["DemoServer"]),
@@ -30,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
     ],
     targets: [
         // MARK: core (Foundation only)
@@ -59,6 +62,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "PostgresAdapter",
+            dependencies: [
+                "IdentityPorts",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: driving adapter
         .target(
             name: "HTTPAdapter",
@@ -82,6 +97,7 @@ let package = Package(
                 "IdentityApplication",
                 "InMemoryAdapter",
                 "CryptoAdapter",
+                "PostgresAdapter",
                 "HTTPAdapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -113,6 +129,15 @@ let package = Package(
         .testTarget(
             name: "CryptoAdapterTests",
             dependencies: ["CryptoAdapter", "IdentityConformance", .product(name: "JWTKit", package: "jwt-kit")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresAdapterTests",
+            dependencies: [
+                "PostgresAdapter", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

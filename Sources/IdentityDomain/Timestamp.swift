@@ -6,6 +6,12 @@ extension Date {
         Date(timeIntervalSince1970: (timeIntervalSince1970 * 1000).rounded(.down) / 1000)
     }
 
+    /// Whole milliseconds since 1970, rounded: how instants of millisecond precision compare
+    /// exactly, whatever floating-point path they took.
+    public var epochMilliseconds: Int64 {
+        Int64((timeIntervalSince1970 * 1000).rounded())
+    }
+
     /// RFC 3339 in UTC with milliseconds and `Z`, e.g. `2026-11-24T10:00:00.123Z`.
     public var rfc3339: String {
         let totalMillis = Int64((timeIntervalSince1970 * 1000).rounded(.down))

@@ -35,7 +35,7 @@ public actor InMemoryRevocationStore: RevocationStore {
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) -> Bool {
         if revokedTokens[jti] != nil { return true }
-        if let entry = cutoffs[userID], issuedAt <= entry.cutoff { return true }
+        if let entry = cutoffs[userID], issuedAt.epochMilliseconds <= entry.cutoff.epochMilliseconds { return true }
         return false
     }
 

@@ -42,4 +42,18 @@ public struct TestIdentity: Sendable {
         ))
         return TestIdentity(service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher)
     }
+
+    /// The service over other stores (a database adapter under test), with cheap Argon2.
+    public static func service(
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()
+    ) async throws -> IdentityService {
+        let policy = IdentityPolicy(tokenLifetime: lifetime)
+        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+        return IdentityService(IdentityDependencies(
+            users: users, outbox: outbox, revocations: revocations,
+            hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1)),
+            tokens: await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime)),
+            throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler), clock: clock
+        ))
+    }
 }

@@ -1,0 +1,54 @@
+import IdentityDomain
+import IdentityPorts
+import PostgresNIO
+
+/// A PostgreSQL failure that is neither an outage nor a business rule: a bug or a schema
+/// mismatch. Its description, like `PSQLError`'s, carries no SQL and no data.
+public struct PostgresStoreError: Error, Sendable, CustomStringConvertible {
+    /// The SQLSTATE code, when the server sent one.
+    public let sqlState: String?
+    public var description: String { "PostgreSQL refused a statement (SQLSTATE \(sqlState ?? "unknown"))" }
+}
+
+enum PostgresErrors {
+    /// SQLSTATE classes and codes that mean "the server is not there right now".
+    private static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "53300", "40001"]
+
+    /// Maps errors from postgres-nio onto what the ports promise: `BackendUnavailable` for an
+    /// outage, `IdentityError.emailTaken` for the email index, and business errors unwrapped
+    /// from a rolled-back transaction.
+    static func translate(_ error: any Error) -> any Error {
+        switch error {
+        case let error as PostgresTransactionError:
+            if let closure = error.closureError { return translate(closure) }
+            if let begin = error.beginError { return translate(begin) }
+            if let commit = error.commitError { return translate(commit) }
+            return BackendUnavailable(backend: "postgres")
+        case is IdentityError, is BackendUnavailable, is PostgresStoreError:
+            return error
+        case let error as PSQLError:
+            guard error.code == .server, let state = error.serverInfo?[.sqlState] else {
+                // Connection refused, closed, timed out, pool shut down: an outage.
+                return BackendUnavailable(backend: "postgres")
+            }
+            if state == "23505" {
+                return error.serverInfo?[.constraintName] == "identity_users_email_key"
+                    ? IdentityError.emailTaken : IdentityError.concurrentUpdate
+            }
+            if state.hasPrefix("08") || unavailableStates.contains(state) { return BackendUnavailable(backend: "postgres") }
+            return PostgresStoreError(sqlState: state)
+        default:
+            return error
+        }
+    }
+
+    /// Runs `body`, translating what it throws.
+    @discardableResult
+    static func run<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw translate(error)
+        }
+    }
+}

@@ -1,0 +1,164 @@
+public import IdentityPorts
+public import IdentityDomain
+public import PostgresNIO
+import Foundation
+import Logging
+
+/// Accounts and the outbox in PostgreSQL. Every write and its events commit in one transaction.
+///
+/// Takes a `PostgresClient` that the host runs (`client.run()`), so an embedder can share its
+/// pool. Published events are deleted from the outbox; until a relay publishes them they stay.
+public struct PostgresUserStore: UserRepository, EventOutbox {
+    private let client: PostgresClient
+    private let logger: Logger
+
+    /// Creates the store on `client`.
+    public init(client: PostgresClient, logger: Logger = Logger(label: "identity.postgres")) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func user(id: UserID) async throws -> User? {
+        try await PostgresErrors.run {
+            let rows = try await client.query(
+                "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE id = \(id.uuid)",
+                logger: logger
+            )
+            return try await Self.firstUser(rows)
+        }
+    }
+
+    public func user(email: Email) async throws -> User? {
+        try await PostgresErrors.run {
+            let rows = try await client.query(
+                "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE email = \(email.value)",
+                logger: logger
+            )
+            return try await Self.firstUser(rows)
+        }
+    }
+
+    public func insert(_ user: User, events: [IdentityEvent]) async throws {
+        try await PostgresErrors.run {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version)
+                    VALUES (\(user.id.uuid), \(user.email.value), \(user.name.value), \(user.passwordHash),
+                            \(user.createdAt), \(user.updatedAt), \(user.version))
+                    """,
+                    logger: logger
+                )
+                try await Self.append(events, on: connection, logger: logger)
+            }
+        }
+    }
+
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
+        try await PostgresErrors.run {
+            try await client.withTransaction(logger: logger) { connection in
+                let rows = try await connection.query(
+                    """
+                    UPDATE identity_users
+                    SET email = \(user.email.value), name = \(user.name.value), password_hash = \(user.passwordHash),
+                        updated_at = \(user.updatedAt), version = \(user.version)
+                    WHERE id = \(user.id.uuid) AND version = \(expectedVersion)
+                    RETURNING id
+                    """,
+                    logger: logger
+                )
+                guard try await Self.count(rows) == 1 else {
+                    let exists = try await connection.query("SELECT 1 FROM identity_users WHERE id = \(user.id.uuid)", logger: logger)
+                    throw try await Self.count(exists) == 0 ? IdentityError.userNotFound : IdentityError.concurrentUpdate
+                }
+                try await Self.append(events, on: connection, logger: logger)
+            }
+        }
+    }
+
+    public func delete(id: UserID, events: [IdentityEvent]) async throws {
+        try await PostgresErrors.run {
+            try await client.withTransaction(logger: logger) { connection in
+                let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
+                guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
+                try await Self.append(events, on: connection, logger: logger)
+            }
+        }
+    }
+
+    // MARK: EventOutbox
+
+    public func append(_ events: [IdentityEvent]) async throws {
+        guard !events.isEmpty else { return }
+        try await PostgresErrors.run {
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.append(events, on: connection, logger: logger)
+            }
+        }
+    }
+
+    public func pending(limit: Int) async throws -> [OutboxEntry] {
+        try await PostgresErrors.run {
+            let rows = try await client.query(
+                """
+                SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox
+                ORDER BY sequence LIMIT \(max(0, limit))
+                """,
+                logger: logger
+            )
+            var entries: [OutboxEntry] = []
+            for try await (sequence, id, type, occurredAt, data) in rows.decode((Int64, UUID, String, Date, String).self) {
+                let event = try EventCodec.event(id: id, type: type, occurredAt: occurredAt.roundedToMilliseconds, data: Data(data.utf8))
+                entries.append(OutboxEntry(sequence: sequence, event: event))
+            }
+            return entries
+        }
+    }
+
+    public func markPublished(_ sequences: [Int64]) async throws {
+        guard !sequences.isEmpty else { return }
+        try await PostgresErrors.run {
+            try await client.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
+        }
+    }
+
+    // MARK: helpers
+
+    static func append(_ events: [IdentityEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        for event in events {
+            let data = String(decoding: EventCodec.data(of: event), as: UTF8.self)
+            try await connection.query(
+                """
+                INSERT INTO identity_outbox (event_id, user_id, type, occurred_at, data)
+                VALUES (\(event.eventID), \(event.userID.uuid), \(event.type), \(event.occurredAt), \(data)::jsonb)
+                """,
+                logger: logger
+            )
+        }
+    }
+
+    private static func firstUser(_ rows: PostgresRowSequence) async throws -> User? {
+        for try await (id, email, name, hash, createdAt, updatedAt, version)
+            in rows.decode((UUID, String, String, String, Date, Date, Int).self)
+        {
+            return User(
+                id: UserID(id), email: Email(trustedCanonical: email), name: DisplayName(trusted: name), passwordHash: hash,
+                createdAt: createdAt.roundedToMilliseconds, updatedAt: updatedAt.roundedToMilliseconds, version: version
+            )
+        }
+        return nil
+    }
+
+    private static func count(_ rows: PostgresRowSequence) async throws -> Int {
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+}
+
+extension Date {
+    /// PostgreSQL keeps microseconds; our instants are whole milliseconds, so round back to them.
+    var roundedToMilliseconds: Date {
+        Date(timeIntervalSince1970: (timeIntervalSince1970 * 1000).rounded() / 1000)
+    }
+}

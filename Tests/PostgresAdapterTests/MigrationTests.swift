@@ -1,0 +1,87 @@
+import Foundation
+@testable import PostgresAdapter
+import PostgresNIO
+import Testing
+
+@Suite("Migrations", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
+struct MigrationTests {
+    func tables(_ client: PostgresClient) async throws -> Set<String> {
+        let rows = try await client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        var names = Set<String>()
+        for try await name in rows.decode(String.self) { names.insert(name) }
+        return names
+    }
+
+    static let schema: Set<String> = [
+        "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_token_cutoffs", "identity_processed_messages",
+    ]
+
+    @Test("the shipped migrations are numbered, named, and each has its down")
+    func shipped() throws {
+        let migrations = try PostgresMigrator.shipped()
+        #expect(migrations.map(\.version) == Array(1...migrations.count))
+        #expect(migrations.allSatisfy { !$0.name.isEmpty && !$0.down.isEmpty && $0.checksum.count == 64 })
+    }
+
+    @Test("up, down, up: status follows, tables come and go, and a fresh schema is not current")
+    func upDownUp() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            let fresh = try await migrator.status()
+            #expect(fresh.applied.isEmpty && fresh.pending.count == migrator.migrations.count)
+            await #expect(throws: SchemaOutOfDate(pending: migrator.migrations.count)) { try await migrator.ensureCurrent() }
+
+            #expect(try await migrator.up().count == migrator.migrations.count)
+            try await migrator.ensureCurrent()
+            #expect(try await tables(client).isSuperset(of: Self.schema))
+            #expect(try await migrator.up().isEmpty, "a second up has nothing to do")
+
+            #expect(try await migrator.down(1).map(\.version) == [migrator.migrations.count])
+            #expect(try await tables(client).isDisjoint(with: Self.schema))
+            #expect(try await migrator.status().pending.count == 1)
+
+            #expect(try await migrator.up().count == 1)
+            #expect(try await tables(client).isSuperset(of: Self.schema))
+            #expect(try await migrator.down(0).isEmpty)
+        }
+    }
+
+    @Test("an applied migration whose SQL changed is detected by its checksum")
+    func tamper() async throws {
+        try await TestDatabase.with { client, _ in
+            try await PostgresMigrator(client: client).up()
+            try await client.query("UPDATE identity_schema_migrations SET checksum = 'forged' WHERE version = 1")
+            let migrator = try PostgresMigrator(client: client)
+            await #expect(throws: MigrationError.self) { try await migrator.status() }
+            await #expect(throws: MigrationError.self) { try await migrator.up() }
+            await #expect(throws: MigrationError.self) { try await migrator.ensureCurrent() }
+        }
+    }
+
+    @Test("two migrators at once apply each migration once (advisory lock)")
+    func concurrent() async throws {
+        try await TestDatabase.with { client, database in
+            try await TestDatabase.withClient(database: database) { second in
+                let first = try PostgresMigrator(client: client)
+                let other = try PostgresMigrator(client: second)
+                async let a = first.up()
+                async let b = other.up()
+                let applied = try await a.count + b.count
+                #expect(applied == first.migrations.count, "between them, each migration is applied exactly once")
+                let rows = try await client.query("SELECT count(*) FROM identity_schema_migrations")
+                for try await count in rows.decode(Int64.self) { #expect(Int(count) == first.migrations.count) }
+            }
+        }
+    }
+
+    @Test("statements are split at semicolons outside quotes and comments")
+    func splitting() {
+        let sql = """
+            -- a comment; with a semicolon
+            CREATE TABLE a (x text DEFAULT 'a;b'); -- trailing; comment
+            INSERT INTO a VALUES ('it''s');
+
+            """
+        #expect(Migration.statements(sql) == ["CREATE TABLE a (x text DEFAULT 'a;b')", "INSERT INTO a VALUES ('it''s')"])
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import IdentityApplication
+import IdentityConformance
+import IdentityDomain
+import IdentityPorts
+import IdentityTestSupport
+import PostgresAdapter
+import PostgresNIO
+import Testing
+
+@Suite("PostgreSQL stores", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
+struct PostgresStoreTests {
+    /// A migrated database, with every table emptied by `reset`.
+    static func withMigrated<T: Sendable>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+        try await TestDatabase.with { client, _ in
+            try await PostgresMigrator(client: client).up()
+            return try await body(client)
+        }
+    }
+
+    static func reset(_ client: PostgresClient) async throws {
+        try await client.query(
+            "TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_token_cutoffs, identity_processed_messages"
+        )
+    }
+
+    @Test("PostgresUserStore passes the UserRepository and EventOutbox suite")
+    func userStore() async throws {
+        try await Self.withMigrated { client in
+            try await UserRepositoryConformance {
+                try await Self.reset(client)
+                let store = PostgresUserStore(client: client)
+                return (store, store)
+            }.run()
+        }
+    }
+
+    @Test("PostgresRevocationStore passes the RevocationStore suite")
+    func revocationStore() async throws {
+        try await Self.withMigrated { client in
+            try await RevocationStoreConformance {
+                try await Self.reset(client)
+                return PostgresRevocationStore(client: client)
+            }.run()
+        }
+    }
+
+    @Test("20 concurrent registrations of one email give exactly one account (the unique index decides)")
+    func registrationRace() async throws {
+        try await Self.withMigrated { client in
+            let store = PostgresUserStore(client: client)
+            let service = try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client))
+            let outcomes = await withTaskGroup(of: String.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        do {
+                            _ = try await service.register(email: index % 2 == 0 ? "race@example.com" : "RACE@example.com",
+                                                           password: "correct horse battery", name: "R\(index)")
+                            return "created"
+                        } catch let error as IdentityError where error == .emailTaken {
+                            return "taken"
+                        } catch {
+                            return "other: \(error)"
+                        }
+                    }
+                }
+                return await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == "created" }.count == 1)
+            #expect(outcomes.filter { $0 == "taken" }.count == 19, "\(outcomes)")
+            let rows = try await client.query("SELECT count(*) FROM identity_users")
+            for try await count in rows.decode(Int64.self) { #expect(count == 1) }
+        }
+    }
+
+    @Test("a write and its events commit together: a refused write leaves no event")
+    func atomicity() async throws {
+        try await Self.withMigrated { client in
+            let store = PostgresUserStore(client: client)
+            let user = User.register(id: UserID(UUID()), email: try Email("ada@example.com"), name: try DisplayName("Ada"),
+                                     passwordHash: "$argon2id$x", at: Date())
+            try await store.insert(user, events: [])
+            let twin = User.register(id: UserID(UUID()), email: user.email, name: user.name, passwordHash: "$argon2id$y", at: Date())
+            let event = IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .userRegistered(userID: twin.id, email: twin.email, name: twin.name))
+            await #expect(throws: IdentityError.emailTaken) { try await store.insert(twin, events: [event]) }
+            #expect(try await store.pending(limit: 10).isEmpty)
+        }
+    }
+
+    @Test("events keep their JSON form in the outbox")
+    func eventJSON() async throws {
+        try await Self.withMigrated { client in
+            let store = PostgresUserStore(client: client)
+            let id = UserID(UUID())
+            let event = IdentityEvent(eventID: UUID(), occurredAt: Date(timeIntervalSince1970: 1_790_000_000.5),
+                                      payload: .tokenRevoked(userID: id, jti: "j1", expiresAt: Date(timeIntervalSince1970: 1_790_003_600.25)))
+            try await store.append([event])
+            let rows = try await client.query("SELECT data::text FROM identity_outbox")
+            for try await data in rows.decode(String.self) {
+                let json = try JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: String]
+                #expect(json == ["user_id": id.description, "jti": "j1", "expires_at": "2026-09-21T15:13:20.250Z"])
+            }
+            #expect(try await store.pending(limit: 1).map(\.event) == [event])
+        }
+    }
+
+    @Test("readiness answers while PostgreSQL does")
+    func health() async throws {
+        try await Self.withMigrated { client in
+            try await PostgresHealthCheck(client: client).checkHealth()
+        }
+    }
+}
