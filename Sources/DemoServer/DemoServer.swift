@@ -7,13 +7,8 @@ struct DemoServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "DemoServer",
         abstract: "The Identity demo server.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Migrate.self],
         defaultSubcommand: Serve.self
     )
 }
 
-/// Prints one line to standard error and exits with EX_CONFIG (78).
-func exitWithConfigurationError(_ error: ConfigurationError) -> Never {
-    FileHandle.standardError.write(Data("invalid configuration: \(error.description)\n".utf8))
-    exit(78)
-}

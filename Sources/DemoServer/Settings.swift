@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresAdapter
 
 /// Every setting of contract §8, validated. Read here only; libraries get typed values.
 struct Settings {
@@ -17,7 +18,7 @@ struct Settings {
     var argon2MemoryKiB: UInt32 = 19_456
     var argon2Iterations: UInt32 = 2
     var argon2Parallelism: UInt32 = 1
-    var postgresHost: String?
+    var postgres: PostgresConnectionSettings?
     var rabbitmqHost: String?
 
     static let algorithms = ["HS256", "HS384", "HS512"]
@@ -60,9 +61,23 @@ struct Settings {
         guard argon2MemoryKiB >= 8 * argon2Parallelism else {
             throw ConfigurationError("ARGON2_MEMORY_KIB must be at least 8 × ARGON2_PARALLELISM (got \(argon2MemoryKiB))")
         }
-        postgresHost = reader.string("POSTGRES_HOST")
+        let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
+        let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 16
+        var tls = PostgresConnectionSettings.TLSMode.prefer
+        if let mode = reader.string("POSTGRES_TLS") {
+            guard let parsed = PostgresConnectionSettings.TLSMode(rawValue: mode.lowercased()) else {
+                throw ConfigurationError("POSTGRES_TLS must be one of disable, prefer, require (got \"\(mode)\")")
+            }
+            tls = parsed
+        }
+        if let host = reader.string("POSTGRES_HOST") {
+            postgres = PostgresConnectionSettings(
+                host: host, port: postgresPort, username: reader.string("POSTGRES_USER") ?? "postgres",
+                password: reader.string("POSTGRES_PASSWORD"), database: reader.string("POSTGRES_DB") ?? "identity",
+                poolSize: poolSize, tls: tls
+            )
+        }
         rabbitmqHost = reader.string("RABBITMQ_HOST")
-        _ = try reader.integer("POSTGRES_PORT", in: 1...65_535)
         _ = try reader.integer("RABBITMQ_PORT", in: 1...65_535)
     }
 

@@ -24,8 +24,11 @@ enum PostgresErrors {
             if let begin = error.beginError { return translate(begin) }
             if let commit = error.commitError { return translate(commit) }
             return BackendUnavailable(backend: "postgres")
-        case is IdentityError, is BackendUnavailable, is PostgresStoreError:
+        case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError:
             return error
+        case is PostgresDecodingError:
+            // A column did not decode: a schema mismatch or a bug, not an outage.
+            return PostgresStoreError(sqlState: nil)
         case let error as PSQLError:
             guard error.code == .server, let state = error.serverInfo?[.sqlState] else {
                 // Connection refused, closed, timed out, pool shut down: an outage.
@@ -38,17 +41,35 @@ enum PostgresErrors {
             if state.hasPrefix("08") || unavailableStates.contains(state) { return BackendUnavailable(backend: "postgres") }
             return PostgresStoreError(sqlState: state)
         default:
-            return error
+            // The pool's own errors (its circuit breaker trips while the server is away, a
+            // lease times out) are not public types: anything else from a database call is
+            // an outage.
+            return BackendUnavailable(backend: "postgres")
         }
     }
 
-    /// Runs `body`, translating what it throws.
+    /// Runs `body` within `timeout`, translating what it throws. The pool waits up to a minute
+    /// for an absent server before failing a request, which a request must not wait out.
     @discardableResult
-    static func run<T>(_ body: () async throws -> T) async throws -> T {
+    static func run<T: Sendable>(timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
-            return try await body()
+            return try await withDeadline(timeout, body)
         } catch {
             throw translate(error)
+        }
+    }
+
+    /// Runs `body`, giving up with `BackendUnavailable` after `timeout` (the body is cancelled).
+    static func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw BackendUnavailable(backend: "postgres") }
+            return value
         }
     }
 }

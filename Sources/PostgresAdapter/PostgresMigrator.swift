@@ -1,6 +1,7 @@
 public import PostgresNIO
 import Foundation
 import Crypto
+import IdentityPorts
 import Logging
 
 /// One versioned migration, shipped as `Migrations/NNNN_name.up.sql` and `.down.sql`.
@@ -129,8 +130,10 @@ public struct PostgresMigrator: Sendable {
 
     /// Applied and pending migrations; throws `MigrationError` when an applied one was changed.
     public func status() async throws -> MigrationStatus {
-        try await PostgresErrors.run {
-            try await client.withConnection { connection in try await status(on: connection) }
+        do {
+            return try await client.withConnection { connection in try await status(on: connection) }
+        } catch {
+            throw PostgresErrors.translate(error)
         }
     }
 
@@ -138,6 +141,14 @@ public struct PostgresMigrator: Sendable {
     public func ensureCurrent() async throws {
         let status = try await status()
         if !status.isCurrent { throw SchemaOutOfDate(pending: status.pending.count) }
+    }
+
+    /// Runs `body`, giving up with `BackendUnavailable` after `timeout`: the pool retries an
+    /// absent server with backoff for a minute or more, which start-up must not wait out.
+    public static func withDeadline<T: Sendable>(
+        _ timeout: Duration, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await PostgresErrors.withDeadline(timeout, body)
     }
 
     /// Applies every pending migration, each in its own transaction; returns those applied.
@@ -188,8 +199,8 @@ public struct PostgresMigrator: Sendable {
     }
 
     private func locked<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await PostgresErrors.run {
-            try await client.withConnection { connection in
+        do {
+            return try await client.withConnection { connection in
                 try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
                 do {
                     try await connection.query(
@@ -209,6 +220,8 @@ public struct PostgresMigrator: Sendable {
                     throw error
                 }
             }
+        } catch {
+            throw PostgresErrors.translate(error)
         }
     }
 

@@ -11,15 +11,18 @@ import Logging
 public struct PostgresRevocationStore: RevocationStore {
     private let client: PostgresClient
     private let logger: Logger
+    private let timeout: Duration
 
-    /// Creates the store on `client`.
-    public init(client: PostgresClient, logger: Logger = Logger(label: "identity.postgres")) {
+    /// Creates the store on `client`; an operation not done within `timeout` fails with
+    /// `BackendUnavailable`.
+    public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
         self.client = client
+        self.timeout = timeout
         self.logger = logger
     }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
-        try await PostgresErrors.run {
+        try await PostgresErrors.run(timeout: timeout) {
             try await client.query(
                 """
                 INSERT INTO identity_revoked_tokens (jti, user_id, expires_at) VALUES (\(jti), \(userID.uuid), \(expiresAt))
@@ -31,7 +34,7 @@ public struct PostgresRevocationStore: RevocationStore {
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
-        try await PostgresErrors.run {
+        try await PostgresErrors.run(timeout: timeout) {
             try await client.query(
                 """
                 INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_at)
@@ -46,7 +49,7 @@ public struct PostgresRevocationStore: RevocationStore {
     }
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
-        try await PostgresErrors.run {
+        try await PostgresErrors.run(timeout: timeout) {
             let rows = try await client.query(
                 """
                 SELECT EXISTS (SELECT 1 FROM identity_revoked_tokens WHERE jti = \(jti))
@@ -62,7 +65,7 @@ public struct PostgresRevocationStore: RevocationStore {
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        try await PostgresErrors.run {
+        try await PostgresErrors.run(timeout: timeout) {
             let rows = try await client.query(
                 """
                 WITH tokens AS (DELETE FROM identity_revoked_tokens WHERE expires_at < \(now) RETURNING 1),
@@ -88,6 +91,6 @@ public struct PostgresHealthCheck: HealthCheck {
     }
 
     public func checkHealth() async throws {
-        try await PostgresErrors.run { try await client.query("SELECT 1") }
+        try await PostgresErrors.run(timeout: .seconds(2)) { try await client.query("SELECT 1") }
     }
 }

@@ -1,0 +1,38 @@
+import Foundation
+import Logging
+
+/// What every command does first: read the settings (or exit with one line) and set up logging.
+enum Startup {
+    static func settings() -> Settings {
+        do {
+            return try Settings(from: ConfigurationSource.load())
+        } catch let error as ConfigurationError {
+            exitWithConfigurationError(error)
+        } catch {
+            exitWithConfigurationError(ConfigurationError("\(error)"))
+        }
+    }
+
+    static func logger(_ settings: Settings) -> Logger {
+        let level = settings.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "identity")
+    }
+}
+
+/// Prints one line to standard error and exits with EX_CONFIG (78).
+func exitWithConfigurationError(_ error: ConfigurationError) -> Never {
+    FileHandle.standardError.write(Data("invalid configuration: \(error.description)\n".utf8))
+    exit(78)
+}
+
+/// Prints one line to standard error and exits with EX_UNAVAILABLE (69): a backend that is
+/// down, or a database that is not ready for this build.
+func exitCannotStart(_ reason: String) -> Never {
+    FileHandle.standardError.write(Data("cannot start: \(reason)\n".utf8))
+    exit(69)
+}

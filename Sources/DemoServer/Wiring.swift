@@ -1,0 +1,98 @@
+import CryptoAdapter
+import Foundation
+import IdentityApplication
+import IdentityPorts
+import InMemoryAdapter
+import Logging
+import PostgresAdapter
+import ServiceLifecycle
+
+/// The adapters chosen by the settings, wired into the service.
+struct Wiring: Sendable {
+    let service: IdentityService
+    let readiness: [any HealthCheck]
+    let services: [any Service]
+    let summary: String
+    private let migrator: PostgresMigrator?
+
+    init(settings: Settings, logger: Logger) async throws {
+        if settings.rabbitmqHost != nil {
+            throw ConfigurationError("RABBITMQ_HOST is set, but this build has no RabbitMQ adapter yet; unset it for the in-process bus")
+        }
+        let lifetime = TimeInterval(settings.jwtExpireMinutes * 60)
+        let (tokens, argon2) = try await Self.crypto(settings: settings, lifetime: lifetime, logger: logger)
+        let clock = SystemClock()
+
+        let users: any UserRepository
+        let outbox: any EventOutbox
+        let revocations: any RevocationStore
+        var services: [any Service] = []
+        var readiness: [any HealthCheck] = []
+        let storeSummary: String
+        if let postgres = settings.postgres {
+            let client = postgres.makeClient(logger: logger)
+            let store = PostgresUserStore(client: client, logger: logger)
+            let revocationStore = PostgresRevocationStore(client: client, logger: logger)
+            (users, outbox, revocations) = (store, store, revocationStore)
+            services = [client, RevocationPurge(store: revocationStore, clock: clock, interval: .seconds(600), logger: logger)]
+            readiness = [PostgresHealthCheck(client: client)]
+            migrator = try PostgresMigrator(client: client, logger: logger)
+            storeSummary = "postgres(\(postgres.summary))"
+        } else {
+            let store = InMemoryUserStore()
+            (users, outbox, revocations) = (store, store, InMemoryRevocationStore(clock: clock))
+            migrator = nil
+            storeSummary = "in-memory"
+        }
+        let throttle = InMemoryLoginThrottle(limits: LoginThrottleLimits(
+            maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
+            window: TimeInterval(settings.loginFailureWindowSeconds)
+        ))
+        let policy = IdentityPolicy(tokenLifetime: lifetime)
+        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+        self.service = IdentityService(IdentityDependencies(
+            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2),
+            tokens: tokens, throttle: throttle, bus: InProcessCommandBus(handler: handler), clock: clock
+        ))
+        self.readiness = readiness
+        self.services = services
+        self.summary = "store=\(storeSummary) bus=in-process hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
+    }
+
+    /// How long start-up waits for PostgreSQL before giving up with one line.
+    static let startupDeadline: Duration = .seconds(10)
+
+    /// Work before the server accepts requests: the schema must be current, and the dummy hash made.
+    func prepare() async throws {
+        if let migrator {
+            try await PostgresMigrator.withDeadline(Self.startupDeadline) { try await migrator.ensureCurrent() }
+        }
+        try await service.warmUp()
+    }
+
+    private static func crypto(settings: Settings, lifetime: TimeInterval, logger: Logger) async throws
+        -> (JWTTokenService, Argon2Parameters)
+    {
+        let secret: String
+        if let configured = settings.jwtSecret {
+            secret = configured
+        } else {
+            secret = TokenConfiguration.randomSecret()
+            logger.warning("JWT_SECRET is unset: using a random secret, so tokens will not survive a restart")
+        }
+        do {
+            let configuration = try TokenConfiguration(
+                secret: secret, algorithm: JWTAlgorithmName(rawValue: settings.jwtAlgorithm) ?? .hs256,
+                issuer: settings.jwtIssuer, audience: settings.jwtAudience, lifetime: lifetime
+            )
+            let argon2 = try Argon2Parameters(
+                memoryKiB: settings.argon2MemoryKiB, iterations: settings.argon2Iterations, parallelism: settings.argon2Parallelism
+            )
+            return (await JWTTokenService(configuration: configuration), argon2)
+        } catch let error as TokenConfigurationError {
+            throw ConfigurationError("JWT_SECRET: \(error)")
+        } catch {
+            throw ConfigurationError("ARGON2_*: \(error)")
+        }
+    }
+}

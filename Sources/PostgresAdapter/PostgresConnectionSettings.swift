@@ -1,0 +1,67 @@
+public import PostgresNIO
+public import Logging
+import NIOSSL
+
+/// Where and how to connect, in typed form (the host reads it from its configuration).
+public struct PostgresConnectionSettings: Sendable, Equatable {
+    /// Whether to encrypt the connection.
+    public enum TLSMode: String, Sendable, CaseIterable {
+        /// Plain TCP.
+        case disable
+        /// TLS when the server offers it, plain otherwise.
+        case prefer
+        /// TLS or no connection; the server's certificate is verified.
+        case require
+    }
+
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    /// Most connections the pool opens.
+    public var poolSize: Int
+    public var tls: TLSMode
+
+    /// Creates settings; the defaults suit a local server.
+    public init(host: String, port: Int = 5432, username: String = "postgres", password: String? = nil,
+                database: String = "identity", poolSize: Int = 16, tls: TLSMode = .prefer) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.poolSize = poolSize
+        self.tls = tls
+    }
+
+    /// A client for these settings. The caller runs it (`client.run()`, or as a service).
+    /// The pool's own background log (a line per reconnection attempt during an outage) is
+    /// kept at `notice` and above unless `logger` asks for `debug` or finer.
+    public func makeClient(logger: Logger) -> PostgresClient {
+        var background = logger
+        background.logLevel = max(logger.logLevel, .notice)
+        if logger.logLevel <= .debug { background.logLevel = logger.logLevel }
+        let tlsSetting: PostgresClient.Configuration.TLS
+        switch tls {
+        case .disable:
+            tlsSetting = .disable
+        case .prefer:
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            // "prefer" is opportunistic encryption, as libpq's sslmode=prefer: no verification.
+            configuration.certificateVerification = .none
+            tlsSetting = .prefer(configuration)
+        case .require:
+            tlsSetting = .require(TLSConfiguration.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: tlsSetting
+        )
+        configuration.options.maximumConnections = max(1, poolSize)
+        configuration.options.connectTimeout = .seconds(3)
+        return PostgresClient(configuration: configuration, backgroundLogger: background)
+    }
+
+    /// `host:port/database`, for logs (never the password).
+    public var summary: String { "\(host):\(port)/\(database)" }
+}
