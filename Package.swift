@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DemoServerTests",
-            dependencies: ["DemoServer", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DemoServer", "PostgresAdapter", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -19,6 +19,7 @@ struct Settings {
     var argon2Iterations: UInt32 = 2
     var argon2Parallelism: UInt32 = 1
     var postgres: PostgresConnectionSettings?
+    var postgresTimeoutSeconds = 5
     var rabbitmqHost: String?
 
     static let algorithms = ["HS256", "HS384", "HS512"]
@@ -63,6 +64,7 @@ struct Settings {
         }
         let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
         let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 16
+        postgresTimeoutSeconds = try reader.integer("POSTGRES_TIMEOUT_SECONDS", in: 1...300) ?? postgresTimeoutSeconds
         var tls = PostgresConnectionSettings.TLSMode.prefer
         if let mode = reader.string("POSTGRES_TLS") {
             guard let parsed = PostgresConnectionSettings.TLSMode(rawValue: mode.lowercased()) else {

@@ -31,8 +31,9 @@ struct Wiring: Sendable {
         let storeSummary: String
         if let postgres = settings.postgres {
             let client = postgres.makeClient(logger: logger)
-            let store = PostgresUserStore(client: client, logger: logger)
-            let revocationStore = PostgresRevocationStore(client: client, logger: logger)
+            let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
+            let store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
+            let revocationStore = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
             (users, outbox, revocations) = (store, store, revocationStore)
             services = [client, RevocationPurge(store: revocationStore, clock: clock, interval: .seconds(600), logger: logger)]
             readiness = [PostgresHealthCheck(client: client)]

@@ -1,6 +1,7 @@
 @testable import DemoServer
 import Foundation
 import Logging
+import PostgresAdapter
 import Testing
 
 @Suite("Configuration")
@@ -32,6 +33,7 @@ struct SettingsTests {
         ("JWT_EXPIRE_MINUTES", "0"), ("JWT_SECRET", "too-short"), ("LOGIN_MAX_FAILURES", "-1"),
         ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("ARGON2_MEMORY_KIB", "4"), ("ARGON2_ITERATIONS", "0"),
         ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
+        ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
     ])
     func invalid(name: String, value: String) throws {
         #expect {
@@ -63,6 +65,21 @@ struct SettingsTests {
         #expect { try ConfigurationSource.parseDotEnv("PORT=1\nno equals sign") } throws: { "\($0)".contains("line 2") }
         #expect { try ConfigurationSource.parseDotEnv("BAD-NAME=1") } throws: { "\($0)".contains("line 1") }
         #expect { try ConfigurationSource.parseDotEnv("A=\"open") } throws: { "\($0)".contains("unterminated") }
+    }
+
+    @Test("POSTGRES_HOST selects PostgreSQL, with the other POSTGRES_* variables or their defaults")
+    func postgres() throws {
+        #expect(try settings([:]).postgres == nil)
+        let defaults = try #require(try settings(["POSTGRES_HOST": "db"]).postgres)
+        #expect(defaults == PostgresConnectionSettings(host: "db", port: 5432, username: "postgres", password: nil,
+                                                      database: "identity", poolSize: 16, tls: .prefer))
+        let given = try #require(try settings([
+            "POSTGRES_HOST": "db", "POSTGRES_PORT": "6543", "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p",
+            "POSTGRES_DB": "d", "POSTGRES_POOL_SIZE": "4", "POSTGRES_TLS": "REQUIRE",
+        ]).postgres)
+        #expect(given == PostgresConnectionSettings(host: "db", port: 6543, username: "u", password: "p", database: "d",
+                                                   poolSize: 4, tls: .require))
+        #expect(!given.summary.contains("p@") && given.summary == "db:6543/d", "the summary never shows the password")
     }
 
     @Test("an empty value counts as unset")
