@@ -112,6 +112,7 @@ let package = Package(
 
         // MARK: tests
         .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain"], swiftSettings: swiftSettings),
+        .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
         .target(
             name: "IdentityTestSupport",
             dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter"],
