@@ -51,9 +51,19 @@ struct PostgresEndToEndTests {
         var server = try ServerProcess(environment: env)
         var port = try #require(server.port(), "\(server.log)")
         #expect(server.log.contains("store=postgres(127.0.0.1:\(postgres.port)/identity)"))
-        let registered = try await call("POST", "http://127.0.0.1:\(port)/users",
-                                        json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#)
-        #expect(registered.status == 201)
+        // 20 concurrent registrations of one email (in varying case): exactly one 201.
+        let base = "http://127.0.0.1:\(port)"
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    let email = index % 2 == 0 ? "ada@example.com" : "ADA@Example.com"
+                    return try await call("POST", "\(base)/users", json: #"{"email":"\#(email)","password":"correct horse battery","name":"Ada"}"#).status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 201 }.count == 1, "\(statuses)")
+        #expect(statuses.filter { $0 == 409 }.count == 19, "\(statuses)")
         let login = try await call("POST", "http://127.0.0.1:\(port)/auth/login", json: #"{"email":"ada@example.com","password":"correct horse battery"}"#)
         let token = try #require(login.json["access_token"] as? String)
         let logoutToken = try #require(try await call("POST", "http://127.0.0.1:\(port)/auth/login",
