@@ -1,5 +1,6 @@
 import IdentityDomain
 import IdentityPorts
+import Logging
 import PostgresNIO
 
 /// A PostgreSQL failure that is neither an outage nor a business rule: a bug or a schema
@@ -71,5 +72,20 @@ enum PostgresErrors {
             guard let first = try await group.next(), let value = first else { throw BackendUnavailable(backend: "postgres") }
             return value
         }
+    }
+}
+
+/// What every PostgreSQL store holds: the client, the deadline of one operation, the logger.
+struct PostgresSession: Sendable {
+    let client: PostgresClient
+    let timeout: Duration
+    let logger: Logger
+
+    /// Runs one store operation within the deadline, translating what it throws.
+    @discardableResult
+    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
+        let client = client
+        let logger = logger
+        return try await PostgresErrors.run(timeout: timeout) { try await body(client, logger) }
     }
 }

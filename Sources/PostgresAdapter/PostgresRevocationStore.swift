@@ -9,20 +9,16 @@ import Logging
 /// A revocation is durable when `revoke` returns. Cut-offs are compared in whole epoch
 /// milliseconds, the precision of token `iat`s. `purgeExpired(now:)` deletes what has expired.
 public struct PostgresRevocationStore: RevocationStore {
-    private let client: PostgresClient
-    private let logger: Logger
-    private let timeout: Duration
+    private let session: PostgresSession
 
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.client = client
-        self.timeout = timeout
-        self.logger = logger
+        self.session = PostgresSession(client: client, timeout: timeout, logger: logger)
     }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.query(
                 """
                 INSERT INTO identity_revoked_tokens (jti, user_id, expires_at) VALUES (\(jti), \(userID.uuid), \(expiresAt))
@@ -34,7 +30,7 @@ public struct PostgresRevocationStore: RevocationStore {
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.query(
                 """
                 INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_at)
@@ -49,7 +45,7 @@ public struct PostgresRevocationStore: RevocationStore {
     }
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             let rows = try await client.query(
                 """
                 SELECT EXISTS (SELECT 1 FROM identity_revoked_tokens WHERE jti = \(jti))
@@ -65,7 +61,7 @@ public struct PostgresRevocationStore: RevocationStore {
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             let rows = try await client.query(
                 """
                 WITH tokens AS (DELETE FROM identity_revoked_tokens WHERE expires_at < \(now) RETURNING 1),

@@ -9,20 +9,16 @@ import Logging
 /// Takes a `PostgresClient` that the host runs (`client.run()`), so an embedder can share its
 /// pool. Published events are deleted from the outbox; until a relay publishes them they stay.
 public struct PostgresUserStore: UserRepository, EventOutbox {
-    private let client: PostgresClient
-    private let logger: Logger
-    private let timeout: Duration
+    private let session: PostgresSession
 
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.client = client
-        self.timeout = timeout
-        self.logger = logger
+        self.session = PostgresSession(client: client, timeout: timeout, logger: logger)
     }
 
     public func user(id: UserID) async throws -> User? {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             let rows = try await client.query(
                 "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE id = \(id.uuid)",
                 logger: logger
@@ -32,7 +28,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func user(email: Email) async throws -> User? {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             let rows = try await client.query(
                 "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE email = \(email.value)",
                 logger: logger
@@ -42,7 +38,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func insert(_ user: User, events: [IdentityEvent]) async throws {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
                     """
@@ -58,7 +54,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
                     """
@@ -80,7 +76,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func delete(id: UserID, events: [IdentityEvent]) async throws {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
                 guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
@@ -93,7 +89,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
 
     public func append(_ events: [IdentityEvent]) async throws {
         guard !events.isEmpty else { return }
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.append(events, on: connection, logger: logger)
             }
@@ -101,7 +97,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func pending(limit: Int) async throws -> [OutboxEntry] {
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             let rows = try await client.query(
                 """
                 SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox
@@ -120,7 +116,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
 
     public func markPublished(_ sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
-        try await PostgresErrors.run(timeout: timeout) {
+        try await session.run { client, logger in
             try await client.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
         }
     }
