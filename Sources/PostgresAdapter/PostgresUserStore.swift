@@ -18,23 +18,18 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     }
 
     public func user(id: UserID) async throws -> User? {
-        try await session.run { client, logger in
-            let rows = try await client.query(
-                "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE id = \(id.uuid)",
-                logger: logger
-            )
-            return try await Self.firstUser(rows)
-        }
+        try await fetchUser("SELECT \(unescaped: Self.columns) FROM identity_users WHERE id = \(id.uuid)")
     }
 
     public func user(email: Email) async throws -> User? {
-        try await session.run { client, logger in
-            let rows = try await client.query(
-                "SELECT id, email, name, password_hash, created_at, updated_at, version FROM identity_users WHERE email = \(email.value)",
-                logger: logger
-            )
-            return try await Self.firstUser(rows)
-        }
+        try await fetchUser("SELECT \(unescaped: Self.columns) FROM identity_users WHERE email = \(email.value)")
+    }
+
+    private static let columns = "id, email, name, password_hash, created_at, updated_at, version"
+
+    /// One account by a unique key: a single indexed lookup.
+    private func fetchUser(_ query: PostgresQuery) async throws -> User? {
+        try await session.run { client, logger in try await Self.firstUser(client.query(query, logger: logger)) }
     }
 
     public func insert(_ user: User, events: [IdentityEvent]) async throws {
