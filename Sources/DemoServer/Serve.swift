@@ -47,24 +47,30 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Deletes expired revocation entries now and then (the in-memory store also purges itself).
-struct RevocationPurge: Service {
-    let store: any RevocationStore
+/// Deletes expired rows now and then: revocation entries and login failures past their
+/// window (the in-memory stores purge themselves).
+struct ExpiryPurge: Service {
+    typealias Task = @Sendable (Date) async throws -> Int
+    let tasks: [(name: String, purge: Task)]
     let clock: any IdentityClock
     let interval: Duration
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
+            while !_Concurrency.Task.isCancelled {
                 do {
-                    try await Task.sleep(for: interval)
-                    let purged = try await store.purgeExpired(now: clock.now())
-                    if purged > 0 { logger.debug("purged expired revocation entries", metadata: ["count": "\(purged)"]) }
-                } catch is CancellationError {
-                    return
+                    try await _Concurrency.Task.sleep(for: interval)
                 } catch {
-                    logger.warning("revocation purge failed; will retry", metadata: ["error": "\(error)"])
+                    return
+                }
+                for task in tasks {
+                    do {
+                        let purged = try await task.purge(clock.now())
+                        if purged > 0 { logger.debug("purged expired rows", metadata: ["what": "\(task.name)", "count": "\(purged)"]) }
+                    } catch {
+                        logger.warning("purge failed; will retry", metadata: ["what": "\(task.name)", "error": "\(error)"])
+                    }
                 }
             }
         }

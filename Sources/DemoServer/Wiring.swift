@@ -23,9 +23,14 @@ struct Wiring: Sendable {
         let (tokens, argon2) = try await Self.crypto(settings: settings, lifetime: lifetime, logger: logger)
         let clock = SystemClock()
 
+        let limits = LoginThrottleLimits(
+            maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
+            window: TimeInterval(settings.loginFailureWindowSeconds)
+        )
         let users: any UserRepository
         let outbox: any EventOutbox
         let revocations: any RevocationStore
+        let throttle: any LoginThrottle
         var services: [any Service] = []
         var readiness: [any HealthCheck] = []
         let storeSummary: String
@@ -34,21 +39,24 @@ struct Wiring: Sendable {
             let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
             let store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
             let revocationStore = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
-            (users, outbox, revocations) = (store, store, revocationStore)
-            services = [client, RevocationPurge(store: revocationStore, clock: clock, interval: .seconds(600), logger: logger)]
+            let sharedThrottle = PostgresLoginThrottle(client: client, limits: limits, timeout: timeout, logger: logger)
+            (users, outbox, revocations, throttle) = (store, store, revocationStore, sharedThrottle)
+            let purge = ExpiryPurge(
+                tasks: [("revocations", { try await revocationStore.purgeExpired(now: $0) }),
+                        ("login failures", { try await sharedThrottle.purgeExpired(now: $0) })],
+                clock: clock, interval: .seconds(600), logger: logger
+            )
+            services = [client, purge]
             readiness = [PostgresHealthCheck(client: client)]
             migrator = try PostgresMigrator(client: client, logger: logger)
             storeSummary = "postgres(\(postgres.summary))"
         } else {
             let store = InMemoryUserStore()
             (users, outbox, revocations) = (store, store, InMemoryRevocationStore(clock: clock))
+            throttle = InMemoryLoginThrottle(limits: limits)
             migrator = nil
             storeSummary = "in-memory"
         }
-        let throttle = InMemoryLoginThrottle(limits: LoginThrottleLimits(
-            maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
-            window: TimeInterval(settings.loginFailureWindowSeconds)
-        ))
         let policy = IdentityPolicy(tokenLifetime: lifetime)
         let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
         self.service = IdentityService(IdentityDependencies(

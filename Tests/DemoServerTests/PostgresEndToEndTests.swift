@@ -24,19 +24,20 @@ struct PostgresEndToEndTests {
 
         let refused = try runDemoServer(["serve"], environment: env)
         #expect(refused.status == 69)
-        #expect(refused.output.contains("cannot start: the database schema is out of date (1 pending migration): run `DemoServer migrate up`"))
+        #expect(refused.output.contains("cannot start: the database schema is out of date (2 pending migrations): run `DemoServer migrate up`"))
 
         async let first = Task { try runDemoServer(["migrate", "up"], environment: env) }.value
         async let second = Task { try runDemoServer(["migrate", "up"], environment: env) }.value
         let (a, b) = try await (first, second)
         #expect(a.status == 0 && b.status == 0, "two migrate up at once both succeed: \(a.output) \(b.output)")
-        #expect([a.output, b.output].filter { $0.contains("applied 1 initial") }.count == 1, "and apply the migration once")
+        #expect([a.output, b.output].filter { $0.contains("applied 1 initial") }.count == 1, "and apply each migration once")
+        #expect([a.output, b.output].filter { $0.contains("applied 2 login_throttle") }.count == 1)
 
         let status = try runDemoServer(["migrate", "status"], environment: env)
         #expect(status.status == 0 && status.output.contains("applied  1 initial") && status.output.contains("schema is up to date"))
 
         let down = try runDemoServer(["migrate", "down", "1"], environment: env)
-        #expect(down.status == 0 && down.output.contains("undid 1 initial"))
+        #expect(down.status == 0 && down.output.contains("undid 2 login_throttle"))
         #expect(try runDemoServer(["migrate", "down", "0"], environment: env).status != 0, "N must be 1 or more")
         #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
     }

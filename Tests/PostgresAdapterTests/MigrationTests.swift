@@ -14,6 +14,7 @@ struct MigrationTests {
 
     static let schema: Set<String> = [
         "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_token_cutoffs", "identity_processed_messages",
+        "identity_login_failures",
     ]
 
     @Test("the shipped migrations are numbered, named, and each has its down")
@@ -36,11 +37,14 @@ struct MigrationTests {
             #expect(try await tables(client).isSuperset(of: Self.schema))
             #expect(try await migrator.up().isEmpty, "a second up has nothing to do")
 
-            #expect(try await migrator.down(1).map(\.version) == [migrator.migrations.count])
-            #expect(try await tables(client).isDisjoint(with: Self.schema))
+            #expect(try await migrator.down(1).map(\.version) == [migrator.migrations.count], "down 1 undoes the newest")
             #expect(try await migrator.status().pending.count == 1)
+            let all = migrator.migrations.count
+            #expect(try await migrator.down(all + 5).map(\.version) == Array((1..<all).reversed()), "down N stops at the oldest")
+            #expect(try await tables(client).isDisjoint(with: Self.schema))
+            #expect(try await migrator.status().pending.count == all)
 
-            #expect(try await migrator.up().count == 1)
+            #expect(try await migrator.up().count == all)
             #expect(try await tables(client).isSuperset(of: Self.schema))
             #expect(try await migrator.down(0).isEmpty)
         }

@@ -20,7 +20,10 @@ struct PostgresStoreTests {
 
     static func reset(_ client: PostgresClient) async throws {
         try await client.query(
-            "TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_token_cutoffs, identity_processed_messages"
+            """
+            TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_token_cutoffs,
+                     identity_processed_messages, identity_login_failures
+            """
         )
     }
 
@@ -42,6 +45,37 @@ struct PostgresStoreTests {
                 try await Self.reset(client)
                 return PostgresRevocationStore(client: client)
             }.run()
+        }
+    }
+
+    @Test("PostgresLoginThrottle passes the LoginThrottle suite")
+    func throttle() async throws {
+        try await Self.withMigrated { client in
+            try await LoginThrottleConformance { limits in
+                try await Self.reset(client)
+                return PostgresLoginThrottle(client: client, limits: limits)
+            }.run()
+        }
+    }
+
+    @Test("20 parallel attempts for one email against a limit of 5: exactly 5 go ahead, on any instance")
+    func throttleRace() async throws {
+        try await Self.withMigrated { client in
+            let limits = LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
+            // Two throttles on one database stand for two instances.
+            let instances = [PostgresLoginThrottle(client: client, limits: limits), PostgresLoginThrottle(client: client, limits: limits)]
+            let now = Date()
+            let decisions = try await withThrowingTaskGroup(of: ThrottleDecision.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        try await instances[index % 2].beginAttempt(email: try Email("victim@example.com"), client: "10.0.0.\(index)", now: now)
+                    }
+                }
+                return try await group.reduce(into: [ThrottleDecision]()) { $0.append($1) }
+            }
+            #expect(decisions.filter { $0 == .allowed }.count == 5)
+            let purged = try await instances[0].purgeExpired(now: now.addingTimeInterval(901))
+            #expect(purged == 5 + 5, "the email's 5 and the 5 addresses' failures are purged once the window has passed")
         }
     }
 
