@@ -52,11 +52,13 @@ let package = Package(
             pkgConfig: "libargon2",
             providers: [.apt(["libargon2-dev"])]
         ),
+        .systemLibrary(name: "CCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(
             name: "CryptoAdapter",
             dependencies: [
                 "IdentityPorts",
                 "CArgon2",
+                "CCrypt",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

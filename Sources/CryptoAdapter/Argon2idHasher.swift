@@ -52,7 +52,8 @@ public struct Argon2Error: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Argon2id through libargon2, producing and verifying PHC strings
-/// (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
+/// (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`). It also verifies bcrypt hashes imported from
+/// another system (`$2a$`, `$2b$`, `$2y$`), which always need a rehash.
 ///
 /// Hashing blocks a thread for tens of milliseconds, so every call runs on a thread pool
 /// (NIO's shared blocking pool by default), never on the caller's event loop.
@@ -76,6 +77,10 @@ public struct Argon2idHasher: PasswordHasher {
     }
 
     public func verify(_ password: Password, against phc: String) async throws -> Bool {
+        if BcryptVerifier.handles(phc) {
+            let bytes = Array(password.normalized.utf8)
+            return try await pool.runIfActive { BcryptVerifier.verifyBlocking(bytes, against: phc) }
+        }
         // Only well-formed Argon2id strings within sane costs reach libargon2.
         guard let stored = Argon2PHC(phc), stored.memoryKiB <= 4_194_304 else { return false }
         let bytes = Array(password.normalized.utf8)

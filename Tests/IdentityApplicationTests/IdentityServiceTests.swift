@@ -224,6 +224,21 @@ struct IdentityServiceTests {
         _ = try await service.login(email: "ada@example.com", password: password, client: nil)
     }
 
+    @Test("an account imported with a bcrypt hash logs in, and its hash becomes Argon2id")
+    func importedBcrypt() async throws {
+        let identity = try await TestIdentity.make()
+        let imported = User.register(id: UserID(UUID()), email: try Email("legacy@example.com"), name: try DisplayName("Legacy"),
+                                     passwordHash: "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS", at: identity.clock.now())
+        try await identity.store.insert(imported, events: [])
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await identity.service.login(email: "legacy@example.com", password: "wrong password", client: nil)
+        }
+        _ = try await identity.service.login(email: "legacy@example.com", password: "correct horse battery", client: nil)
+        let stored = try #require(await identity.store.user(id: imported.id)?.passwordHash)
+        #expect(stored.hasPrefix("$argon2id$"), "rehashed on the successful login")
+        _ = try await identity.service.login(email: "legacy@example.com", password: "correct horse battery", client: nil)
+    }
+
     @Test("a change verified against one version is refused if the account changed meanwhile")
     func optimisticConcurrency() async throws {
         let identity = try await TestIdentity.make()

@@ -1,0 +1,42 @@
+@testable import CryptoAdapter
+import IdentityDomain
+import Testing
+
+@Suite("Imported bcrypt hashes")
+struct BcryptTests {
+    let hasher = Argon2idHasher(parameters: try! Argon2Parameters(memoryKiB: 64, iterations: 1))
+
+    @Test("the canonical crypt_blowfish vector verifies, and a near miss does not")
+    func canonicalVector() async throws {
+        let hash = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+        #expect(try await hasher.verify(try Password(candidate: "U*U"), against: hash))
+        #expect(try await !hasher.verify(try Password(candidate: "U*V"), against: hash))
+    }
+
+    @Test("$2b$ and $2y$ hashes (from Python or PHP systems) verify", arguments: [
+        "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",
+        "$2y$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",
+    ])
+    func variants(hash: String) async throws {
+        #expect(try await hasher.verify(try Password("correct horse battery"), against: hash))
+        #expect(try await !hasher.verify(try Password("correct horse battery!"), against: hash))
+        #expect(hasher.needsRehash(hash), "an imported hash is always replaced by Argon2id")
+    }
+
+    @Test("malformed or too costly bcrypt strings verify as false", arguments: [
+        "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoO",     // one short
+        "$2x$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // unknown variant
+        "$2b$31$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // cost 31 would stall a thread
+        "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQo!S",    // bad alphabet
+    ])
+    func malformed(hash: String) async throws {
+        #expect(try await !hasher.verify(try Password("correct horse battery"), against: hash))
+    }
+
+    @Test("comparison takes every byte into account")
+    func constantTime() {
+        #expect(BcryptVerifier.constantTimeEquals(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!BcryptVerifier.constantTimeEquals(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!BcryptVerifier.constantTimeEquals(Array("abc".utf8), Array("ab".utf8)))
+    }
+}
