@@ -22,7 +22,9 @@ struct Serve: AsyncParsableCommand {
             exitWithConfigurationError(error)
         }
         var app = Application(
-            router: IdentityHTTP.makeRouter(service: wiring.service, readiness: wiring.readiness),
+            router: IdentityHTTP.makeRouter(
+                service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies
+            ),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: wiring.services,
             onServerRunning: { channel in

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import HTTPAdapter
 import PostgresAdapter
 
 /// Every setting of contract §8, validated. Read here only; libraries get typed values.
@@ -21,6 +22,7 @@ struct Settings {
     var postgres: PostgresConnectionSettings?
     var postgresTimeoutSeconds = 5
     var rabbitmqHost: String?
+    var trustedProxies = TrustedProxies.none
 
     static let algorithms = ["HS256", "HS384", "HS512"]
 
@@ -78,6 +80,12 @@ struct Settings {
                 password: reader.string("POSTGRES_PASSWORD"), database: reader.string("POSTGRES_DB") ?? "identity",
                 poolSize: poolSize, tls: tls
             )
+        }
+        if let list = reader.string("TRUSTED_PROXIES") {
+            guard let proxies = TrustedProxies(list) else {
+                throw ConfigurationError("TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDR blocks (got \"\(list)\")")
+            }
+            trustedProxies = proxies
         }
         rabbitmqHost = reader.string("RABBITMQ_HOST")
         _ = try reader.integer("RABBITMQ_PORT", in: 1...65_535)

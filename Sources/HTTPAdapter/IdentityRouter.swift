@@ -22,12 +22,13 @@ public enum IdentityHTTP {
     /// - Parameters:
     ///   - service: the use cases.
     ///   - readiness: backends that must answer for `GET /health/ready` to say 200.
+    ///   - trustedProxies: proxies whose `X-Forwarded-For` names the client (login throttling).
     public static func makeRouter(
-        service: IdentityService, readiness: [any HealthCheck] = []
+        service: IdentityService, readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none
     ) -> Router<IdentityRequestContext> {
         let router = Router(context: IdentityRequestContext.self)
         router.add(middleware: IdentityMiddleware(routes: routeTable))
-        let routes = IdentityRoutes(service: service)
+        let routes = IdentityRoutes(service: service, trustedProxies: trustedProxies)
         router.post("/users", use: routes.register)
         router.get("/users/me", use: routes.me)
         router.put("/users/me", use: routes.updateMe)

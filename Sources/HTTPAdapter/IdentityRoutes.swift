@@ -9,6 +9,7 @@ import Foundation
 /// dispatches commands and runs queries) and renders the result: none touches a store.
 struct IdentityRoutes: Sendable {
     let service: IdentityService
+    let trustedProxies: TrustedProxies
 
     func register(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
         var fields = try await RequestBody.jsonObject(of: request)
@@ -92,7 +93,9 @@ struct IdentityRoutes: Sendable {
         guard structural.isEmpty, let email, let password else {
             throw ValidationError(structural + IdentityService.loginErrors(email: email, password: password, emailField: emailField))
         }
-        let client = context.remoteAddress?.ipAddress
+        let client = trustedProxies.clientAddress(
+            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor]
+        )
         let token = try await service.login(email: email, password: password, client: client, emailField: emailField)
         return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
     }

@@ -129,6 +129,8 @@ extension Problem {
 extension HTTPField.Name {
     /// `X-Request-ID`
     static let requestID = HTTPField.Name("X-Request-ID")!
+    /// `X-Forwarded-For`, believed only from trusted proxies
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
     /// `Pragma` (RFC 6749 §5.1 asks for `no-cache` on token responses)
     static let pragma = HTTPField.Name("Pragma")!
 }

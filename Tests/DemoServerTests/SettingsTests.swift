@@ -33,7 +33,7 @@ struct SettingsTests {
         ("JWT_EXPIRE_MINUTES", "0"), ("JWT_SECRET", "too-short"), ("LOGIN_MAX_FAILURES", "-1"),
         ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("ARGON2_MEMORY_KIB", "4"), ("ARGON2_ITERATIONS", "0"),
         ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
-        ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"), ("TRUSTED_PROXIES", "proxy.local"), ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
     ])
     func invalid(name: String, value: String) throws {
         #expect {
