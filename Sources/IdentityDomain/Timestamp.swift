@@ -2,8 +2,19 @@ public import Foundation
 
 extension Date {
     /// This instant rounded down to the millisecond: the precision every store keeps.
+    /// Truncating again changes nothing.
     public var truncatedToMilliseconds: Date {
-        Date(timeIntervalSince1970: (timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+        Date(timeIntervalSince1970: Double(flooredEpochMilliseconds) / 1000)
+    }
+
+    /// Whole milliseconds since 1970, rounded down. Most millisecond instants have no exact
+    /// binary form (`…34.984` is stored as `…34.98399999`), so a value within a microsecond of
+    /// a whole millisecond counts as that millisecond; otherwise a truncated instant would
+    /// print, and truncate again, one millisecond early.
+    var flooredEpochMilliseconds: Int64 {
+        let milliseconds = timeIntervalSince1970 * 1000
+        let nearest = milliseconds.rounded()
+        return Int64(abs(milliseconds - nearest) < 0.001 ? nearest : milliseconds.rounded(.down))
     }
 
     /// Whole milliseconds since 1970, rounded: how instants of millisecond precision compare
@@ -14,7 +25,7 @@ extension Date {
 
     /// RFC 3339 in UTC with milliseconds and `Z`, e.g. `2026-11-24T10:00:00.123Z`.
     public var rfc3339: String {
-        let totalMillis = Int64((timeIntervalSince1970 * 1000).rounded(.down))
+        let totalMillis = flooredEpochMilliseconds
         var days = totalMillis >= 0 ? totalMillis / 86_400_000 : (totalMillis - 86_399_999) / 86_400_000
         let msOfDay = totalMillis - days * 86_400_000
         // Civil-from-days (Howard Hinnant's algorithm).
