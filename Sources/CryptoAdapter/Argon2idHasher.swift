@@ -82,13 +82,19 @@ public struct Argon2idHasher: PasswordHasher {
             return try await pool.runIfActive { BcryptVerifier.verifyBlocking(bytes, against: phc) }
         }
         // Only well-formed Argon2id strings within sane costs reach libargon2.
-        guard let stored = Argon2PHC(phc), stored.memoryKiB <= 4_194_304 else { return false }
+        guard let stored = Argon2PHC(phc), stored.isVerifiable else { return false }
         let bytes = Array(password.normalized.utf8)
         return try await pool.runIfActive {
             phc.withCString { encoded in
                 bytes.withUnsafeBytes { argon2id_verify(encoded, $0.baseAddress, $0.count) == ARGON2_OK.rawValue }
             }
         }
+    }
+
+    public func recognizes(_ stored: String) -> Bool {
+        if BcryptVerifier.handles(stored) { return true }
+        guard let phc = Argon2PHC(stored) else { return false }
+        return phc.isVerifiable
     }
 
     public func needsRehash(_ phc: String) -> Bool {
@@ -119,6 +125,13 @@ struct Argon2PHC: Equatable {
     var memoryKiB: UInt32
     var iterations: UInt32
     var parallelism: UInt32
+
+    /// Whether libargon2 may be handed this string: version 19 (or the older 16), and costs
+    /// within what `Argon2Parameters` allows, so a stored hash cannot claim gigabytes.
+    var isVerifiable: Bool {
+        [16, 19].contains(version) && (1...4_194_304).contains(memoryKiB) && iterations >= 1 && parallelism >= 1
+            && memoryKiB >= 8 * parallelism
+    }
 
     /// Parses `$argon2id$v=19$m=..,t=..,p=..$salt$hash`; nil for anything else.
     init?(_ phc: String) {

@@ -29,8 +29,10 @@ public struct PasswordHasherConformance: Sendable {
         #expect(try await hasher.hash(password) != hash, "two hashes of one password differ (salted)")
         #expect(!hasher.needsRehash(hash), "a fresh hash needs no rehash")
         #expect(hasher.needsRehash("$unknown$scheme"), "a foreign hash needs a rehash")
-        for garbage in ["", "$", "not a hash", "$argon2id$v=19$m=abc$x$y", "$argon2id$v=19$m=8,t=1,p=1$$"] {
+        #expect(hasher.recognizes(hash), "the hasher recognizes its own hashes")
+        for garbage in ["", "$", "not a hash", "$argon2id$v=19$m=abc$x$y", "$argon2id$v=19$m=8,t=1,p=1$$", "$unknown$scheme"] {
             #expect(try await !hasher.verify(password, against: garbage), "a malformed hash verifies as false, without throwing")
+            #expect(!hasher.recognizes(garbage), "a malformed or foreign hash is not recognized: \(garbage)")
         }
         // NFKC: the composed and decomposed forms of a password are the same password.
         let composed = try Password("caf\u{E9}-au-lait")

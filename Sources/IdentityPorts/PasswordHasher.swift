@@ -8,4 +8,8 @@ public protocol PasswordHasher: Sendable {
     func verify(_ password: Password, against phc: String) async throws -> Bool
     /// Whether `phc` was made with other parameters (or algorithm) than the current ones.
     func needsRehash(_ phc: String) -> Bool
+    /// Whether `stored` is a hash this hasher can verify: its own format, or an imported one it
+    /// understands (an importer refuses anything else rather than store an account nobody can
+    /// log in to).
+    func recognizes(_ stored: String) -> Bool
 }

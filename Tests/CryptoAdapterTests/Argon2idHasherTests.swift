@@ -31,6 +31,7 @@ struct Argon2idHasherTests {
         let oldHash = try await old.hash(password)
         #expect(try await current.verify(password, against: oldHash))
         #expect(current.needsRehash(oldHash))
+        #expect(current.recognizes(oldHash), "an importer accepts a hash with other parameters")
         #expect(!current.needsRehash(try await current.hash(password)))
     }
 
@@ -52,5 +53,17 @@ struct Argon2idHasherTests {
                     "$argon2id$v=19$m=1,t=1,p=1,q=2$a$b", "$argon2id$v=19$m=1,t=1,p=1$$b", "$2b$12$abcdefghijklmnopqrstuv"] {
             #expect(Argon2PHC(bad) == nil, "\(bad)")
         }
+    }
+
+    @Test("a stored hash that claims absurd costs or another version is neither recognized nor handed to libargon2", arguments: [
+        "$argon2id$v=19$m=8388608,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",   // 8 GiB
+        "$argon2id$v=19$m=64,t=0,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",        // no pass
+        "$argon2id$v=19$m=64,t=1,p=16$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",       // < 8 KiB per lane
+        "$argon2id$v=42$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",        // unknown version
+    ])
+    func absurdCosts(hash: String) async throws {
+        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
+        #expect(!hasher.recognizes(hash))
+        #expect(try await !hasher.verify(try Password("a long enough password"), against: hash))
     }
 }

@@ -21,6 +21,7 @@ struct BcryptTests {
         #expect(try await hasher.verify(try Password("correct horse battery"), against: hash))
         #expect(try await !hasher.verify(try Password("correct horse battery!"), against: hash))
         #expect(hasher.needsRehash(hash), "an imported hash is always replaced by Argon2id")
+        #expect(hasher.recognizes(hash), "an importer accepts it")
     }
 
     @Test("malformed or too costly bcrypt strings verify as false", arguments: [
@@ -31,6 +32,7 @@ struct BcryptTests {
     ])
     func malformed(hash: String) async throws {
         #expect(try await !hasher.verify(try Password("correct horse battery"), against: hash))
+        #expect(!hasher.recognizes(hash), "an importer refuses it")
     }
 
     @Test("comparison takes every byte into account")
