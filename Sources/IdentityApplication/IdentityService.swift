@@ -94,10 +94,38 @@ public struct IdentityService: Sendable {
         return ((email, password, name), [])
     }
 
+    /// Registers an account migrated from another system with the password hash it had there
+    /// (`DemoServer import-users`). The hash must be one the hasher recognizes (Argon2id PHC, or an
+    /// imported bcrypt hash); it is replaced by a current one on the account's next successful login.
+    public func importUser(email: String, name: String, passwordHash: String) async throws -> UserRecord {
+        let (input, errors) = parseImport(email: email, name: name, passwordHash: passwordHash)
+        guard let (email, name) = input else { throw ValidationError(errors) }
+        return try await record(from: send(.registerUser(RegisterUser(email: email, name: name, passwordHash: passwordHash))))
+    }
+
+    /// The rules an imported account's fields break, without side effects. Never echoes the hash.
+    public func importErrors(email: String?, name: String?, passwordHash: String?) -> [FieldError] {
+        parseImport(email: email, name: name, passwordHash: passwordHash).errors
+    }
+
+    private func parseImport(email: String?, name: String?, passwordHash: String?)
+        -> (values: (Email, DisplayName)?, errors: [FieldError])
+    {
+        var check = ValidationCollector()
+        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
+        let name = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
+        if let passwordHash, !deps.hasher.recognizes(passwordHash) {
+            check.add(field: "password_hash", "is not a password hash this service can verify (Argon2id PHC or bcrypt)")
+        }
+        guard let email, let name, passwordHash != nil, check.errors.isEmpty else { return (nil, check.errors) }
+        return ((email, name), [])
+    }
+
     /// Changes the caller's profile (`PUT /users/me`). `currentPassword` is required when the
-    /// email or password changes.
+    /// email or password changes; its checks count against the same throttle as logins (for the
+    /// account's email and `client`), so a stolen token cannot be used to guess the password.
     public func updateProfile(
-        _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?
+        _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?, client: String? = nil
     ) async throws -> UserRecord {
         let (input, errors) = Self.parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword)
         guard let (newName, newEmail, newPassword, current) = input else { throw ValidationError(errors) }

@@ -224,12 +224,15 @@ struct IdentityServiceTests {
         _ = try await service.login(email: "ada@example.com", password: password, client: nil)
     }
 
+    static let bcryptOfPassword = "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS"
+
     @Test("an account imported with a bcrypt hash logs in, and its hash becomes Argon2id")
     func importedBcrypt() async throws {
         let identity = try await TestIdentity.make()
-        let imported = User.register(id: UserID(UUID()), email: try Email("legacy@example.com"), name: try DisplayName("Legacy"),
-                                     passwordHash: "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS", at: identity.clock.now())
-        try await identity.store.insert(imported, events: [])
+        let imported = try await identity.service.importUser(email: " Legacy@Example.com", name: "Legacy", passwordHash: Self.bcryptOfPassword)
+        #expect(imported.email == "legacy@example.com", "the email is canonicalised like a registration's")
+        let events = await identity.store.pending(limit: 10).map(\.event.payload)
+        #expect(events == [.userRegistered(userID: imported.id, email: try Email("legacy@example.com"), name: try DisplayName("Legacy"))])
         await #expect(throws: IdentityError.invalidCredentials) {
             try await identity.service.login(email: "legacy@example.com", password: "wrong password", client: nil)
         }
@@ -237,6 +240,24 @@ struct IdentityServiceTests {
         let stored = try #require(await identity.store.user(id: imported.id)?.passwordHash)
         #expect(stored.hasPrefix("$argon2id$"), "rehashed on the successful login")
         _ = try await identity.service.login(email: "legacy@example.com", password: "correct horse battery", client: nil)
+    }
+
+    @Test("an import with a bad email, name or hash is refused field by field, never echoing the hash; a taken email gives emailTaken")
+    func importRefusals() async throws {
+        let identity = try await TestIdentity.make()
+        let plaintext = "hunter2-plaintext"
+        let errors = identity.service.importErrors(email: "nope", name: " ", passwordHash: plaintext)
+        #expect(errors.map(\.pointer) == ["/email", "/name", "/password_hash"])
+        #expect(!errors.description.contains(plaintext))
+        await #expect(throws: ValidationError.self) {
+            try await identity.service.importUser(email: "a@example.com", name: "A", passwordHash: "$2b$31$" + String(repeating: "a", count: 53))
+        }
+        #expect(await identity.store.user(email: try Email("a@example.com")) == nil, "nothing is stored")
+        #expect(identity.service.importErrors(email: "a@example.com", name: "A", passwordHash: Self.bcryptOfPassword).isEmpty)
+        _ = try await identity.service.register(email: "taken@example.com", password: password, name: "Taken")
+        await #expect(throws: IdentityError.emailTaken) {
+            try await identity.service.importUser(email: "TAKEN@example.com", name: "T", passwordHash: Self.bcryptOfPassword)
+        }
     }
 
     @Test("a change verified against one version is refused if the account changed meanwhile")
