@@ -43,7 +43,9 @@ struct IdentityRoutes: Sendable {
                 structural + IdentityService.updateErrors(name: name, email: email, password: password, currentPassword: current)
             )
         }
-        let user = try await service.updateProfile(principal, name: name, email: email, password: password, currentPassword: current)
+        let user = try await service.updateProfile(
+            principal, name: name, email: email, password: password, currentPassword: current, client: clientAddress(request, context)
+        )
         return jsonResponse(.ok, Views.selfView(user))
     }
 
@@ -93,10 +95,7 @@ struct IdentityRoutes: Sendable {
         guard structural.isEmpty, let email, let password else {
             throw ValidationError(structural + IdentityService.loginErrors(email: email, password: password, emailField: emailField))
         }
-        let client = trustedProxies.clientAddress(
-            peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor]
-        )
-        let token = try await service.login(email: email, password: password, client: client, emailField: emailField)
+        let token = try await service.login(email: email, password: password, client: clientAddress(request, context), emailField: emailField)
         return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
     }
 
@@ -107,6 +106,12 @@ struct IdentityRoutes: Sendable {
     }
 
     // MARK: helpers
+
+    /// The client address that login throttling counts: the socket peer, or behind trusted
+    /// proxies the first untrusted `X-Forwarded-For` hop.
+    func clientAddress(_ request: Request, _ context: IdentityRequestContext) -> String? {
+        trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor])
+    }
 
     /// The principal of the request's bearer token.
     func authenticate(_ request: Request) async throws -> Principal {

@@ -134,9 +134,14 @@ public struct IdentityService: Sendable {
         var expectedVersion: Int?
         if sensitive, let current {
             guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
+            let now = deps.clock.now().truncatedToMilliseconds  // as a login counts it
+            if case .throttled(let seconds) = try await deps.throttle.beginAttempt(email: user.email, client: client, now: now) {
+                throw LoginThrottled(retryAfterSeconds: seconds)
+            }
             guard try await deps.hasher.verify(current, against: user.passwordHash) else {
                 throw IdentityError.wrongCurrentPassword
             }
+            try await deps.throttle.recordSuccess(email: user.email, client: client)
             expectedVersion = user.version
         }
         let hash = try await newPassword.asyncMap { try await deps.hasher.hash($0) }

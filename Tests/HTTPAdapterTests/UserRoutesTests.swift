@@ -135,6 +135,22 @@ struct UserRoutesTests {
         }
     }
 
+    @Test("PUT /users/me: after 5 wrong current_password checks, 429 with Retry-After, without checking the password")
+    func currentPasswordThrottled() async throws {
+        try await withIdentityApp { client, _ in
+            let (_, token) = try await client.registerAndLogin()
+            let auth: HTTPFields = [.authorization: "Bearer \(token)"]
+            for _ in 0..<5 {
+                let wrong = try await client.postJSON("/users/me", #"{"email":"x@example.com","current_password":"a wrong guess"}"#, headers: auth, method: .put)
+                try wrong.expectProblem(.forbidden)
+            }
+            let throttled = try await client.postJSON("/users/me", #"{"email":"x@example.com","current_password":"\#(password)"}"#, headers: auth, method: .put)
+            try throttled.expectProblem(.tooManyRequests)
+            #expect(throttled.headers[.retryAfter].flatMap(Int.init) ?? 0 > 0)
+            #expect(try await client.get("/users/me", token: token).json()["email"] as? String == "ada@example.com", "nothing changed")
+        }
+    }
+
     @Test("a password change revokes the current token; a token issued right after works")
     func passwordChange() async throws {
         try await withIdentityApp { client, identity in

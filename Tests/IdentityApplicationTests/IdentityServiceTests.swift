@@ -96,6 +96,34 @@ struct IdentityServiceTests {
         _ = try await identity.service.login(email: "ada@example.com", password: password, client: "10.0.0.1")
     }
 
+    @Test("wrong current_password checks are throttled with failed logins: a stolen token cannot guess the password")
+    func currentPasswordThrottled() async throws {
+        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 3, maxFailuresPerClient: 100, window: 900))
+        let (_, principal) = try await registered(identity)
+        for _ in 0..<2 {
+            await #expect(throws: IdentityError.wrongCurrentPassword) {
+                try await identity.service.updateProfile(principal, name: nil, email: "new@example.com", password: nil,
+                                                         currentPassword: "a wrong guess", client: "10.0.0.9")
+            }
+        }
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await identity.service.login(email: "ada@example.com", password: "another wrong guess", client: "10.0.0.9")
+        }
+        await #expect(throws: LoginThrottled(retryAfterSeconds: 900), "the right password is not even checked now") {
+            try await identity.service.updateProfile(principal, name: nil, email: "new@example.com", password: nil,
+                                                     currentPassword: password, client: "10.0.0.9")
+        }
+        await #expect(throws: LoginThrottled(retryAfterSeconds: 900), "and logins for the email are throttled too") {
+            try await identity.service.login(email: "ada@example.com", password: password, client: "10.0.0.9")
+        }
+        _ = try await identity.service.updateProfile(principal, name: "Renamed", email: nil, password: nil, currentPassword: nil,
+                                                     client: "10.0.0.9")
+        identity.clock.advance(by: 901)
+        let moved = try await identity.service.updateProfile(principal, name: nil, email: "new@example.com", password: nil,
+                                                             currentPassword: password, client: "10.0.0.9")
+        #expect(moved.email == "new@example.com")
+    }
+
     @Test("a successful login resets the email's failures")
     func successResets() async throws {
         let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 900))
