@@ -117,7 +117,9 @@ let package = Package(
         .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
         .target(
             name: "IdentityTestSupport",
-            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter"],
+            dependencies: [
+                "IdentityApplication", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             path: "Tests/IdentityTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -133,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CryptoAdapterTests",
-            dependencies: ["CryptoAdapter", "IdentityConformance", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: ["CryptoAdapter", "IdentityConformance", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -3,20 +3,8 @@ import Foundation
 import IdentityConformance
 import IdentityDomain
 import IdentityPorts
-import JWTKit
+import IdentityTestSupport
 import Testing
-
-/// Arbitrary claims, to forge tokens the service must refuse.
-struct ForgedClaims: JWTPayload {
-    var iss: String?
-    var aud: [String]?
-    var sub: String?
-    var iat: Double?
-    var exp: Double?
-    var nbf: Double?
-    var jti: String?
-    func verify(using algorithm: some JWTAlgorithm) async throws {}
-}
 
 @Suite("JWT token service")
 struct JWTTokenServiceTests {
@@ -30,15 +18,12 @@ struct JWTTokenServiceTests {
 
     /// Claims that pass every check, for forging variations of.
     func validClaims() -> ForgedClaims {
-        ForgedClaims(iss: "identity", aud: ["identity"], sub: user.description, iat: now.timeIntervalSince1970,
-                     exp: now.timeIntervalSince1970 + 3600, nbf: nil, jti: "forged-jti")
+        ForgedClaims.valid(sub: user.description, now: now)
     }
 
     /// Signs `claims` with `key` (HMAC) and the given header `alg`.
-    func forge(_ claims: ForgedClaims, key: String = secret, digest: DigestAlgorithm = .sha256, alg: String = "HS256") async throws -> String {
-        let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: key), digestAlgorithm: digest)
-        return try await keys.sign(claims, header: ["alg": .string(alg), "typ": "JWT"])
+    func forge(_ claims: ForgedClaims, key: String = secret, digest: TokenForger.Digest = .sha256, alg: String = "HS256") async throws -> String {
+        try await TokenForger.sign(claims, key: key, digest: digest, alg: alg)
     }
 
     func expectRejected(_ token: String, _ reason: TokenRejected, _ comment: Comment, service: JWTTokenService? = nil) async throws {
@@ -47,7 +32,7 @@ struct JWTTokenServiceTests {
     }
 
     static func base64URL(_ text: String) -> String {
-        Data(text.utf8).base64URLEncoded
+        TokenForger.base64URL(text)
     }
 
     @Test("passes the TokenService conformance suite", arguments: JWTAlgorithmName.allCases)
@@ -92,17 +77,7 @@ struct JWTTokenServiceTests {
 
     @Test("HS256 signed with an RSA public key (key confusion) is refused")
     func keyConfusion() async throws {
-        let publicKey = """
-            -----BEGIN PUBLIC KEY-----
-            MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo
-            4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u
-            +qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyeh
-            kd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ
-            0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdg
-            cKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbc
-            mwIDAQAB
-            -----END PUBLIC KEY-----
-            """
+        let publicKey = TokenForger.rsaPublicKeyPEM
         try await expectRejected(try await forge(validClaims(), key: publicKey), .badSignature, "HMAC keyed with the public key")
     }
 
