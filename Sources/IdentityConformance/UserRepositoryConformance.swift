@@ -42,6 +42,12 @@ public struct UserRepositoryConformance: Sendable {
         #expect(try await users.user(email: ada.email) == ada, "an inserted account is found by email")
         #expect(try await users.user(id: UserID(UUID())) == nil, "an unknown id finds nothing")
         #expect(try await users.user(email: try Email("nobody@example.com")) == nil, "an unknown email finds nothing")
+        // Text that breaks a store which builds its queries from strings.
+        let hostile = try Fixture.user(#"o'brien";--%_\"#, name: #"Robert'); DROP TABLE users;--"#)
+        try await users.insert(hostile, events: [])
+        #expect(try await users.user(email: hostile.email) == hostile, "quotes, comments and LIKE wildcards are data")
+        #expect(try await users.user(email: try Email("o'brien\";--%_x@example.com")) == nil, "a wildcard matches only itself")
+        #expect(try await users.user(id: ada.id) == ada, "and nothing else was touched")
     }
 
     func canonicalEmailIsUnique() async throws {
