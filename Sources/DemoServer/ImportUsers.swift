@@ -42,12 +42,7 @@ struct ImportUsers: AsyncParsableCommand {
         }
         let parsed = UserImportFile.parse(data)
 
-        let wiring: Wiring
-        do {
-            wiring = try await Wiring(settings: settings, logger: logger)
-        } catch let error as ConfigurationError {
-            exitWithConfigurationError(error)
-        }
+        let wiring = try await Startup.wiring(settings, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for service in wiring.services { group.addTask { try await service.run() } }
             defer { group.cancelAll() }

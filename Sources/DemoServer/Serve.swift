@@ -15,12 +15,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = Startup.settings()
         let logger = Startup.logger(settings)
-        let wiring: Wiring
-        do {
-            wiring = try await Wiring(settings: settings, logger: logger)
-        } catch let error as ConfigurationError {
-            exitWithConfigurationError(error)
-        }
+        let wiring = try await Startup.wiring(settings, logger: logger)
         var app = Application(
             router: IdentityHTTP.makeRouter(
                 service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies

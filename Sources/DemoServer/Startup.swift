@@ -13,6 +13,15 @@ enum Startup {
         }
     }
 
+    /// The adapters the settings choose, or one line and exit 78 when they cannot be built.
+    static func wiring(_ settings: Settings, logger: Logger) async throws -> Wiring {
+        do {
+            return try await Wiring(settings: settings, logger: logger)
+        } catch let error as ConfigurationError {
+            exitWithConfigurationError(error)
+        }
+    }
+
     static func logger(_ settings: Settings) -> Logger {
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in
