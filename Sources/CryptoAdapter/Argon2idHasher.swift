@@ -1,6 +1,7 @@
 public import IdentityPorts
 public import IdentityDomain
 public import NIOPosix
+public import CoreMetrics
 import CArgon2
 import Foundation
 
@@ -61,11 +62,16 @@ public struct Argon2idHasher: PasswordHasher {
     /// The parameters new hashes are made with.
     public let parameters: Argon2Parameters
     private let pool: NIOThreadPool
+    private let hashTimer: CoreMetrics.Timer
+    private let verifyTimer: CoreMetrics.Timer
 
-    /// Creates a hasher; `pool` runs the blocking work.
-    public init(parameters: Argon2Parameters, pool: NIOThreadPool = .singleton) {
+    /// Creates a hasher; `pool` runs the blocking work. The time each hash and verification
+    /// takes on the pool is recorded as `identity_password_hash_duration_seconds{operation}`.
+    public init(parameters: Argon2Parameters, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory) {
         self.parameters = parameters
         self.pool = pool
+        self.hashTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "hash")], factory: metrics)
+        self.verifyTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "verify")], factory: metrics)
     }
 
     public func hash(_ password: Password) async throws -> String {
@@ -73,21 +79,30 @@ public struct Argon2idHasher: PasswordHasher {
         let salt = (0..<parameters.saltLength).map { _ in UInt8.random(in: 0...255, using: &random) }
         let bytes = Array(password.normalized.utf8)
         let parameters = self.parameters
-        return try await pool.runIfActive { try Self.hashBlocking(bytes, salt: salt, parameters: parameters) }
+        return try await onPool(timer: hashTimer) { try Self.hashBlocking(bytes, salt: salt, parameters: parameters) }
     }
 
     public func verify(_ password: Password, against phc: String) async throws -> Bool {
         if BcryptVerifier.handles(phc) {
             let bytes = Array(password.normalized.utf8)
-            return try await pool.runIfActive { BcryptVerifier.verifyBlocking(bytes, against: phc) }
+            return try await onPool(timer: verifyTimer) { BcryptVerifier.verifyBlocking(bytes, against: phc) }
         }
         // Only well-formed Argon2id strings within sane costs reach libargon2.
         guard let stored = Argon2PHC(phc), stored.isVerifiable else { return false }
         let bytes = Array(password.normalized.utf8)
-        return try await pool.runIfActive {
+        return try await onPool(timer: verifyTimer) {
             phc.withCString { encoded in
                 bytes.withUnsafeBytes { argon2id_verify(encoded, $0.baseAddress, $0.count) == ARGON2_OK.rawValue }
             }
+        }
+    }
+
+    /// Runs blocking work on the pool, timing the work itself (not the wait for a thread).
+    private func onPool<T: Sendable>(timer: CoreMetrics.Timer, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start)) }
+            return try work()
         }
     }
 

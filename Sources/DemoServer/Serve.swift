@@ -15,10 +15,12 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = Startup.settings()
         let logger = Startup.logger(settings)
-        let wiring = try await Startup.wiring(settings, logger: logger)
+        let metrics = ServerMetrics()
+        let wiring = try await Startup.wiring(settings, logger: logger, metrics: metrics)
         var app = Application(
             router: IdentityHTTP.makeRouter(
-                service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies
+                service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies,
+                metrics: metrics.http
             ),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: wiring.services,

@@ -14,9 +14,9 @@ enum Startup {
     }
 
     /// The adapters the settings choose, or one line and exit 78 when they cannot be built.
-    static func wiring(_ settings: Settings, logger: Logger) async throws -> Wiring {
+    static func wiring(_ settings: Settings, logger: Logger, metrics: ServerMetrics? = nil) async throws -> Wiring {
         do {
-            return try await Wiring(settings: settings, logger: logger)
+            return try await Wiring(settings: settings, logger: logger, metrics: metrics)
         } catch let error as ConfigurationError {
             exitWithConfigurationError(error)
         }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import CryptoAdapter
 import Foundation
 import IdentityApplication
@@ -15,13 +16,15 @@ struct Wiring: Sendable {
     let summary: String
     private let migrator: PostgresMigrator?
 
-    init(settings: Settings, logger: Logger) async throws {
+    /// Wires the adapters; with `metrics`, they record into its registry.
+    init(settings: Settings, logger: Logger, metrics: ServerMetrics? = nil) async throws {
         if settings.rabbitmqHost != nil {
             throw ConfigurationError("RABBITMQ_HOST is set, but this build has no RabbitMQ adapter yet; unset it for the in-process bus")
         }
         let lifetime = TimeInterval(settings.jwtExpireMinutes * 60)
         let (tokens, argon2) = try await Self.crypto(settings: settings, lifetime: lifetime, logger: logger)
         let clock = SystemClock()
+        let factory: any MetricsFactory = metrics?.factory ?? MetricsSystem.factory
 
         let limits = LoginThrottleLimits(
             maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
@@ -60,9 +63,13 @@ struct Wiring: Sendable {
         let policy = IdentityPolicy(tokenLifetime: lifetime)
         let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
         self.service = IdentityService(IdentityDependencies(
-            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2),
-            tokens: tokens, throttle: throttle, bus: InProcessCommandBus(handler: handler), clock: clock
+            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, metrics: factory),
+            tokens: tokens, throttle: throttle, bus: MeasuredCommandBus(InProcessCommandBus(handler: handler), factory: factory),
+            clock: clock
         ))
+        if metrics != nil {
+            services.append(OutboxLagSampler(outbox: outbox, clock: clock, factory: factory, logger: logger))
+        }
         self.readiness = readiness
         self.services = services
         self.summary = "store=\(storeSummary) bus=in-process hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"

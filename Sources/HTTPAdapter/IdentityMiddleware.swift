@@ -73,13 +73,19 @@ struct RouteTable {
 
     /// The methods of the first template matching `path`, or nil when no template does.
     func allowedMethods(for path: String) -> [HTTPRequest.Method]? {
+        route(for: path)?.methods
+    }
+
+    /// The first template matching `path`, written as registered (`/users/{user_id}`).
+    func template(for path: String) -> String? {
+        route(for: path).map { "/" + $0.template.joined(separator: "/") }
+    }
+
+    private func route(for path: String) -> (template: [String], methods: [HTTPRequest.Method])? {
         let segments = path.split(separator: "/")
-        for route in routes where route.template.count == segments.count {
-            let matches = zip(route.template, segments).allSatisfy { template, segment in
-                template.hasPrefix("{") || template == segment
-            }
-            if matches { return route.methods }
+        return routes.first { route in
+            route.template.count == segments.count
+                && zip(route.template, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
         }
-        return nil
     }
 }

@@ -15,6 +15,7 @@ public enum IdentityHTTP {
         ("/health/live", [.get]),
         ("/health/ready", [.get]),
         ("/openapi.json", [.get]),
+        ("/metrics", [.get]),
     ])
 
     /// A router serving contract §1–§4 and the operational routes of §7.
@@ -23,12 +24,18 @@ public enum IdentityHTTP {
     ///   - service: the use cases.
     ///   - readiness: backends that must answer for `GET /health/ready` to say 200.
     ///   - trustedProxies: proxies whose `X-Forwarded-For` names the client (login throttling).
+    ///   - metrics: request and login metrics, and what `GET /metrics` serves; nil records none.
     public static func makeRouter(
-        service: IdentityService, readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none
+        service: IdentityService, readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
+        metrics: IdentityMetrics? = nil
     ) -> Router<IdentityRequestContext> {
         let router = Router(context: IdentityRequestContext.self)
+        let recorder = metrics.map { RequestMetrics(factory: $0.factory) }
+        if let recorder {
+            router.add(middleware: RequestMetricsMiddleware(metrics: recorder, routes: routeTable))
+        }
         router.add(middleware: IdentityMiddleware(routes: routeTable))
-        let routes = IdentityRoutes(service: service, trustedProxies: trustedProxies)
+        let routes = IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder)
         router.post("/users", use: routes.register)
         router.get("/users/me", use: routes.me)
         router.put("/users/me", use: routes.updateMe)
@@ -42,6 +49,14 @@ public enum IdentityHTTP {
         router.get("/health/ready", use: health.ready)
         router.get("/openapi.json") { _, _ in
             jsonResponse(.ok, OpenAPIDocument.json, cacheable: true)
+        }
+        let exposition = metrics?.exposition
+        router.get("/metrics") { _, _ in
+            guard let exposition else { throw Problem(.notFound, detail: "metrics are not served by this host") }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: exposition()))
+            )
         }
         return router
     }

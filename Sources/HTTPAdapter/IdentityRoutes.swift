@@ -10,6 +10,7 @@ import Foundation
 struct IdentityRoutes: Sendable {
     let service: IdentityService
     let trustedProxies: TrustedProxies
+    let metrics: RequestMetrics?
 
     func register(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
         var fields = try await RequestBody.jsonObject(of: request)
@@ -95,7 +96,17 @@ struct IdentityRoutes: Sendable {
         guard structural.isEmpty, let email, let password else {
             throw ValidationError(structural + IdentityService.loginErrors(email: email, password: password, emailField: emailField))
         }
-        let token = try await service.login(email: email, password: password, client: clientAddress(request, context), emailField: emailField)
+        let token: IssuedToken
+        do {
+            token = try await service.login(email: email, password: password, client: clientAddress(request, context), emailField: emailField)
+            metrics?.login(.success)
+        } catch let error as LoginThrottled {
+            metrics?.login(.throttled)
+            throw error
+        } catch let error as IdentityError where error == .invalidCredentials {
+            metrics?.login(.failure)
+            throw error
+        }
         return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
     }
 

@@ -1,6 +1,7 @@
 @testable import CryptoAdapter
 import IdentityConformance
 import IdentityDomain
+import Prometheus
 import Testing
 
 @Suite("Argon2id hasher")
@@ -65,5 +66,23 @@ struct Argon2idHasherTests {
         let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
         #expect(!hasher.recognizes(hash))
         #expect(try await !hasher.verify(try Password("a long enough password"), against: hash))
+    }
+}
+
+@Suite("Argon2id hasher metrics")
+struct Argon2idHasherMetricsTests {
+    @Test("every hash and verification is timed under identity_password_hash_duration_seconds{operation}")
+    func timed() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1),
+                                    metrics: PrometheusMetricsFactory(registry: registry))
+        let password = try Password("a long enough password")
+        let hash = try await hasher.hash(password)
+        _ = try await hasher.verify(password, against: hash)
+        _ = try await hasher.verify(password, against: "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS")
+        _ = try await hasher.verify(password, against: "not a hash")  // refused before any work: not timed
+        let text = registry.emitToString()
+        #expect(text.contains(#"identity_password_hash_duration_seconds_count{operation="hash"} 1"#), "\(text)")
+        #expect(text.contains(#"identity_password_hash_duration_seconds_count{operation="verify"} 2"#), "\(text)")
     }
 }

@@ -146,6 +146,36 @@ struct EndToEndTests {
         _ = requestID
     }
 
+    @Test("GET /metrics: requests by route template, logins, hash time, command bus time and outbox lag")
+    func metrics() async throws {
+        let server = try ServerProcess(environment: Self.environment)
+        defer { server.stop() }
+        let base = "http://127.0.0.1:\(try #require(server.port(), "\(server.log)"))"
+        let registered = try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#)
+        let id = try #require(registered.json["id"] as? String)
+        let token = try #require(try await call("POST", "\(base)/auth/login",
+            json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
+        _ = try await call("GET", "\(base)/users/\(id)", token: token)
+
+        var request = URLRequest(url: try #require(URL(string: "\(base)/metrics")))
+        request.httpMethod = "GET"
+        let (data, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        let text = String(decoding: data, as: UTF8.self)
+        for expected in [
+            #"http_requests_total{method="POST",route="/users",status="201"} 1"#,
+            #"http_requests_total{method="GET",route="/users/{user_id}",status="200"} 1"#,
+            #"identity_logins_total{outcome="success"} 1"#,
+            #"identity_password_hash_duration_seconds_count{operation="hash"} 2"#,  // the start-up dummy hash, the registration's
+            #"identity_password_hash_duration_seconds_count{operation="verify"} 1"#,
+            #"identity_command_bus_duration_seconds_count{command="RegisterUser"} 1"#,
+            "identity_outbox_lag_seconds ",
+            #"http_request_duration_seconds_bucket{method="POST",route="/users",status="201",le="0.00025"}"#,
+        ] {
+            #expect(text.contains(expected), "\(expected)\n--- in ---\n\(text)")
+        }
+    }
+
     @Test("a bad variable stops start-up with one line naming it, exit code 78")
     func badConfiguration() throws {
         var environment = Self.environment

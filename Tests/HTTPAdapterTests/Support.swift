@@ -11,10 +11,13 @@ import Testing
 /// Runs `body` against the identity router in process (or over a live socket).
 func withIdentityApp(
     limits: LoginThrottleLimits = LoginThrottleLimits(), readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
-    mode: TestingSetup = .router, _ body: @escaping @Sendable (any TestClientProtocol, TestIdentity) async throws -> Void
+    metrics: IdentityMetrics? = nil, mode: TestingSetup = .router,
+    _ body: @escaping @Sendable (any TestClientProtocol, TestIdentity) async throws -> Void
 ) async throws {
     let identity = try await TestIdentity.make(limits: limits)
-    let app = Application(router: IdentityHTTP.makeRouter(service: identity.service, readiness: readiness, trustedProxies: trustedProxies))
+    let app = Application(router: IdentityHTTP.makeRouter(
+        service: identity.service, readiness: readiness, trustedProxies: trustedProxies, metrics: metrics
+    ))
     try await app.test(mode) { client in try await body(client, identity) }
 }
 
