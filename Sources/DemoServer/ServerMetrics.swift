@@ -4,6 +4,7 @@ import HTTPAdapter
 import IdentityDomain
 import IdentityPorts
 import Logging
+import Metrics
 import Prometheus
 import ServiceLifecycle
 
@@ -47,10 +48,7 @@ struct MeasuredCommandBus: CommandBus {
 
     func dispatch(_ envelope: CommandEnvelope) async throws -> CommandReply {
         let start = ContinuousClock.now
-        defer {
-            let (seconds, attoseconds) = (ContinuousClock.now - start).components
-            timers[envelope.command.name]?.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        }
+        defer { timers[envelope.command.name]?.record(duration: ContinuousClock.now - start) }
         return try await inner.dispatch(envelope)
     }
 }

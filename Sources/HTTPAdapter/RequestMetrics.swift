@@ -1,5 +1,6 @@
 public import CoreMetrics
 import Hummingbird
+import Metrics
 import HTTPTypes
 import Foundation
 import Synchronization
@@ -58,8 +59,7 @@ final class RequestMetrics: Sendable {
             return made
         }
         metrics.requests.increment()
-        let (seconds, attoseconds) = duration.components
-        metrics.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        metrics.duration.record(duration: duration)
     }
 
     func login(_ outcome: LoginOutcome) {
