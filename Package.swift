@@ -62,6 +62,7 @@ let package = Package(
                 "CArgon2",
                 "CCrypt",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -142,7 +143,8 @@ let package = Package(
         .testTarget(
             name: "CryptoAdapterTests",
             dependencies: [
-                "CryptoAdapter", "IdentityConformance", "IdentityTestSupport",
+                "CryptoAdapter", "CArgon2", "IdentityConformance", "IdentityTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings

@@ -1,6 +1,7 @@
 public import IdentityPorts
 public import IdentityDomain
 public import NIOPosix
+import NIOCore
 public import CoreMetrics
 import CArgon2
 import Foundation
@@ -64,12 +65,22 @@ public struct Argon2idHasher: PasswordHasher {
     private let pool: NIOThreadPool
     private let hashTimer: CoreMetrics.Timer
     private let verifyTimer: CoreMetrics.Timer
+    private let yieldsToOtherWork: Bool
 
     /// Creates a hasher; `pool` runs the blocking work. The time each hash and verification
     /// takes on the pool is recorded as `identity_password_hash_duration_seconds{operation}`.
-    public init(parameters: Argon2Parameters, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory) {
+    ///
+    /// With `yieldsToOtherWork`, the pool's threads run at a lower scheduling priority
+    /// (nice 10, on Linux) while they hash: a storm of logins then uses the CPU that reads
+    /// leave over instead of taking it from the event loops. Give such a hasher a pool of its
+    /// own (`Argon2idHasher.makePool()`), since the priority stays with the threads.
+    public init(
+        parameters: Argon2Parameters, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
+        yieldsToOtherWork: Bool = false
+    ) {
         self.parameters = parameters
         self.pool = pool
+        self.yieldsToOtherWork = yieldsToOtherWork
         self.hashTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "hash")], factory: metrics)
         self.verifyTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "verify")], factory: metrics)
     }
@@ -97,9 +108,19 @@ public struct Argon2idHasher: PasswordHasher {
         }
     }
 
+    /// A started pool with one thread per core, for a hasher of its own.
+    public static func makePool() -> NIOThreadPool {
+        let pool = NIOThreadPool(numberOfThreads: System.coreCount)
+        pool.start()
+        return pool
+    }
+
     /// Runs blocking work on the pool, timing the work itself (not the wait for a thread).
     private func onPool<T: Sendable>(timer: CoreMetrics.Timer, _ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await pool.runIfActive {
+        let yields = yieldsToOtherWork
+        return try await pool.runIfActive {
+            // A syscall of a microsecond before tens of milliseconds of hashing; idempotent.
+            if yields { _ = identity_lower_thread_priority(10) }
             let start = DispatchTime.now().uptimeNanoseconds
             defer { timer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start)) }
             return try work()

@@ -63,7 +63,7 @@ struct Wiring: Sendable {
         let policy = IdentityPolicy(tokenLifetime: lifetime)
         let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
         self.service = IdentityService(IdentityDependencies(
-            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, metrics: factory),
+            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true),
             tokens: tokens, throttle: throttle, bus: MeasuredCommandBus(InProcessCommandBus(handler: handler), factory: factory),
             clock: clock
         ))

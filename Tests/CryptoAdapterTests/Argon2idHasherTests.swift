@@ -1,6 +1,8 @@
+import CArgon2
 @testable import CryptoAdapter
 import IdentityConformance
 import IdentityDomain
+import NIOPosix
 import Prometheus
 import Testing
 
@@ -84,5 +86,24 @@ struct Argon2idHasherMetricsTests {
         let text = registry.emitToString()
         #expect(text.contains(#"identity_password_hash_duration_seconds_count{operation="hash"} 1"#), "\(text)")
         #expect(text.contains(#"identity_password_hash_duration_seconds_count{operation="verify"} 2"#), "\(text)")
+    }
+}
+
+@Suite("Argon2id hasher threads")
+struct Argon2idHasherThreadTests {
+    /// The niceness of the one thread of `pool`.
+    func niceness(of pool: NIOThreadPool) async throws -> Int32 {
+        try await pool.runIfActive { identity_thread_priority() }
+    }
+
+    @Test("a hasher that yields runs its pool's threads at nice 10; one that does not leaves them alone", arguments: [true, false])
+    func priority(yields: Bool) async throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let before = try await niceness(of: pool)
+        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: pool, yieldsToOtherWork: yields)
+        _ = try await hasher.hash(try Password("a long enough password"))
+        #expect(try await niceness(of: pool) == (yields ? max(before, 10) : before))
+        try await pool.shutdownGracefully()
     }
 }
