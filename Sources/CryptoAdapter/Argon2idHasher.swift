@@ -163,10 +163,10 @@ struct Argon2PHC: Equatable {
     var parallelism: UInt32
 
     /// Whether libargon2 may be handed this string: version 19 (or the older 16), and costs
-    /// within what `Argon2Parameters` allows, so a stored hash cannot claim gigabytes.
+    /// that `Argon2Parameters` accepts, so a stored hash cannot claim gigabytes.
     var isVerifiable: Bool {
-        [16, 19].contains(version) && (1...4_194_304).contains(memoryKiB) && iterations >= 1 && parallelism >= 1
-            && memoryKiB >= 8 * parallelism
+        [16, 19].contains(version)
+            && (try? Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations, parallelism: parallelism)) != nil
     }
 
     /// Parses `$argon2id$v=19$m=..,t=..,p=..$salt$hash`; nil for anything else.
