@@ -56,22 +56,34 @@ struct ExpiryPurge: Service {
     let logger: Logger
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !_Concurrency.Task.isCancelled {
+        await repeatUntilShutdown(every: interval, startingNow: false) {
+            for task in tasks {
                 do {
-                    try await _Concurrency.Task.sleep(for: interval)
+                    let purged = try await task.purge(clock.now())
+                    if purged > 0 { logger.debug("purged expired rows", metadata: ["what": "\(task.name)", "count": "\(purged)"]) }
+                } catch {
+                    logger.warning("purge failed; will retry", metadata: ["what": "\(task.name)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+/// Runs `work` every `interval` until the task is cancelled or a graceful shutdown begins; the
+/// first run comes at once when `startingNow`, else after one interval.
+func repeatUntilShutdown(every interval: Duration, startingNow: Bool, _ work: @escaping @Sendable () async -> Void) async {
+    await cancelWhenGracefulShutdown {
+        var waitFirst = !startingNow
+        while !Task.isCancelled {
+            if waitFirst {
+                do {
+                    try await Task.sleep(for: interval)
                 } catch {
                     return
                 }
-                for task in tasks {
-                    do {
-                        let purged = try await task.purge(clock.now())
-                        if purged > 0 { logger.debug("purged expired rows", metadata: ["what": "\(task.name)", "count": "\(purged)"]) }
-                    } catch {
-                        logger.warning("purge failed; will retry", metadata: ["what": "\(task.name)", "error": "\(error)"])
-                    }
-                }
             }
+            waitFirst = true
+            await work()
         }
     }
 }

@@ -81,15 +81,6 @@ struct OutboxLagSampler: Service {
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await sample()
-                do {
-                    try await Task.sleep(for: interval)
-                } catch {
-                    return
-                }
-            }
-        }
+        await repeatUntilShutdown(every: interval, startingNow: true) { await sample() }
     }
 }
