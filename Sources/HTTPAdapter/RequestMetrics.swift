@@ -79,11 +79,9 @@ struct RequestMetricsMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
-        let status: Int
         do {
             let response = try await next(request, context)
-            status = Int(response.status.code)
-            record(request, context, status: status, since: start)
+            record(request, context, status: Int(response.status.code), since: start)
             return response
         } catch {
             // The identity middleware inside turns errors into responses; this is a last resort.
