@@ -35,6 +35,9 @@ public struct IdentityCommandHandler: CommandHandler {
             case .revokeToken(let command): return try await revoke(command)
             case .rehashPassword(let command): return try await rehash(command)
             }
+        } catch is CommandAlreadyApplied {
+            // A redelivery of a command that an earlier delivery applied: reply as it did.
+            return try await replyToApplied(envelope.command)
         } catch let error as IdentityError {
             switch error {
             case .emailTaken: return .rejected(.emailTaken)
@@ -45,6 +48,20 @@ public struct IdentityCommandHandler: CommandHandler {
         } catch is ValidationError {
             // Commands are validated before they are sent; one that is not is refused whole.
             return .rejected(.invalidCommand)
+        }
+    }
+
+    /// The reply to a command that was applied before: the account as it stands now.
+    private func replyToApplied(_ command: IdentityCommand) async throws -> CommandReply {
+        switch command {
+        case .registerUser(let command):
+            guard let email = try? Email(command.email), let user = try await users.user(email: email) else { return .done }
+            return .user(UserRecord(user))
+        case .updateProfile(let command):
+            guard let user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
+            return .user(UserRecord(user))
+        case .deleteAccount, .revokeToken, .rehashPassword:
+            return .done
         }
     }
 

@@ -16,3 +16,49 @@ public protocol RevocationStore: Sendable {
     @discardableResult
     func purgeExpired(now: Date) async throws -> Int
 }
+
+/// A revocation store that can list what it holds, so that a cache can start from it.
+public protocol RevocationSnapshotting: RevocationStore {
+    /// Every entry that has not expired at `now`.
+    func snapshot(now: Date) async throws -> RevocationSnapshot
+}
+
+/// The unexpired entries of a revocation store.
+public struct RevocationSnapshot: Sendable, Equatable {
+    /// One revoked token.
+    public struct Token: Sendable, Equatable, Hashable {
+        public let jti: String
+        public let userID: UserID
+        public let expiresAt: Date
+
+        /// Creates the entry.
+        public init(jti: String, userID: UserID, expiresAt: Date) {
+            self.jti = jti
+            self.userID = userID
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// One per-user cut-off: tokens issued at or before `issuedBefore` are revoked.
+    public struct Cutoff: Sendable, Equatable, Hashable {
+        public let userID: UserID
+        public let issuedBefore: Date
+        public let until: Date
+
+        /// Creates the entry.
+        public init(userID: UserID, issuedBefore: Date, until: Date) {
+            self.userID = userID
+            self.issuedBefore = issuedBefore
+            self.until = until
+        }
+    }
+
+    public var tokens: [Token]
+    public var cutoffs: [Cutoff]
+
+    /// Creates a snapshot.
+    public init(tokens: [Token] = [], cutoffs: [Cutoff] = []) {
+        self.tokens = tokens
+        self.cutoffs = cutoffs
+    }
+}

@@ -29,6 +29,22 @@ public protocol EventOutbox: Sendable {
     func pending(limit: Int) async throws -> [OutboxEntry]
     /// Marks events as published; they are not returned by `pending` again.
     func markPublished(_ sequences: [Int64]) async throws
+    /// Hands up to `limit` pending events, oldest first, to `publish`, and marks them published
+    /// once it returns; returns how many. At most one caller at a time gets a batch, also across
+    /// processes sharing the store, so that events leave in commit order; a caller that would
+    /// have to wait gets 0. The default, for a store of one process, uses `pending` and
+    /// `markPublished`.
+    func publishPending(limit: Int, through publish: @escaping @Sendable ([OutboxEntry]) async throws -> Void) async throws -> Int
+}
+
+extension EventOutbox {
+    public func publishPending(limit: Int, through publish: @escaping @Sendable ([OutboxEntry]) async throws -> Void) async throws -> Int {
+        let entries = try await pending(limit: limit)
+        guard !entries.isEmpty else { return 0 }
+        try await publish(entries)
+        try await markPublished(entries.map(\.sequence))
+        return entries.count
+    }
 }
 
 /// One stored event with its position in the outbox.

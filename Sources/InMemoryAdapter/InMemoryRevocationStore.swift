@@ -4,8 +4,8 @@ public import Foundation
 
 /// Revoked tokens and per-user cut-offs in memory. Expired entries are purged as it goes
 /// (at most once a minute, on a write) and by `purgeExpired(now:)`.
-public actor InMemoryRevocationStore: RevocationStore {
-    private var revokedTokens: [String: Date] = [:]
+public actor InMemoryRevocationStore: RevocationSnapshotting {
+    private var revokedTokens: [String: (userID: UserID, expiresAt: Date)] = [:]
     private var cutoffs: [UserID: (cutoff: Date, until: Date)] = [:]
     private let clock: any IdentityClock
     private var lastPurge: Date
@@ -20,7 +20,7 @@ public actor InMemoryRevocationStore: RevocationStore {
     public var count: Int { revokedTokens.count + cutoffs.count }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) {
-        revokedTokens[jti] = max(expiresAt, revokedTokens[jti] ?? expiresAt)
+        revokedTokens[jti] = (userID, max(expiresAt, revokedTokens[jti]?.expiresAt ?? expiresAt))
         purgeIfDue()
     }
 
@@ -42,10 +42,19 @@ public actor InMemoryRevocationStore: RevocationStore {
     @discardableResult
     public func purgeExpired(now: Date) -> Int {
         let before = count
-        revokedTokens = revokedTokens.filter { $0.value >= now }
+        revokedTokens = revokedTokens.filter { $0.value.expiresAt >= now }
         cutoffs = cutoffs.filter { $0.value.until >= now }
         lastPurge = now
         return before - count
+    }
+
+    public func snapshot(now: Date) -> RevocationSnapshot {
+        RevocationSnapshot(
+            tokens: revokedTokens.filter { $0.value.expiresAt >= now }
+                .map { RevocationSnapshot.Token(jti: $0.key, userID: $0.value.userID, expiresAt: $0.value.expiresAt) },
+            cutoffs: cutoffs.filter { $0.value.until >= now }
+                .map { RevocationSnapshot.Cutoff(userID: $0.key, issuedBefore: $0.value.cutoff, until: $0.value.until) }
+        )
     }
 
     private func purgeIfDue() {

@@ -12,6 +12,10 @@ public actor InMemoryUserStore: UserRepository, EventOutbox {
     private var idsByEmail: [Email: UserID] = [:]
     private var outbox: [OutboxEntry] = []
     private var nextSequence: Int64 = 1
+    /// Command message ids applied, newest last; the oldest are forgotten past the limit.
+    private var appliedMessages: Set<String> = []
+    private var appliedOrder: [String] = []
+    private static let appliedMessagesKept = 100_000
     private let outboxCapacity: Int
     /// Unpublished events discarded because the outbox was full.
     public private(set) var droppedEvents = 0
@@ -33,14 +37,16 @@ public actor InMemoryUserStore: UserRepository, EventOutbox {
     }
 
     public func insert(_ user: User, events: [IdentityEvent]) throws {
+        let message = try unappliedMessage()
         if idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
         if users[user.id] != nil { throw IdentityError.concurrentUpdate }
         users[user.id] = user
         idsByEmail[user.email] = user.id
-        enqueue(events)
+        enqueue(events, message: message)
     }
 
     public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) throws {
+        let message = try unappliedMessage()
         guard let stored = users[user.id] else { throw IdentityError.userNotFound }
         guard stored.version == expectedVersion else { throw IdentityError.concurrentUpdate }
         if stored.email != user.email {
@@ -49,19 +55,20 @@ public actor InMemoryUserStore: UserRepository, EventOutbox {
             idsByEmail[user.email] = user.id
         }
         users[user.id] = user
-        enqueue(events)
+        enqueue(events, message: message)
     }
 
     public func delete(id: UserID, events: [IdentityEvent]) throws {
+        let message = try unappliedMessage()
         guard let stored = users.removeValue(forKey: id) else { throw IdentityError.userNotFound }
         idsByEmail[stored.email] = nil
-        enqueue(events)
+        enqueue(events, message: message)
     }
 
     // MARK: EventOutbox
 
-    public func append(_ events: [IdentityEvent]) {
-        enqueue(events)
+    public func append(_ events: [IdentityEvent]) throws {
+        enqueue(events, message: try unappliedMessage())
     }
 
     public func pending(limit: Int) -> [OutboxEntry] {
@@ -73,7 +80,19 @@ public actor InMemoryUserStore: UserRepository, EventOutbox {
         outbox.removeAll { done.contains($0.sequence) }
     }
 
-    private func enqueue(_ events: [IdentityEvent]) {
+    /// The command message id of this write (see `CommandContext`); throws when it was applied before.
+    private func unappliedMessage() throws(CommandAlreadyApplied) -> String? {
+        guard let id = CommandContext.messageID else { return nil }
+        if appliedMessages.contains(id) { throw CommandAlreadyApplied(messageID: id) }
+        return id
+    }
+
+    private func enqueue(_ events: [IdentityEvent], message: String?) {
+        if let message {
+            appliedMessages.insert(message)
+            appliedOrder.append(message)
+            if appliedOrder.count > Self.appliedMessagesKept { appliedMessages.remove(appliedOrder.removeFirst()) }
+        }
         for event in events {
             outbox.append(OutboxEntry(sequence: nextSequence, event: event))
             nextSequence += 1

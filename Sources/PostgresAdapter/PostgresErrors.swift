@@ -25,7 +25,8 @@ enum PostgresErrors {
             if let begin = error.beginError { return translate(begin) }
             if let commit = error.commitError { return translate(commit) }
             return BackendUnavailable(backend: "postgres")
-        case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError:
+        case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError,
+             is CommandAlreadyApplied:
             return error
         case is PostgresDecodingError:
             // A column did not decode: a schema mismatch or a bug, not an outage.

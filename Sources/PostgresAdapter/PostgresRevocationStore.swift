@@ -8,7 +8,7 @@ import Logging
 ///
 /// A revocation is durable when `revoke` returns. Cut-offs are compared in whole epoch
 /// milliseconds, the precision of token `iat`s. `purgeExpired(now:)` deletes what has expired.
-public struct PostgresRevocationStore: RevocationStore {
+public struct PostgresRevocationStore: RevocationSnapshotting {
     private let session: PostgresSession
 
     /// Creates the store on `client`; an operation not done within `timeout` fails with
@@ -72,6 +72,30 @@ public struct PostgresRevocationStore: RevocationStore {
             )
             for try await count in rows.decode(Int64.self) { return Int(count) }
             return 0
+        }
+    }
+}
+
+extension PostgresRevocationStore {
+    public func snapshot(now: Date) async throws -> RevocationSnapshot {
+        try await session.run { client, logger in
+            var snapshot = RevocationSnapshot()
+            let tokens = try await client.query(
+                "SELECT jti, user_id, expires_at FROM identity_revoked_tokens WHERE expires_at >= \(now)", logger: logger
+            )
+            for try await (jti, userID, expiresAt) in tokens.decode((String, UUID, Date).self) {
+                snapshot.tokens.append(.init(jti: jti, userID: UserID(userID), expiresAt: expiresAt.roundedToMilliseconds))
+            }
+            let cutoffs = try await client.query(
+                "SELECT user_id, cutoff_ms, expires_at FROM identity_token_cutoffs WHERE expires_at >= \(now)", logger: logger
+            )
+            for try await (userID, cutoff, until) in cutoffs.decode((UUID, Int64, Date).self) {
+                snapshot.cutoffs.append(.init(
+                    userID: UserID(userID), issuedBefore: Date(timeIntervalSince1970: Double(cutoff) / 1000),
+                    until: until.roundedToMilliseconds
+                ))
+            }
+            return snapshot
         }
     }
 }

@@ -1,7 +1,7 @@
 public import IdentityPorts
 public import IdentityDomain
 public import PostgresNIO
-import Foundation
+public import Foundation
 import Logging
 
 /// Accounts and the outbox in PostgreSQL. Every write and its events commit in one transaction.
@@ -35,6 +35,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     public func insert(_ user: User, events: [IdentityEvent]) async throws {
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.recordCommandMessage(on: connection, logger: logger)
                 try await connection.query(
                     """
                     INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version)
@@ -51,6 +52,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query(
                     """
                     UPDATE identity_users
@@ -73,6 +75,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
     public func delete(id: UserID, events: [IdentityEvent]) async throws {
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
                 guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
                 try await Self.append(events, on: connection, logger: logger)
@@ -86,6 +89,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
         guard !events.isEmpty else { return }
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
+                try await Self.recordCommandMessage(on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
         }
@@ -100,12 +104,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
                 """,
                 logger: logger
             )
-            var entries: [OutboxEntry] = []
-            for try await (sequence, id, type, occurredAt, data) in rows.decode((Int64, UUID, String, Date, String).self) {
-                let event = try EventCodec.event(id: id, type: type, occurredAt: occurredAt.roundedToMilliseconds, data: Data(data.utf8))
-                entries.append(OutboxEntry(sequence: sequence, event: event))
-            }
-            return entries
+            return try await Self.entries(rows)
         }
     }
 
@@ -116,7 +115,73 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
         }
     }
 
+    /// One relay at a time, across every process on this database: the batch is read, handed
+    /// to `publish` and deleted in one transaction that holds a transaction-scoped advisory
+    /// lock, so events leave in commit order and a failed publish leaves them in place.
+    public func publishPending(limit: Int, through publish: @escaping @Sendable ([OutboxEntry]) async throws -> Void) async throws -> Int {
+        try await session.run { client, logger in
+            try await client.withTransaction(logger: logger) { connection in
+                let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.relayLock))", logger: logger)
+                for try await held in locked.decode(Bool.self) where !held { return 0 }
+                let entries = try await Self.entries(
+                    connection.query(
+                        """
+                        SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox
+                        ORDER BY sequence LIMIT \(max(0, limit))
+                        """,
+                        logger: logger
+                    )
+                )
+                guard !entries.isEmpty else { return 0 }
+                try await publish(entries)
+                let sequences = entries.map(\.sequence)
+                try await connection.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
+                return entries.count
+            }
+        }
+    }
+
+    /// Forgets applied command ids recorded before `cutoff` (a redelivery comes within
+    /// minutes; a week is ample); returns how many.
+    @discardableResult
+    public func purgeAppliedCommands(before cutoff: Date) async throws -> Int {
+        try await session.run { client, logger in
+            let rows = try await client.query(
+                "WITH gone AS (DELETE FROM identity_processed_messages WHERE processed_at < \(cutoff) RETURNING 1) SELECT count(*) FROM gone",
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
     // MARK: helpers
+
+    /// Key of the advisory lock the outbox relay holds (any fixed number unique to this use).
+    static let relayLock: Int64 = 0x1D_0B07
+
+    /// Records `CommandContext.messageID`, if set, in the caller's transaction; throws
+    /// `CommandAlreadyApplied` when it is there already.
+    static func recordCommandMessage(on connection: PostgresConnection, logger: Logger) async throws {
+        guard let id = CommandContext.messageID else { return }
+        let rows = try await connection.query(
+            """
+            INSERT INTO identity_processed_messages (message_id, processed_at) VALUES (\(id), now())
+            ON CONFLICT (message_id) DO NOTHING RETURNING 1
+            """,
+            logger: logger
+        )
+        guard try await count(rows) == 1 else { throw CommandAlreadyApplied(messageID: id) }
+    }
+
+    private static func entries(_ rows: PostgresRowSequence) async throws -> [OutboxEntry] {
+        var entries: [OutboxEntry] = []
+        for try await (sequence, id, type, occurredAt, data) in rows.decode((Int64, UUID, String, Date, String).self) {
+            let event = try EventCodec.event(id: id, type: type, occurredAt: occurredAt.roundedToMilliseconds, data: Data(data.utf8))
+            entries.append(OutboxEntry(sequence: sequence, event: event))
+        }
+        return entries
+    }
 
     static func append(_ events: [IdentityEvent], on connection: PostgresConnection, logger: Logger) async throws {
         for event in events {
