@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "InMemoryAdapter", targets: ["InMemoryAdapter"]),
         .library(name: "CryptoAdapter", targets: ["CryptoAdapter"]),
         .library(name: "PostgresAdapter", targets: ["PostgresAdapter"]),
+        .library(name: "AMQPAdapter", targets: ["AMQPAdapter"]),
         .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
         .executable(name: "DemoServer", targets: ["DemoServer"]),
@@ -82,6 +83,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .target(
+            name: "AMQPAdapter",
+            dependencies: [
+                "IdentityPorts",
+                "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: driving adapter
         .target(
             name: "HTTPAdapter",
@@ -107,6 +121,7 @@ let package = Package(
                 "InMemoryAdapter",
                 "CryptoAdapter",
                 "PostgresAdapter",
+                "AMQPAdapter",
                 "HTTPAdapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

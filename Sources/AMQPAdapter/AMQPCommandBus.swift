@@ -1,0 +1,116 @@
+public import IdentityPorts
+import Foundation
+import Synchronization
+
+/// The distributed-mode command bus (contract §6): a command becomes a persistent message on
+/// `identity.commands` with `message_id`, `correlation_id` and `reply_to`, and the caller
+/// awaits a worker's reply on this instance's exclusive reply queue. With the broker down it
+/// fails at once, and after `AMQPSettings.commandTimeout` without a reply it gives up; both
+/// throw `BackendUnavailable` (503).
+///
+/// `RevokeToken` does not travel: it is applied by `local` in this process, straight to the
+/// database, so that a logout is durable before its 204 and works while the broker is down.
+public final class AMQPCommandBus: CommandBus, Sendable {
+    private let connection: BrokerConnection
+    private let local: any CommandHandler
+    private let timeout: Duration
+    private let state = Mutex(State())
+
+    private struct State {
+        var replyQueue: String?
+        var waiting: [String: CheckedContinuation<CommandReply, any Error>] = [:]
+    }
+
+    init(connection: BrokerConnection, local: any CommandHandler) {
+        self.connection = connection
+        self.local = local
+        self.timeout = connection.settings.commandTimeout
+        connection.add(ReplyConsumer(bus: self))
+    }
+
+    public func dispatch(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        if case .revokeToken = envelope.command {
+            return try await local.handle(envelope)
+        }
+        guard let replyQueue = state.withLock({ $0.replyQueue }), connection.isConnected else {
+            throw BackendUnavailable(backend: "rabbitmq")
+        }
+        let id = envelope.messageID
+        let timeoutMilliseconds = Self.milliseconds(timeout)
+        let properties = MessageProperties(
+            messageID: id, correlationID: id, replyTo: replyQueue, type: envelope.command.name,
+            expirationMilliseconds: timeoutMilliseconds,
+            deadlineMilliseconds: Int64(Date().timeIntervalSince1970 * 1000) + Int64(timeoutMilliseconds)
+        )
+        let timer = Task { [weak self, timeout] in
+            try await Task.sleep(for: timeout)
+            self?.finish(id, with: .failure(BackendUnavailable(backend: "rabbitmq")))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            state.withLock { $0.waiting[id] = continuation }
+            Task {
+                do {
+                    try await connection.publish(
+                        exchange: "", routingKey: AMQPTopology.commandQueue, body: CommandWire.body(of: envelope.command),
+                        properties: properties
+                    )
+                } catch {
+                    finish(id, with: .failure(error))
+                }
+            }
+        }
+    }
+
+    /// Resumes the caller waiting for `id`, if it still is.
+    fileprivate func finish(_ id: String, with result: Result<CommandReply, any Error>) {
+        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(with: result)
+    }
+
+    fileprivate func setReplyQueue(_ name: String?) {
+        let orphaned = state.withLock { state in
+            state.replyQueue = name
+            guard name == nil else { return [CheckedContinuation<CommandReply, any Error>]() }
+            // The exclusive reply queue died with the connection: no reply can come any more.
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for continuation in orphaned { continuation.resume(throwing: BackendUnavailable(backend: "rabbitmq")) }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        let parts = duration.components
+        return Int(parts.seconds) * 1000 + Int(parts.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Declares the command queues and consumes this instance's reply queue.
+    private struct ReplyConsumer: BrokerClient {
+        let bus: AMQPCommandBus
+
+        func setUp(_ session: BrokerSession) throws(BrokerError) -> [String] {
+            try declareCommandQueues(session)
+            let queue = try session.declareQueue(nil)
+            let tag = try session.consume(queue, noAck: true)
+            bus.setReplyQueue(queue)
+            return [tag]
+        }
+
+        func receive(_ delivery: Delivery) {
+            guard let id = delivery.correlationID else { return }
+            bus.finish(id, with: Result { try CommandWire.reply(from: delivery.body) })
+        }
+
+        func disconnected() {
+            bus.setReplyQueue(nil)
+        }
+    }
+}
+
+/// The durable command queue (quorum, dead-lettering after `AMQPTopology.deliveryLimit`
+/// redeliveries) and its dead-letter queue; declared by senders and workers alike.
+func declareCommandQueues(_ session: BrokerSession) throws(BrokerError) {
+    try session.declareQueue(AMQPTopology.deadLetterQueue)
+    try session.declareWorkQueue(
+        AMQPTopology.commandQueue, deadLetterQueue: AMQPTopology.deadLetterQueue, deliveryLimit: AMQPTopology.deliveryLimit
+    )
+}

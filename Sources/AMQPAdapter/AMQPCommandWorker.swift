@@ -1,0 +1,102 @@
+import IdentityPorts
+import Foundation
+import Logging
+
+/// Consumes `identity.commands` and applies each command with `handler` (contract §6).
+///
+/// The handler runs under `CommandContext.messageID`, so the stores record the message id in
+/// the transaction of the change and a redelivered command is applied once. The reply goes
+/// to the message's `reply_to`, and the message is acknowledged only after that: a worker
+/// that dies first leaves it to be redelivered. A message that cannot be decoded, or whose
+/// command fails on an infrastructure error (the caller is told 503), is dead-lettered to
+/// `identity.commands.dlq`; one that keeps killing workers is dead-lettered by the broker on
+/// its fifth delivery.
+public final class AMQPCommandWorker: Sendable {
+    private let connection: BrokerConnection
+    private let handler: any CommandHandler
+    private let prefetch: Int
+    private let logger: Logger
+    private let beforeAcknowledging: (@Sendable (CommandEnvelope) -> Void)?
+
+    init(
+        connection: BrokerConnection, handler: any CommandHandler, prefetch: Int, logger: Logger,
+        beforeAcknowledging: (@Sendable (CommandEnvelope) -> Void)?
+    ) {
+        self.connection = connection
+        self.handler = handler
+        self.prefetch = prefetch
+        self.logger = logger
+        self.beforeAcknowledging = beforeAcknowledging
+        connection.add(Consumer(worker: self))
+    }
+
+    private func process(_ delivery: Delivery) async {
+        let envelope: CommandEnvelope
+        do {
+            guard let id = delivery.messageID, !id.isEmpty else {
+                throw CommandWire.Undecodable(description: "no message_id")
+            }
+            envelope = CommandEnvelope(messageID: id, command: try CommandWire.command(type: delivery.type, body: delivery.body))
+        } catch {
+            logger.error("dead-lettering a command that cannot be decoded", metadata: ["reason": "\(error)"])
+            settle(delivery, reply: nil, requeue: false)
+            return
+        }
+        var metadata: Logger.Metadata = ["command": "\(envelope.command.name)", "message_id": "\(envelope.messageID)"]
+        if delivery.deliveryCount > 0 { metadata["delivery"] = "\(delivery.deliveryCount + 1)" }
+        do {
+            let reply = try await CommandContext.$messageID.withValue(envelope.messageID) {
+                try await handler.handle(envelope)
+            }
+            logger.debug("applied a command", metadata: metadata)
+            beforeAcknowledging?(envelope)
+            settle(delivery, reply: CommandWire.body(of: reply), requeue: nil)
+        } catch {
+            // The caller learns at once; the command goes to the dead-letter queue, not back
+            // to the queue, so that it cannot take effect after its caller was told 503.
+            let backend = (error as? BackendUnavailable)?.backend ?? "worker"
+            metadata["error"] = "\(error)"
+            logger.warning("a command failed; replying 503 and dead-lettering it", metadata: metadata)
+            settle(delivery, reply: CommandWire.unavailableBody(backend: backend), requeue: false)
+        }
+    }
+
+    /// Replies (when there is a reply to send and somewhere to send it), then acknowledges,
+    /// or with `requeue` set returns (true) or dead-letters (false) the message. On a newer
+    /// connection than the delivery's, nothing is done: the broker redelivers it.
+    private func settle(_ delivery: Delivery, reply: Data?, requeue: Bool?) {
+        connection.enqueue(
+            BrokerConnection.Job(
+                run: { session throws(BrokerError) in
+                    if let reply, let replyTo = delivery.replyTo {
+                        try session.publish(
+                            exchange: "", routingKey: replyTo, body: reply,
+                            properties: MessageProperties(correlationID: delivery.correlationID ?? delivery.messageID, persistent: false)
+                        )
+                    }
+                    if let requeue {
+                        try session.nack(delivery.tag, requeue: requeue)
+                    } else {
+                        try session.ack(delivery.tag)
+                    }
+                },
+                fail: {}
+            ),
+            onGeneration: delivery.generation
+        )
+    }
+
+    private struct Consumer: BrokerClient {
+        let worker: AMQPCommandWorker
+
+        func setUp(_ session: BrokerSession) throws(BrokerError) -> [String] {
+            try declareCommandQueues(session)
+            try session.prefetch(worker.prefetch)
+            return [try session.consume(AMQPTopology.commandQueue, noAck: false)]
+        }
+
+        func receive(_ delivery: Delivery) {
+            Task { await worker.process(delivery) }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+public import IdentityPorts
+public import IdentityDomain
+public import Foundation
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// Revocations on every instance (contract §5): a `RevocationStore` over a durable `base`
+/// (PostgreSQL) with an in-memory cache that the fan-out exchange `identity.revocations` keeps
+/// current.
+///
+/// - A write goes to `base` first, so a logout is durable before its 204 whatever the broker
+///   does; then into this cache, then to the fan-out exchange for every other instance.
+/// - On every (re)connect it binds an exclusive queue to the exchange, then loads `base`'s
+///   snapshot; revocations only ever add up, so merging both in any order is exact. Until the
+///   snapshot is in, and whenever the broker connection is down, `isRevoked` asks `base`.
+public final class AMQPRevocationCache: RevocationStore, Sendable {
+    private struct State {
+        /// The connection generation whose snapshot is loaded; nil while answers come from `base`.
+        var syncedGeneration: UInt64?
+        var tokens: [String: Date] = [:]
+        var cutoffs: [UserID: (cutoffMilliseconds: Int64, until: Date)] = [:]
+        var count: Int { tokens.count + cutoffs.count }
+    }
+
+    private let base: any RevocationSnapshotting
+    private let connection: BrokerConnection
+    private let clock: any IdentityClock
+    private let logger: Logger
+    private let size: Gauge
+    private let state = Mutex(State())
+
+    init(base: any RevocationSnapshotting, connection: BrokerConnection, clock: any IdentityClock, logger: Logger,
+         metrics: any MetricsFactory) {
+        self.base = base
+        self.connection = connection
+        self.clock = clock
+        self.logger = logger
+        self.size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
+        size.record(0)
+        connection.add(Feed(cache: self))
+    }
+
+    /// Whether answers come from the cache (true) or from `base` (false).
+    public var isSynchronised: Bool { state.withLock { $0.syncedGeneration != nil } }
+
+    /// Entries held in memory.
+    public var count: Int { state.withLock { $0.count } }
+
+    public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
+        try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
+        let message = RevocationMessage(jti: jti, userID: userID.description, cutoffMilliseconds: nil,
+                                        expiresAtMilliseconds: expiresAt.epochMilliseconds)
+        merge(message)
+        broadcast(message)
+    }
+
+    public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
+        try await base.revokeAll(userID: userID, issuedBefore: cutoff, until: until)
+        let message = RevocationMessage(jti: nil, userID: userID.description, cutoffMilliseconds: cutoff.epochMilliseconds,
+                                        expiresAtMilliseconds: until.epochMilliseconds)
+        merge(message)
+        broadcast(message)
+    }
+
+    public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
+        let cached = state.withLock { state -> Bool? in
+            guard state.syncedGeneration != nil else { return nil }
+            if state.tokens[jti] != nil { return true }
+            if let entry = state.cutoffs[userID], issuedAt.epochMilliseconds <= entry.cutoffMilliseconds { return true }
+            return false
+        }
+        if let cached { return cached }
+        return try await base.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
+    }
+
+    @discardableResult
+    public func purgeExpired(now: Date) async throws -> Int {
+        let remaining = state.withLock { state in
+            state.tokens = state.tokens.filter { $0.value >= now }
+            state.cutoffs = state.cutoffs.filter { $0.value.until >= now }
+            return state.count
+        }
+        size.record(remaining)
+        return try await base.purgeExpired(now: now)
+    }
+
+    // MARK: feed
+
+    private func merge(_ message: RevocationMessage) {
+        guard let userID = UserID(message.userID) else { return }
+        let until = Date(timeIntervalSince1970: Double(message.expiresAtMilliseconds) / 1000)
+        let count = state.withLock { state in
+            if let jti = message.jti {
+                state.tokens[jti] = max(until, state.tokens[jti] ?? until)
+            } else if let cutoff = message.cutoffMilliseconds {
+                let existing = state.cutoffs[userID]
+                state.cutoffs[userID] = (max(cutoff, existing?.cutoffMilliseconds ?? cutoff), max(until, existing?.until ?? until))
+            }
+            return state.count
+        }
+        size.record(count)
+    }
+
+    private func broadcast(_ message: RevocationMessage) {
+        guard let body = try? JSONEncoder().encode(message) else { return }
+        // Best effort: an instance that misses it is either disconnected (and asks `base`)
+        // or resynchronises from `base` when it reconnects.
+        Task {
+            try? await connection.publish(
+                exchange: AMQPTopology.revocationExchange, routingKey: "", body: body, properties: MessageProperties(persistent: false)
+            )
+        }
+    }
+
+    /// Loads `base`'s snapshot for connection `generation`, retrying while that connection lasts.
+    private func synchronise(generation: UInt64) async {
+        var delay = Duration.milliseconds(100)
+        while connection.isConnected, connection.generation == generation {
+            do {
+                let snapshot = try await base.snapshot(now: clock.now())
+                for token in snapshot.tokens {
+                    merge(RevocationMessage(jti: token.jti, userID: token.userID.description, cutoffMilliseconds: nil,
+                                            expiresAtMilliseconds: token.expiresAt.epochMilliseconds))
+                }
+                for cutoff in snapshot.cutoffs {
+                    merge(RevocationMessage(jti: nil, userID: cutoff.userID.description,
+                                            cutoffMilliseconds: cutoff.issuedBefore.epochMilliseconds,
+                                            expiresAtMilliseconds: cutoff.until.epochMilliseconds))
+                }
+                let synced = state.withLock { state -> Bool in
+                    // Only if the connection that delivered the messages is still the current one.
+                    guard connection.isConnected, connection.generation == generation else { return false }
+                    state.syncedGeneration = generation
+                    return true
+                }
+                if synced {
+                    logger.info("revocation cache synchronised", metadata: ["entries": "\(count)"])
+                }
+                return
+            } catch {
+                logger.warning("revocation snapshot failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    private func desynchronise() {
+        state.withLock { state in
+            state.syncedGeneration = nil
+            state.tokens.removeAll()
+            state.cutoffs.removeAll()
+        }
+        size.record(0)
+    }
+
+    private struct Feed: BrokerClient {
+        let cache: AMQPRevocationCache
+
+        func setUp(_ session: BrokerSession) throws(BrokerError) -> [String] {
+            try session.declareExchange(AMQPTopology.revocationExchange, type: "fanout")
+            let queue = try session.declareQueue(nil)
+            try session.bind(queue: queue, exchange: AMQPTopology.revocationExchange, routingKey: "")
+            return [try session.consume(queue, noAck: true)]
+        }
+
+        func receive(_ delivery: Delivery) {
+            guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: delivery.body) else { return }
+            cache.merge(message)
+        }
+
+        func connected() {
+            let generation = cache.connection.generation
+            Task { await cache.synchronise(generation: generation) }
+        }
+
+        func disconnected() {
+            cache.desynchronise()
+        }
+    }
+}
+
+/// One revocation on the fan-out exchange: a token (`jti`) or a per-user cut-off (`cutoff_ms`).
+struct RevocationMessage: Codable, Equatable {
+    var jti: String?
+    var userID: String
+    var cutoffMilliseconds: Int64?
+    var expiresAtMilliseconds: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case jti
+        case userID = "user_id"
+        case cutoffMilliseconds = "cutoff_ms"
+        case expiresAtMilliseconds = "expires_at_ms"
+    }
+}
