@@ -7,7 +7,7 @@ struct DemoServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "DemoServer",
         abstract: "The Identity demo server.",
-        subcommands: [Serve.self, Migrate.self, ImportUsers.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, ImportUsers.self],
         defaultSubcommand: Serve.self
     )
 }

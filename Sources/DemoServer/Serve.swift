@@ -1,22 +1,27 @@
 import ArgumentParser
 import Foundation
 import HTTPAdapter
+import IdentityApplication
 import Hummingbird
 import IdentityPorts
 import Logging
 import PostgresAdapter
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `DemoServer serve`: the HTTP API on the adapters the configuration chooses.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the HTTP API (the default command).")
 
+    @Flag(name: .customLong("no-worker"), help: "With RABBITMQ_HOST: do not consume commands here (run `DemoServer worker` for that).")
+    var noWorker = false
+
     func run() async throws {
         let settings = Startup.settings()
         let logger = Startup.logger(settings)
         let metrics = ServerMetrics()
-        let wiring = try await Startup.wiring(settings, logger: logger, metrics: metrics)
+        let wiring = try await Startup.wiring(settings, logger: logger, metrics: metrics, role: .serve(worker: !noWorker))
         var app = Application(
             router: IdentityHTTP.makeRouter(
                 service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies,
@@ -64,6 +69,29 @@ struct ExpiryPurge: Service {
                 } catch {
                     logger.warning("purge failed; will retry", metadata: ["what": "\(task.name)", "error": "\(error)"])
                 }
+            }
+        }
+    }
+}
+
+/// Publishes the outbox to the broker: every 100 ms, until the outbox is empty.
+struct OutboxRelayService: Service {
+    let relay: OutboxRelay
+    let logger: Logger
+
+    func run() async throws {
+        let failing = Mutex(false)
+        await repeatUntilShutdown(every: .milliseconds(100), startingNow: true) {
+            do {
+                try await relay.drain()
+                if failing.withLock({ $0 }) { logger.notice("outbox relay publishing again") }
+                failing.withLock { $0 = false }
+            } catch {
+                let first = failing.withLock { failing in
+                    defer { failing = true }
+                    return !failing
+                }
+                if first { logger.warning("outbox relay cannot publish; will retry", metadata: ["error": "\(error)"]) }
             }
         }
     }

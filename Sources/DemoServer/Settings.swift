@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import HTTPAdapter
 import PostgresAdapter
+import AMQPAdapter
 
 /// Every setting of contract §8, validated. Read here only; libraries get typed values.
 struct Settings {
@@ -21,7 +22,9 @@ struct Settings {
     var argon2Parallelism: UInt32 = 1
     var postgres: PostgresConnectionSettings?
     var postgresTimeoutSeconds = 5
-    var rabbitmqHost: String?
+    var rabbitmq: AMQPSettings?
+    /// Fault injection for tests only: a worker exits after applying a command, before acknowledging it.
+    var exitBeforeAcknowledging = false
     var trustedProxies = TrustedProxies.none
 
     static let algorithms = ["HS256", "HS384", "HS512"]
@@ -87,8 +90,25 @@ struct Settings {
             }
             trustedProxies = proxies
         }
-        rabbitmqHost = reader.string("RABBITMQ_HOST")
-        _ = try reader.integer("RABBITMQ_PORT", in: 1...65_535)
+        exitBeforeAcknowledging = try reader.flag("IDENTITY_TEST_EXIT_BEFORE_ACK")
+        let rabbitTLS = try reader.flag("RABBITMQ_TLS")
+        let rabbitPort = try reader.integer("RABBITMQ_PORT", in: 1...65_535) ?? (rabbitTLS ? 5671 : 5672)
+        let commandTimeout = try reader.integer("COMMAND_TIMEOUT_SECONDS", in: 1...300) ?? 5
+        if let host = reader.string("RABBITMQ_HOST") {
+            // Distributed mode: every instance must share the store and the signing key.
+            guard postgres != nil else {
+                throw ConfigurationError("RABBITMQ_HOST is set, so POSTGRES_HOST must be too (workers and HTTP nodes share the database)")
+            }
+            guard jwtSecret != nil else {
+                throw ConfigurationError("RABBITMQ_HOST is set, so JWT_SECRET must be too (every instance must verify every token)")
+            }
+            rabbitmq = AMQPSettings(
+                host: host, port: rabbitPort, username: reader.string("RABBITMQ_USER") ?? "guest",
+                password: reader.string("RABBITMQ_PASSWORD") ?? "guest", virtualHost: reader.string("RABBITMQ_VHOST") ?? "/",
+                tls: rabbitTLS ? AMQPSettings.TLS(caFile: reader.string("RABBITMQ_CA_FILE")) : nil,
+                commandTimeout: .seconds(commandTimeout)
+            )
+        }
     }
 
     private struct Reader {
@@ -96,6 +116,16 @@ struct Settings {
 
         func string(_ name: String) -> String? {
             source[name]
+        }
+
+        /// `1`/`true`/`yes` or `0`/`false`/`no`; unset is false.
+        func flag(_ name: String) throws -> Bool {
+            guard let text = source[name] else { return false }
+            switch text.lowercased() {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw ConfigurationError("\(name) must be 1 or 0 (got \"\(text)\")")
+            }
         }
 
         func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {

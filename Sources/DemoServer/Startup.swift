@@ -14,9 +14,11 @@ enum Startup {
     }
 
     /// The adapters the settings choose, or one line and exit 78 when they cannot be built.
-    static func wiring(_ settings: Settings, logger: Logger, metrics: ServerMetrics? = nil) async throws -> Wiring {
+    static func wiring(
+        _ settings: Settings, logger: Logger, metrics: ServerMetrics? = nil, role: Wiring.Role = .serve(worker: true)
+    ) async throws -> Wiring {
         do {
-            return try await Wiring(settings: settings, logger: logger, metrics: metrics)
+            return try await Wiring(settings: settings, logger: logger, metrics: metrics, role: role)
         } catch let error as ConfigurationError {
             exitWithConfigurationError(error)
         }

@@ -1,3 +1,4 @@
+import AMQPAdapter
 import CoreMetrics
 import CryptoAdapter
 import Foundation
@@ -10,6 +11,14 @@ import ServiceLifecycle
 
 /// The adapters chosen by the settings, wired into the service.
 struct Wiring: Sendable {
+    /// What the process does with commands.
+    enum Role: Sendable, Equatable {
+        /// HTTP; with a broker, also a worker unless `worker` is false.
+        case serve(worker: Bool)
+        /// A broker worker only: no HTTP.
+        case worker
+    }
+
     let service: IdentityService
     let readiness: [any HealthCheck]
     let services: [any Service]
@@ -17,9 +26,9 @@ struct Wiring: Sendable {
     private let migrator: PostgresMigrator?
 
     /// Wires the adapters; with `metrics`, they record into its registry.
-    init(settings: Settings, logger: Logger, metrics: ServerMetrics? = nil) async throws {
-        if settings.rabbitmqHost != nil {
-            throw ConfigurationError("RABBITMQ_HOST is set, but this build has no RabbitMQ adapter yet; unset it for the in-process bus")
+    init(settings: Settings, logger: Logger, metrics: ServerMetrics? = nil, role: Role = .serve(worker: true)) async throws {
+        if role == .worker, settings.rabbitmq == nil {
+            throw ConfigurationError("RABBITMQ_HOST must be set for `DemoServer worker` (without a broker there are no commands to consume)")
         }
         let lifetime = TimeInterval(settings.jwtExpireMinutes * 60)
         let (tokens, argon2) = try await Self.crypto(settings: settings, lifetime: lifetime, logger: logger)
@@ -37,20 +46,51 @@ struct Wiring: Sendable {
         var services: [any Service] = []
         var readiness: [any HealthCheck] = []
         let storeSummary: String
+        var busSummary = "in-process"
+        let policy = IdentityPolicy(tokenLifetime: lifetime)
+        let handler: IdentityCommandHandler
+        let bus: any CommandBus
         if let postgres = settings.postgres {
             let client = postgres.makeClient(logger: logger)
             let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
             let store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
             let revocationStore = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
             let sharedThrottle = PostgresLoginThrottle(client: client, limits: limits, timeout: timeout, logger: logger)
-            (users, outbox, revocations, throttle) = (store, store, revocationStore, sharedThrottle)
-            let purge = ExpiryPurge(
-                tasks: [("revocations", { try await revocationStore.purgeExpired(now: $0) }),
-                        ("login failures", { try await sharedThrottle.purgeExpired(now: $0) })],
-                clock: clock, interval: .seconds(600), logger: logger
-            )
-            services = [client, purge]
+            (users, outbox, throttle) = (store, store, sharedThrottle)
+            services = [client]
             readiness = [PostgresHealthCheck(client: client)]
+            if let rabbitmq = settings.rabbitmq {
+                // Distributed mode: commands over the broker, revocations cached on every instance.
+                let broker = AMQPBroker(settings: rabbitmq, logger: logger)
+                let cache = broker.revocationCache(base: revocationStore, clock: clock, metrics: factory)
+                revocations = cache
+                handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: cache, clock: clock, policy: policy)
+                bus = broker.commandBus(local: handler)
+                var consumes = false
+                if role != .serve(worker: false) {
+                    var fault: (@Sendable (CommandEnvelope) -> Void)?
+                    if settings.exitBeforeAcknowledging {
+                        // Fault injection for the redelivery test: die after the commit, before the ack.
+                        fault = { _ in _exit(86) }
+                    }
+                    _ = broker.worker(handler: handler, beforeAcknowledging: fault)
+                    consumes = true
+                }
+                let relay = OutboxRelay(outbox: store, publisher: broker.eventPublisher())
+                services += [broker, OutboxRelayService(relay: relay, logger: logger)]
+                readiness.append(AMQPHealthCheck(broker: broker))
+                busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off")"
+            } else {
+                revocations = revocationStore
+                handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+                bus = InProcessCommandBus(handler: handler)
+            }
+            services.append(ExpiryPurge(
+                tasks: [("revocations", { try await revocations.purgeExpired(now: $0) }),
+                        ("login failures", { try await sharedThrottle.purgeExpired(now: $0) }),
+                        ("applied commands", { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-7 * 86_400)) })],
+                clock: clock, interval: .seconds(600), logger: logger
+            ))
             migrator = try PostgresMigrator(client: client, logger: logger)
             storeSummary = "postgres(\(postgres.summary))"
         } else {
@@ -59,12 +99,12 @@ struct Wiring: Sendable {
             throttle = InMemoryLoginThrottle(limits: limits)
             migrator = nil
             storeSummary = "in-memory"
+            handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+            bus = InProcessCommandBus(handler: handler)
         }
-        let policy = IdentityPolicy(tokenLifetime: lifetime)
-        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
         self.service = IdentityService(IdentityDependencies(
             users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true),
-            tokens: tokens, throttle: throttle, bus: MeasuredCommandBus(InProcessCommandBus(handler: handler), factory: factory),
+            tokens: tokens, throttle: throttle, bus: MeasuredCommandBus(bus, factory: factory),
             clock: clock
         ))
         if metrics != nil {
@@ -72,7 +112,7 @@ struct Wiring: Sendable {
         }
         self.readiness = readiness
         self.services = services
-        self.summary = "store=\(storeSummary) bus=in-process hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
+        self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
     }
 
     /// How long start-up waits for PostgreSQL before giving up with one line.
