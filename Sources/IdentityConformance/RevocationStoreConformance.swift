@@ -26,6 +26,7 @@ public struct RevocationStoreConformance: Sendable {
         try await cutoffRevokesOnlyEarlierTokens()
         try await laterCutoffWins()
         try await expiredEntriesArePurged()
+        try await snapshotListsWhatHasNotExpired()
     }
 
     private let now = Fixture.epoch
@@ -74,5 +75,20 @@ public struct RevocationStoreConformance: Sendable {
         #expect(try await store.isRevoked(jti: "long", userID: user, issuedAt: now), "an unexpired entry stays")
         #expect(try await !store.isRevoked(jti: "short", userID: user, issuedAt: now.addingTimeInterval(-1)),
                 "a purged entry no longer counts (its token has expired anyway)")
+    }
+
+    /// For stores that are also `RevocationSnapshotting` (a cache can start from them).
+    func snapshotListsWhatHasNotExpired() async throws {
+        guard let store = try await makeStore() as? any RevocationSnapshotting else { return }
+        let user = UserID(UUID())
+        let other = UserID(UUID())
+        try await store.revoke(jti: "gone", userID: user, expiresAt: now.addingTimeInterval(-1))
+        try await store.revoke(jti: "kept", userID: user, expiresAt: now.addingTimeInterval(600))
+        try await store.revokeAll(userID: other, issuedBefore: now.addingTimeInterval(-5), until: now.addingTimeInterval(600))
+        try await store.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(-1))
+        let snapshot = try await store.snapshot(now: now)
+        #expect(snapshot.tokens == [.init(jti: "kept", userID: user, expiresAt: now.addingTimeInterval(600))])
+        #expect(snapshot.cutoffs == [.init(userID: other, issuedBefore: now.addingTimeInterval(-5), until: now.addingTimeInterval(600))],
+                "expired entries are left out; cut-offs keep millisecond precision")
     }
 }

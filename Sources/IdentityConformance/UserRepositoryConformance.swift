@@ -32,6 +32,8 @@ public struct UserRepositoryConformance: Sendable {
         try await missingAccountsAreReported()
         try await eventsCommitWithTheirChange()
         try await outboxKeepsOrderAndForgetsPublishedEvents()
+        try await commandMessagesAreAppliedOnce()
+        try await relayHandsOutEventsOnceInOrder()
     }
 
     func insertedAccountsAreFoundByIDAndEmail() async throws {
@@ -142,4 +144,66 @@ public struct UserRepositoryConformance: Sendable {
         try await outbox.markPublished(pending.map(\.sequence))
         #expect(try await outbox.pending(limit: 10).map(\.event) == Array(events.suffix(2)), "published events are not returned again")
     }
+
+    func commandMessagesAreAppliedOnce() async throws {
+        let (users, outbox) = try await makeStore()
+        let ada = try Fixture.user("ada")
+        let registered = Fixture.event(.userRegistered(userID: ada.id, email: ada.email, name: ada.name))
+        try await CommandContext.$messageID.withValue("message-1") {
+            try await users.insert(ada, events: [registered])
+        }
+        let again = try Fixture.user("ada.again")
+        await #expect(throws: CommandAlreadyApplied(messageID: "message-1"), "a redelivered command writes nothing") {
+            try await CommandContext.$messageID.withValue("message-1") {
+                try await users.insert(again, events: [Fixture.event(.userDeleted(userID: again.id))])
+            }
+        }
+        #expect(try await users.user(id: again.id) == nil, "the refused write left no row")
+        var renamed = ada
+        renamed.name = try DisplayName("Ada L.")
+        renamed.version += 1
+        await #expect(throws: CommandAlreadyApplied(messageID: "message-1"), "every kind of write checks the id") {
+            try await CommandContext.$messageID.withValue("message-1") {
+                try await users.update(renamed, expectedVersion: ada.version, events: [])
+            }
+        }
+        // A write refused for a business reason does not consume its id: the retry applies.
+        let twin = try Fixture.user("ada")
+        _ = try? await CommandContext.$messageID.withValue("message-2") {
+            try await users.insert(twin, events: [])
+        }
+        try await CommandContext.$messageID.withValue("message-2") {
+            try await users.update(renamed, expectedVersion: ada.version, events: [])
+        }
+        #expect(try await users.user(id: ada.id)?.name == renamed.name)
+        let revoked = Fixture.event(.tokenRevoked(userID: ada.id, jti: "j", expiresAt: Fixture.epoch))
+        try await CommandContext.$messageID.withValue("message-3") { try await outbox.append([revoked]) }
+        await #expect(throws: CommandAlreadyApplied(messageID: "message-3"), "an appended event is recorded once") {
+            try await CommandContext.$messageID.withValue("message-3") { try await outbox.append([revoked]) }
+        }
+        try await users.delete(id: ada.id, events: [])
+        #expect(try await outbox.pending(limit: 10).map(\.event) == [registered, revoked], "no write was doubled")
+    }
+
+    func relayHandsOutEventsOnceInOrder() async throws {
+        let (_, outbox) = try await makeStore()
+        let id = UserID(UUID())
+        let events = (0..<3).map { Fixture.event(.tokenRevoked(userID: id, jti: "relay-\($0)", expiresAt: Fixture.epoch)) }
+        try await outbox.append(events)
+        struct PublishFailed: Error {}
+        await #expect(throws: PublishFailed.self) {
+            _ = try await outbox.publishPending(limit: 2) { _ in throw PublishFailed() }
+        }
+        let published = Published()
+        #expect(try await outbox.publishPending(limit: 2) { await published.add($0.map(\.event)) } == 2)
+        #expect(try await outbox.publishPending(limit: 2) { await published.add($0.map(\.event)) } == 1)
+        #expect(try await outbox.publishPending(limit: 2) { await published.add($0.map(\.event)) } == 0)
+        #expect(await published.events == events, "a failed publish keeps its batch; then each event goes out once, in order")
+        #expect(try await outbox.pending(limit: 10).isEmpty)
+    }
+}
+
+private actor Published {
+    var events: [IdentityEvent] = []
+    func add(_ batch: [IdentityEvent]) { events += batch }
 }

@@ -11,6 +11,12 @@ public struct PostgresStoreError: Error, Sendable, CustomStringConvertible {
     public var description: String { "PostgreSQL refused a statement (SQLSTATE \(sqlState ?? "unknown"))" }
 }
 
+/// Carries the error of a closure run inside a transaction (the outbox relay's publisher) out
+/// of it unchanged.
+struct PublisherFailed: Error {
+    let error: any Error
+}
+
 enum PostgresErrors {
     /// SQLSTATE classes and codes that mean "the server is not there right now".
     private static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "53300", "40001"]
@@ -25,6 +31,8 @@ enum PostgresErrors {
             if let begin = error.beginError { return translate(begin) }
             if let commit = error.commitError { return translate(commit) }
             return BackendUnavailable(backend: "postgres")
+        case let error as PublisherFailed:
+            return error.error
         case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError,
              is CommandAlreadyApplied:
             return error

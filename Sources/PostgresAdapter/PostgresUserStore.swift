@@ -133,7 +133,12 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
                     )
                 )
                 guard !entries.isEmpty else { return 0 }
-                try await publish(entries)
+                do {
+                    try await publish(entries)
+                } catch {
+                    // The publisher's own error, not a database outage.
+                    throw PublisherFailed(error: error)
+                }
                 let sequences = entries.map(\.sequence)
                 try await connection.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
                 return entries.count

@@ -38,7 +38,7 @@ struct InMemoryBoundsTests {
         let events = (0..<5).map {
             IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .tokenRevoked(userID: user, jti: "\($0)", expiresAt: Date()))
         }
-        await store.append(events)
+        try await store.append(events)
         #expect(await store.pending(limit: 10).map(\.event) == Array(events.suffix(3)))
         #expect(await store.droppedEvents == 2)
     }
