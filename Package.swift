@@ -184,6 +184,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AMQPAdapterTests",
+            dependencies: ["AMQPAdapter", "IdentityConformance", "IdentityApplication", "InMemoryAdapter"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "DemoServerTests",
             dependencies: ["DemoServer", "PostgresAdapter", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings

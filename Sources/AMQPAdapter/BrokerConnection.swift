@@ -166,6 +166,18 @@ final class BrokerConnection: Sendable {
         }
     }
 
+    /// Runs `body` on the connection thread and returns its result (set-up work, tests). A
+    /// broker error in `body` closes the connection (it reconnects) and throws `BackendUnavailable`.
+    func perform<T: Sendable>(_ body: @escaping @Sendable (BrokerSession) throws(BrokerError) -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            enqueue(Job(
+                // A throwing body ends the connection, and `fail` resumes the caller.
+                run: { session throws(BrokerError) in continuation.resume(returning: try body(session)) },
+                fail: { continuation.resume(throwing: BackendUnavailable(backend: "rabbitmq")) }
+            ))
+        }
+    }
+
     /// Publishes one message; see `publish(_:)`.
     func publish(exchange: String, routingKey: String, body: Data, properties: MessageProperties) async throws {
         try await publish([OutgoingMessage(exchange: exchange, routingKey: routingKey, body: body, properties: properties)])
@@ -257,11 +269,12 @@ final class BrokerConnection: Sendable {
                 defer { state.jobs.removeAll() }
                 return state.jobs
             }
-            for job in jobs {
+            for (index, job) in jobs.enumerated() {
                 do {
                     try job.run(session)
                 } catch {
-                    job.fail()
+                    // This job and the ones after it never ran on a working connection.
+                    for unrun in jobs[index...] { unrun.fail() }
                     return error
                 }
             }

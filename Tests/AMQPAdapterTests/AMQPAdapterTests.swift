@@ -1,0 +1,281 @@
+@testable import AMQPAdapter
+import Foundation
+import IdentityApplication
+import IdentityConformance
+import IdentityDomain
+import IdentityPorts
+import InMemoryAdapter
+import Synchronization
+import Testing
+
+@Suite("AMQP adapter on a real RabbitMQ", .enabled(if: TestBroker.isAvailable, TestBroker.skipReason))
+struct AMQPAdapterTests {
+    /// A started broker link on `settings`; stopped by the caller.
+    func broker(_ settings: AMQPSettings) -> AMQPBroker {
+        AMQPBroker(settings: settings, logger: TestBroker.logger)
+    }
+
+    @Test("AMQPCommandBus with a worker passes the CommandBus suite")
+    func commandBusConformance() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-bus-conformance")
+        let link = broker(settings)
+        defer { link.stop() }
+        try await CommandBusConformance { handler in
+            let bus = link.commandBus(local: handler)
+            _ = link.worker(handler: handler)
+            link.start()
+            #expect(await eventually { link.isConnected })
+            return bus
+        }.run()
+    }
+
+    @Test("AMQPRevocationCache, synchronised, passes the RevocationStore suite")
+    func revocationCacheConformance() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-cache-conformance")
+        let links = Links()
+        defer { links.stopAll() }
+        try await RevocationStoreConformance {
+            let link = broker(settings)
+            links.add(link)
+            let cache = link.revocationCache(base: InMemoryRevocationStore())
+            link.start()
+            #expect(await eventually { cache.isSynchronised }, "answers come from the cache, not the base")
+            return cache
+        }.run()
+    }
+
+    @Test("a logout on one instance is refused by another within a poll; a late joiner loads it from the base")
+    func revocationReachesEveryInstance() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-cache-fanout")
+        let base = InMemoryRevocationStore()
+        let (a, b) = (broker(settings), broker(settings))
+        defer { a.stop(); b.stop() }
+        let cacheA = a.revocationCache(base: base)
+        let cacheB = b.revocationCache(base: base)
+        a.start()
+        b.start()
+        #expect(await eventually { cacheA.isSynchronised && cacheB.isSynchronised })
+        let user = UserID(UUID())
+        let now = Date()
+        try await cacheA.revoke(jti: "logged-out", userID: user, expiresAt: now.addingTimeInterval(600))
+        #expect(try await cacheA.isRevoked(jti: "logged-out", userID: user, issuedAt: now), "at once on the instance that wrote it")
+        #expect(try await eventually { try await cacheB.isRevoked(jti: "logged-out", userID: user, issuedAt: now) })
+        try await cacheB.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(600))
+        #expect(try await eventually { try await cacheA.isRevoked(jti: "other", userID: user, issuedAt: now) })
+        #expect(try await !cacheA.isRevoked(jti: "other", userID: user, issuedAt: now.addingTimeInterval(1)),
+                "a token issued after the cut-off is honoured")
+
+        let late = broker(settings)
+        defer { late.stop() }
+        let cacheLate = late.revocationCache(base: base)
+        late.start()
+        #expect(await eventually { cacheLate.isSynchronised })
+        #expect(cacheLate.count == 2, "the snapshot holds the token and the cut-off")
+        #expect(try await cacheLate.isRevoked(jti: "logged-out", userID: user, issuedAt: now))
+    }
+
+    @Test("with the broker unreachable, commands fail at once and revocations are checked in the base")
+    func brokerUnreachable() async throws {
+        let closed = AMQPSettings(host: "127.0.0.1", port: try closedPort(), connectTimeout: .seconds(1))
+        let link = broker(closed)
+        defer { link.stop() }
+        let base = InMemoryRevocationStore()
+        let cache = link.revocationCache(base: base)
+        let bus = link.commandBus(local: RefusingHandler())
+        link.start()
+        let started = ContinuousClock.now
+        await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
+            _ = try await bus.dispatch(CommandEnvelope(messageID: "m", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        }
+        #expect(ContinuousClock.now - started < .seconds(5), "no wait for a reply that cannot come")
+        let user = UserID(UUID())
+        try await cache.revoke(jti: "j", userID: user, expiresAt: Date().addingTimeInterval(60))
+        #expect(await base.isRevoked(jti: "j", userID: user, issuedAt: Date()), "the write reached the base")
+        #expect(!cache.isSynchronised)
+        #expect(try await cache.isRevoked(jti: "j", userID: user, issuedAt: Date()))
+        let logout = CommandEnvelope(messageID: "l", command: .revokeToken(RevokeToken(userID: user, jti: "k", expiresAt: Date())))
+        #expect(try await bus.dispatch(logout) == .done, "a logout does not need the broker")
+    }
+
+    @Test("a command that keeps failing is dead-lettered on its fifth delivery")
+    func deliveryLimit() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-delivery-limit")
+        let link = broker(settings)
+        defer { link.stop() }
+        _ = link.commandBus(local: RefusingHandler())  // declares the queues
+        link.start()
+        #expect(await eventually { link.isConnected })
+        try await link.connection.publish(
+            exchange: "", routingKey: AMQPTopology.commandQueue, body: Data("{}".utf8),
+            properties: MessageProperties(messageID: "poison", type: "DeleteAccount")
+        )
+        let consumer = broker(settings)
+        defer { consumer.stop() }
+        let nacker = Nacker(connection: consumer.connection)
+        consumer.connection.add(nacker)
+        consumer.start()
+        #expect(try await eventually {
+            guard nacker.deliveries.count >= 5 else { return false }
+            return try await deadLetters(link).count == 1
+        })
+        #expect(nacker.deliveries == [0, 1, 2, 3, 4], "delivered five times, counted by the broker")
+    }
+
+    @Test("an undecodable command goes to the dead-letter queue at once, and the worker carries on")
+    func undecodableCommand() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-poison")
+        let link = broker(settings)
+        defer { link.stop() }
+        let store = InMemoryUserStore()
+        let handler = IdentityCommandHandler(users: store, outbox: store, revocations: InMemoryRevocationStore())
+        let bus = link.commandBus(local: handler)
+        _ = link.worker(handler: handler)
+        link.start()
+        #expect(await eventually { link.isConnected })
+        for (type, body) in [("DeleteAccount", "not json"), ("DropTables", "{}"), ("RegisterUser", #"{"email":1}"#)] {
+            try await link.connection.publish(
+                exchange: "", routingKey: AMQPTopology.commandQueue, body: Data(body.utf8),
+                properties: MessageProperties(messageID: "poison-\(type)", type: type)
+            )
+        }
+        let email = try Email("after.poison@example.com")
+        let reply = try await bus.dispatch(CommandEnvelope(messageID: "good", command: .registerUser(
+            RegisterUser(email: email, name: try DisplayName("After"), passwordHash: "$argon2id$stub"))))
+        guard case .user(let record) = reply else { Issue.record("expected the account, got \(reply)"); return }
+        #expect(record.email == email.value)
+        #expect(try await eventually { try await deadLetters(link).count == 3 })
+    }
+
+    @Test("a worker whose database is down replies 503 at once and dead-letters the command")
+    func workerBackendDown() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-worker-down")
+        let link = broker(settings)
+        defer { link.stop() }
+        let bus = link.commandBus(local: RefusingHandler())
+        _ = link.worker(handler: UnavailableHandler())
+        link.start()
+        #expect(await eventually { link.isConnected })
+        let started = ContinuousClock.now
+        await #expect(throws: BackendUnavailable(backend: "postgres")) {
+            _ = try await bus.dispatch(CommandEnvelope(messageID: "m", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        }
+        #expect(ContinuousClock.now - started < .seconds(5), "the reply says so before the timeout")
+        #expect(try await eventually { try await deadLetters(link).count == 1 })
+    }
+
+    @Test("with no worker, a command times out with BackendUnavailable and expires from the queue")
+    func noWorker() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
+        let link = broker(settings)
+        defer { link.stop() }
+        let bus = link.commandBus(local: RefusingHandler())
+        link.start()
+        #expect(await eventually { link.isConnected })
+        await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
+            _ = try await bus.dispatch(CommandEnvelope(messageID: "late", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        }
+        #expect(try await eventually { try await deadLetters(link).count == 1 }, "its caller gave up, so no worker may apply it later")
+    }
+
+    @Test("events reach identity.events in order, as EventCodec documents, routed by type")
+    func events() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-events")
+        let link = broker(settings)
+        defer { link.stop() }
+        let publisher = link.eventPublisher()
+        link.start()
+        #expect(await eventually { link.isConnected })
+        let queue = try await link.connection.perform { session throws(BrokerError) in
+            let queue = try session.declareQueue(nil)
+            try session.bind(queue: queue, exchange: AMQPTopology.eventExchange, routingKey: "user.*")
+            return queue
+        }
+        let user = UserID(UUID())
+        let events = [
+            IdentityEvent(eventID: UUID(), occurredAt: Date(timeIntervalSince1970: 1_790_000_000.5), payload: .userRegistered(
+                userID: user, email: try Email("e@example.com"), name: try DisplayName("E"))),
+            IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .tokenRevoked(userID: user, jti: "j", expiresAt: Date())),
+            IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .userUpdated(userID: user, changed: [.name])),
+            IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .userDeleted(userID: user)),
+        ]
+        try await publisher.publish(events)
+        var received: [(body: Data, type: String?)] = []
+        #expect(try await eventually {
+            if let message = try await link.connection.perform({ session throws(BrokerError) in try session.get(queue) }) {
+                received.append(message)
+            }
+            return received.count == 3
+        })
+        #expect(received.map(\.type) == ["user.registered", "user.updated", "user.deleted"], "user.* binds three of the four")
+        #expect(received.map(\.body) == [events[0], events[2], events[3]].map(EventCodec.document(of:)))
+    }
+
+    func deadLetters(_ link: AMQPBroker) async throws -> [Data] {
+        var bodies: [Data] = []
+        while let message = try await link.connection.perform({ session throws(BrokerError) in
+            try session.get(AMQPTopology.deadLetterQueue)
+        }) {
+            bodies.append(message.body)
+        }
+        // Put them back so that a later poll counts them again.
+        for body in bodies {
+            try await link.connection.publish(
+                exchange: "", routingKey: AMQPTopology.deadLetterQueue, body: body, properties: MessageProperties()
+            )
+        }
+        return bodies
+    }
+}
+
+/// A port on which nothing listens.
+func closedPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+final class Links: Sendable {
+    private let links = Mutex<[AMQPBroker]>([])
+    func add(_ link: AMQPBroker) { links.withLock { $0.append(link) } }
+    func stopAll() { for link in links.withLock({ $0 }) { link.stop() } }
+}
+
+/// Consumes the command queue and returns every delivery to it, recording its delivery count.
+final class Nacker: BrokerClient {
+    let connection: BrokerConnection
+    private let counts = Mutex<[Int]>([])
+    var deliveries: [Int] { counts.withLock { $0 } }
+
+    init(connection: BrokerConnection) {
+        self.connection = connection
+    }
+
+    func setUp(_ session: BrokerSession) throws(BrokerError) -> [String] {
+        [try session.consume(AMQPTopology.commandQueue, noAck: false)]
+    }
+
+    func receive(_ delivery: Delivery) {
+        counts.withLock { $0.append(delivery.deliveryCount) }
+        connection.enqueue(.init(run: { session throws(BrokerError) in try session.nack(delivery.tag, requeue: true) }, fail: {}))
+    }
+}
+
+/// Logs out (`.done`); finds no account for anything else.
+struct RefusingHandler: CommandHandler {
+    func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        if case .revokeToken = envelope.command { return .done }
+        return .rejected(.userNotFound)
+    }
+}
+
+struct UnavailableHandler: CommandHandler {
+    func handle(_ envelope: CommandEnvelope) async throws -> CommandReply { throw BackendUnavailable(backend: "postgres") }
+}
+
