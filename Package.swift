@@ -191,6 +191,7 @@ let package = Package(
         .testTarget(
             name: "DemoServerTests",
             dependencies: ["DemoServer", "PostgresAdapter", .product(name: "Logging", package: "swift-log")],
+            exclude: ["Peers"],
             swiftSettings: swiftSettings
         ),
     ]

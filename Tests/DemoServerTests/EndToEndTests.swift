@@ -28,11 +28,11 @@ final class ServerProcess: @unchecked Sendable {
         return URL(fileURLWithPath: ".build/debug/DemoServer")
     }
 
-    init(environment: [String: String], arguments: [String] = ["serve"]) throws {
+    init(environment: [String: String], arguments: [String] = ["serve"], executable: URL = ServerProcess.binary) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-e2e-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = directory
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]

@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+
+/// The RabbitMQ that scripts/test starts (`IDENTITY_TEST_RABBITMQ_*`), with a fresh virtual
+/// host per test, and RabbitMQ nodes of a test's own that it may stop and start.
+enum TestRabbitMQ {
+    static let environment = ProcessInfo.processInfo.environment
+    static var isAvailable: Bool {
+        environment["IDENTITY_TEST_RABBITMQ_NODE"] != nil && environment["IDENTITY_TEST_PYTHON"] != nil && PrivatePostgres.isAvailable
+    }
+    static let skipReason: Comment =
+        "IDENTITY_TEST_RABBITMQ_NODE, IDENTITY_TEST_PYTHON or IDENTITY_TEST_POSTGRES_BIN is unset: run scripts/test"
+
+    /// Creates the virtual host `name` afresh on the shared node; returns the demo server's `RABBITMQ_*`.
+    static func virtualHost(_ name: String) throws -> [String: String] {
+        let node = environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
+        _ = try runShell("rabbitmqctl -q -n '\(node)' delete_vhost '\(name)' >/dev/null 2>&1")
+        guard try runShell("rabbitmqctl -q -n '\(node)' add_vhost '\(name)' >/dev/null 2>&1") == 0,
+              try runShell("rabbitmqctl -q -n '\(node)' set_permissions -p '\(name)' guest '.*' '.*' '.*' >/dev/null 2>&1") == 0
+        else { throw PrivatePostgresError(description: "cannot create virtual host \(name)") }
+        return ["RABBITMQ_HOST": environment["IDENTITY_TEST_RABBITMQ_HOST"] ?? "127.0.0.1",
+                "RABBITMQ_PORT": environment["IDENTITY_TEST_RABBITMQ_PORT"] ?? "5672", "RABBITMQ_VHOST": name]
+    }
+
+    /// The AMQP URL of a broker for pika.
+    static func url(_ broker: [String: String]) -> String {
+        let vhost = (broker["RABBITMQ_VHOST"] ?? "/").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "%2F"
+        return "amqp://guest:guest@\(broker["RABBITMQ_HOST"] ?? "127.0.0.1"):\(broker["RABBITMQ_PORT"] ?? "5672")/\(vhost)"
+    }
+
+    static var peerScript: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Peers/amqp_peer.py").path
+    }
+
+    static var python: String { environment["IDENTITY_TEST_PYTHON"] ?? "/usr/bin/python3" }
+
+    /// Starts the pika peer's consumer (Tests/DemoServerTests/Peers/amqp_peer.py): it prints one
+    /// JSON line per event and exits after an event of type `last`.
+    static func eventConsumer(_ broker: [String: String], last: String) throws -> ServerProcess {
+        try ServerProcess(
+            environment: [:], arguments: [peerScript, "consume", url(broker), "120", last],
+            executable: URL(fileURLWithPath: python)
+        )
+    }
+
+    /// Runs a short pika peer command to completion; returns its exit status and output.
+    static func peer(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let out = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let quoted = ([python, peerScript] + arguments).map { "'\($0)'" }.joined(separator: " ")
+        let status = try runShell("timeout 60 \(quoted) > '\(out)' 2>&1")
+        return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
+    /// How many messages `queue` holds, asked through pika.
+    static func messageCount(_ broker: [String: String], queue: String) throws -> Int? {
+        Int(try peer(["count", url(broker), queue]).output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+/// A RabbitMQ node of the test's own, in a temporary directory on free ports.
+final class PrivateRabbitMQ: Sendable {
+    let port: Int
+    let node: String
+    let directory: String
+    private let distributionPort: Int
+
+    init() throws {
+        port = try freePort()
+        distributionPort = try freePort()
+        node = "identity-private-\(UUID().uuidString.prefix(8).lowercased())@localhost"
+        let base = ProcessInfo.processInfo.environment["IDENTITY_TEST_WORKDIR"] ?? NSTemporaryDirectory()
+        directory = (base as NSString).appendingPathComponent("private-rabbit-\(UUID().uuidString.prefix(8))")
+        _ = try runShell(
+            "mkdir -p '\(directory)/mnesia' '\(directory)/log' && : > '\(directory)/plugins' && echo '\(node)' > '\(directory)/node'"
+                + " && (id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq '\(directory)'; true)"
+        )
+        try start()
+    }
+
+    var environment: [String: String] { ["RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "\(port)"] }
+
+    /// Starts the node and waits until it accepts connections.
+    func start() throws {
+        let variables = "RABBITMQ_NODENAME='\(node)' RABBITMQ_NODE_PORT=\(port) RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
+            + " RABBITMQ_DIST_PORT=\(distributionPort) RABBITMQ_MNESIA_BASE='\(directory)/mnesia'"
+            + " RABBITMQ_LOG_BASE='\(directory)/log' RABBITMQ_ENABLED_PLUGINS_FILE='\(directory)/plugins'"
+        _ = try runShell("\(variables) nohup rabbitmq-server >>'\(directory)/server.log' 2>&1 &")
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline {
+            // await_startup fails at once until the node has registered: poll it.
+            if try runShell("timeout 20 rabbitmqctl -q -n '\(node)' await_startup >/dev/null 2>&1") == 0 { return }
+            usleep(500_000)
+        }
+        throw PrivatePostgresError(description: "private RabbitMQ did not start")
+    }
+
+    func stop() throws {
+        _ = try runShell("timeout 60 rabbitmqctl -q -n '\(node)' stop >/dev/null 2>&1")
+    }
+
+    func destroy() {
+        try? stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import Testing
+
+/// Distributed mode through real processes: DemoServer HTTP nodes and workers on one
+/// PostgreSQL and one RabbitMQ, observed from the outside (HTTP, psql, a Python pika peer).
+@Suite("DemoServer distributed over RabbitMQ", .serialized, .enabled(if: TestRabbitMQ.isAvailable, TestRabbitMQ.skipReason))
+struct DistributedTests {
+    func environment(_ postgres: PrivatePostgres, _ broker: [String: String]) -> [String: String] {
+        EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }
+    }
+
+    /// Starts `DemoServer serve --no-worker` and returns it with its base URL once its
+    /// revocation cache has synchronised.
+    func httpNode(_ env: [String: String]) throws -> (ServerProcess, String) {
+        let node = try ServerProcess(environment: env, arguments: ["serve", "--no-worker"])
+        let port = try #require(node.port(), "the node starts: \(node.log)")
+        #expect(node.waitFor { node.log.contains("revocation cache synchronised") }, "the node joins the fan-out: \(node.log)")
+        return (node, "http://127.0.0.1:\(port)")
+    }
+
+    func worker(_ env: [String: String]) throws -> ServerProcess {
+        let worker = try ServerProcess(environment: env, arguments: ["worker"])
+        #expect(worker.waitFor { worker.log.contains("rabbitmq connected") }, "the worker connects: \(worker.log)")
+        return worker
+    }
+
+    /// Polls `url` with `token` until it answers `status`; returns the seconds it took, or nil.
+    func until(_ status: Int, _ url: String, token: String, seconds: Double = 10) async throws -> Double? {
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await call("GET", url, token: token).status == status {
+                let elapsed = (ContinuousClock.now - started).components
+                return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+            }
+        }
+        return nil
+    }
+
+    func login(_ base: String, _ email: String) async throws -> String {
+        let reply = try await call("POST", "\(base)/auth/login", json: #"{"email":"\#(email)","password":"correct horse battery"}"#)
+        return try #require(reply.json["access_token"] as? String, "login on \(base): \(reply.status)")
+    }
+
+    @Test("two HTTP nodes and a worker: register on A, read on B, logout on A refused on B; events reach a pika consumer; poison goes to the DLQ")
+    func twoNodesAndAWorker() async throws {
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let broker = try TestRabbitMQ.virtualHost("identity-e2e-nodes")
+        let env = environment(postgres, broker)
+        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let events = try TestRabbitMQ.eventConsumer(broker, last: "user.deleted")
+        defer { events.stop() }
+        #expect(events.waitFor { events.log.contains("READY") }, "the pika consumer is bound: \(events.log)")
+        let worker = try worker(env)
+        defer { worker.stop() }
+        let (a, baseA) = try httpNode(env)
+        defer { a.stop() }
+        let (b, baseB) = try httpNode(env)
+        defer { b.stop() }
+        #expect(a.log.contains("bus=amqp(") && a.log.contains("worker=off"), "the startup line names the bus")
+
+        let registered = try await call("POST", "\(baseA)/users", json: #"{"email":"grace@example.com","password":"correct horse battery","name":"Grace"}"#)
+        #expect(registered.status == 201, "a command through the broker and the worker")
+        let id = try #require(registered.json["id"] as? String)
+        let token = try await login(baseB, "grace@example.com")
+        let read = try await call("GET", "\(baseB)/users/\(id)", token: token)
+        #expect(read.status == 200 && read.json["email"] as? String == "grace@example.com", "read on B what A registered")
+        let renamed = try await call("PUT", "\(baseB)/users/me", json: #"{"name":"Grace H."}"#, token: token)
+        #expect(renamed.status == 200 && renamed.json["name"] as? String == "Grace H.")
+
+        #expect(try await call("POST", "\(baseA)/auth/logout", token: token).status == 204)
+        #expect(try await until(401, "\(baseB)/users/me", token: token) != nil, "B refuses the token A logged out")
+
+        // Figures for the closing note (printed, not asserted): cross-instance revocation delay
+        // over 200 logouts, and the round trip of a command through the broker.
+        var delays: [Double] = []
+        for _ in 0..<200 {
+            let token = try await login(baseA, "grace@example.com")
+            #expect(try await call("GET", "\(baseB)/users/me", token: token).status == 200)
+            #expect(try await call("POST", "\(baseA)/auth/logout", token: token).status == 204)
+            delays.append(try #require(try await until(401, "\(baseB)/users/me", token: token), "B refuses every logged-out token"))
+        }
+        let fresh = try await login(baseA, "grace@example.com")
+        var trips: [Double] = []
+        for index in 0..<200 {
+            let started = ContinuousClock.now
+            let reply = try await call("PUT", "\(baseA)/users/me", json: #"{"name":"Grace \#(index)"}"#, token: fresh)
+            let elapsed = (ContinuousClock.now - started).components
+            #expect(reply.status == 200)
+            trips.append(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+        }
+        print("MEASURED revocation A→B after 204 (ms): \(percentiles(delays)); PUT /users/me round trip via broker (ms): \(percentiles(trips))")
+
+        try await poisonGoesToTheDeadLetterQueue(broker, base: baseA, token: fresh)
+
+        #expect(try await call("DELETE", "\(baseB)/users/me", token: fresh).status == 204)
+        #expect(try await until(401, "\(baseA)/users/me", token: fresh) != nil, "A refuses the deleted account's token")
+        #expect(events.waitFor { events.log.contains("user.deleted") }, "the pika consumer sees the deletion: \(events.log.suffix(500))")
+        try checkEventSchemas(events.log)
+    }
+
+    func poisonGoesToTheDeadLetterQueue(_ broker: [String: String], base: String, token: String) async throws {
+        let poison = try TestRabbitMQ.peer(["publish", TestRabbitMQ.url(broker), "identity.commands", "DeleteAccount", "not json"])
+        #expect(poison.status == 0, "pika publishes: \(poison.output)")
+        #expect(try await eventually { try TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 1 },
+                "the undecodable command is dead-lettered")
+        let after = try await call("PUT", "\(base)/users/me", json: #"{"name":"After the poison"}"#, token: token)
+        #expect(after.status == 200, "and the worker carries on")
+    }
+
+    func checkEventSchemas(_ log: String) throws {
+        let lines = log.split(separator: "\n").filter { $0.hasPrefix("{") }
+        let messages = try lines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let expectedData: [String: Set<String>] = [
+            "user.registered": ["user_id", "email", "name"], "user.updated": ["user_id", "changed"],
+            "user.deleted": ["user_id"], "token.revoked": ["user_id", "jti", "expires_at"],
+        ]
+        #expect(Set(messages.compactMap { $0["type"] as? String }) == Set(expectedData.keys), "all four event types arrive")
+        for message in messages {
+            let body = try #require(message["body"] as? [String: Any])
+            let type = try #require(body["type"] as? String)
+            #expect(Set(body.keys) == ["event_id", "type", "occurred_at", "data"])
+            #expect(message["type"] as? String == type && message["routing_key"] as? String == type, "routed by its type")
+            #expect(message["message_id"] as? String == body["event_id"] as? String, "message_id is the event id")
+            #expect(message["persistent"] as? Bool == true && message["content_type"] as? String == "application/json")
+            let data = try #require(body["data"] as? [String: Any])
+            #expect(Set(data.keys) == expectedData[type], "\(type) carries exactly its documented fields")
+        }
+        #expect(!log.contains("password") && !log.contains("$argon2"), "no password or hash in any event")
+        let registered = messages.filter { $0["type"] as? String == "user.registered" }
+        #expect(registered.count == 1, "one registration, published once")
+    }
+
+    @Test("a worker killed after the commit and before the ack: the redelivered command is applied exactly once")
+    func workerKilledBeforeAck() async throws {
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let broker = try TestRabbitMQ.virtualHost("identity-e2e-redelivery")
+        var env = environment(postgres, broker)
+        env["COMMAND_TIMEOUT_SECONDS"] = "60"
+        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let (a, baseA) = try httpNode(env)
+        defer { a.stop() }
+        var faulty = env
+        faulty["IDENTITY_TEST_EXIT_BEFORE_ACK"] = "1"
+        let doomed = try worker(faulty)
+        defer { doomed.stop() }
+
+        let request = Task { () async throws -> (status: Int, id: String?) in
+            let reply = try await call("POST", "\(baseA)/users", json: #"{"email":"once@example.com","password":"correct horse battery","name":"Once"}"#)
+            return (reply.status, reply.json["id"] as? String)
+        }
+        #expect(doomed.waitFor { !doomed.process.isRunning }, "the worker dies after applying the command")
+        #expect(doomed.process.terminationStatus == 86)
+        #expect(try psql(postgres, "SELECT count(*) FROM identity_users") == "1", "the command was committed before the crash")
+
+        let survivor = try worker(env)
+        defer { survivor.stop() }
+        let reply = try await request.value
+        #expect(reply.status == 201, "the redelivery answers the waiting caller")
+        #expect(try psql(postgres, "SELECT count(*) FROM identity_users") == "1", "and is not applied a second time")
+        #expect(try psql(postgres, "SELECT id FROM identity_users") == reply.id, "the reply names the stored account")
+        #expect(try psql(postgres, "SELECT count(*) FROM identity_processed_messages") == "1")
+    }
+
+    @Test("the broker stopped mid-run: logout still 204 and honoured on both nodes, commands 503, nothing acknowledged lost")
+    func brokerOutage() async throws {
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let rabbit = try PrivateRabbitMQ()
+        defer { rabbit.destroy() }
+        var env = environment(postgres, rabbit.environment)
+        env["COMMAND_TIMEOUT_SECONDS"] = "5"
+        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let worker = try worker(env)
+        defer { worker.stop() }
+        let (a, baseA) = try httpNode(env)
+        defer { a.stop() }
+        let (b, baseB) = try httpNode(env)
+        defer { b.stop() }
+
+        let registered = try await call("POST", "\(baseA)/users", json: #"{"email":"linus@example.com","password":"correct horse battery","name":"Linus"}"#)
+        #expect(registered.status == 201)
+        let kept = try await login(baseA, "linus@example.com")
+        let doomed = try await login(baseB, "linus@example.com")
+        #expect(try await call("PUT", "\(baseA)/users/me", json: #"{"name":"Before"}"#, token: kept).status == 200)
+
+        try rabbit.stop()
+        #expect(a.waitFor { a.log.contains("rabbitmq connection lost") } && b.waitFor { b.log.contains("rabbitmq connection lost") })
+        #expect(try await call("POST", "\(baseA)/auth/logout", token: doomed).status == 204, "logout works without the broker")
+        #expect(try await call("GET", "\(baseA)/users/me", token: doomed).status == 401)
+        #expect(try await call("GET", "\(baseB)/users/me", token: doomed).status == 401, "B checks PostgreSQL while the broker is down")
+        #expect(try await call("GET", "\(baseB)/users/me", token: kept).status == 200, "reads work")
+        let refused = try await call("PUT", "\(baseA)/users/me", json: #"{"name":"During"}"#, token: kept)
+        #expect(refused.status == 503, "a command fails fast")
+        #expect(try await call("GET", "\(baseA)/health/ready").status == 503, "readiness names the broker")
+
+        try rabbit.start()
+        #expect(try await eventually(within: 60) {
+            try await call("PUT", "\(baseA)/users/me", json: #"{"name":"After"}"#, token: kept).status == 200
+        }, "commands flow again once the broker is back")
+        #expect(b.waitFor { b.log.components(separatedBy: "revocation cache synchronised").count >= 3 }, "B resynchronises")
+        #expect(try await call("GET", "\(baseB)/users/me", token: doomed).status == 401, "the outage's logout holds on B's cache")
+        let me = try await call("GET", "\(baseB)/users/me", token: kept)
+        #expect(me.json["name"] as? String == "After")
+        #expect(try await eventually(within: 30) { try psql(postgres, "SELECT count(*) FROM identity_outbox") == "0" },
+                "every committed event, the outage's logout included, is published")
+    }
+}
+
+/// "p50 …, p99 …, max …" in milliseconds.
+func percentiles(_ seconds: [Double]) -> String {
+    let sorted = seconds.sorted()
+    guard !sorted.isEmpty else { return "none" }
+    func at(_ fraction: Double) -> String {
+        String(format: "%.2f", sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))] * 1000)
+    }
+    return "p50 \(at(0.5)), p99 \(at(0.99)), max \(at(1)) (n=\(sorted.count))"
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func eventually(within seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+/// One value from `sql` on the private server's database, as text.
+func psql(_ postgres: PrivatePostgres, _ sql: String) throws -> String {
+    let bin = ProcessInfo.processInfo.environment["IDENTITY_TEST_POSTGRES_BIN"] ?? "/usr/bin"
+    let out = NSTemporaryDirectory() + "psql-\(UUID().uuidString).txt"
+    defer { try? FileManager.default.removeItem(atPath: out) }
+    _ = try runShell("'\(bin)/psql' -h 127.0.0.1 -p \(postgres.port) -U postgres -d identity -tAc \"\(sql)\" > '\(out)' 2>&1")
+    return try String(contentsOfFile: out, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+}
