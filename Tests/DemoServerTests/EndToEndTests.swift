@@ -188,6 +188,13 @@ struct EndToEndTests {
         #expect(lines.count == 1 && lines.first?.hasPrefix("invalid configuration: PORT") == true, "\(server.log)")
     }
 
+    @Test("`DemoServer worker` without RABBITMQ_HOST stops with one line, exit code 78")
+    func workerNeedsABroker() throws {
+        let (status, output) = try runDemoServer(["worker"], environment: Self.environment)
+        #expect(status == 78)
+        #expect(output.hasPrefix("invalid configuration: RABBITMQ_HOST must be set for `DemoServer worker`"), "\(output)")
+    }
+
     @Test("without JWT_SECRET the embedded server starts with a random one and warns")
     func randomSecret() throws {
         var environment = Self.environment

@@ -2,6 +2,7 @@
 import Foundation
 import Logging
 import PostgresAdapter
+import AMQPAdapter
 import Testing
 
 @Suite("Configuration")
@@ -34,6 +35,7 @@ struct SettingsTests {
         ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("ARGON2_MEMORY_KIB", "4"), ("ARGON2_ITERATIONS", "0"),
         ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
         ("TRUSTED_PROXIES", "10.0.0.0/33"), ("TRUSTED_PROXIES", "proxy.local"), ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
+        ("RABBITMQ_TLS", "maybe"), ("COMMAND_TIMEOUT_SECONDS", "0"), ("IDENTITY_TEST_EXIT_BEFORE_ACK", "sometimes"),
     ])
     func invalid(name: String, value: String) throws {
         #expect {
@@ -86,5 +88,24 @@ struct SettingsTests {
     func emptyIsUnset() throws {
         #expect(try settings(["PORT": ""], dotEnv: ["PORT": "9100"]).port == 9100)
         #expect(try settings(["JWT_SECRET": ""]).jwtSecret == nil)
+    }
+
+    @Test("RABBITMQ_HOST selects distributed mode, which needs POSTGRES_HOST and JWT_SECRET; TLS moves the default port")
+    func rabbitmq() throws {
+        let secret = ["JWT_SECRET": String(repeating: "s", count: 32)]
+        #expect(try settings([:]).rabbitmq == nil)
+        #expect { try settings(["RABBITMQ_HOST": "mq"].merging(secret) { $1 }) } throws: { "\($0)".hasPrefix("RABBITMQ_HOST") && "\($0)".contains("POSTGRES_HOST") }
+        #expect { try settings(["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db"]) } throws: { "\($0)".contains("JWT_SECRET must be too") }
+        let base = ["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db"].merging(secret) { $1 }
+        let defaults = try #require(try settings(base).rabbitmq)
+        #expect(defaults == AMQPSettings(host: "mq", port: 5672, username: "guest", password: "guest", virtualHost: "/",
+                                         tls: nil, commandTimeout: .seconds(5)))
+        let given = try #require(try settings(base.merging([
+            "RABBITMQ_TLS": "1", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "hunter2", "RABBITMQ_VHOST": "v",
+            "RABBITMQ_CA_FILE": "/ca.pem", "COMMAND_TIMEOUT_SECONDS": "9",
+        ]) { $1 }).rabbitmq)
+        #expect(given.port == 5671 && given.tls == AMQPSettings.TLS(caFile: "/ca.pem") && given.virtualHost == "v")
+        #expect(given.commandTimeout == .seconds(9) && given.username == "u")
+        #expect(given.summary == "amqps://u@mq:5671", "the summary never shows the password")
     }
 }
