@@ -16,21 +16,20 @@ struct Worker: AsyncParsableCommand {
         let settings = Startup.settings()
         let logger = Startup.logger(settings)
         let wiring = try await Startup.wiring(settings, logger: logger, role: .worker)
+        // The check runs as the last service, once the database pool (started before it) runs.
+        let check = StartupCheck {
+            try await wiring.prepare()
+            logger.notice("identity worker running [\(wiring.summary)]")
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: wiring.services.map { .init(service: $0) },
+                services: (wiring.services + [check]).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         do {
-            // The services (the database pool above all) must run for the schema check to answer.
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                try await wiring.prepare()
-                logger.notice("identity worker running [\(wiring.summary)]")
-                try await tasks.next()
-            }
+            try await group.run()
         } catch let error as SchemaOutOfDate {
             exitCannotStart(error.description)
         } catch let error as MigrationError {
@@ -39,5 +38,16 @@ struct Worker: AsyncParsableCommand {
             exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
         }
         logger.notice("identity worker stopped")
+    }
+}
+
+/// Runs `work` once the services before it have started, then waits for shutdown; an error
+/// from `work` stops the group with it.
+struct StartupCheck: Service {
+    let work: @Sendable () async throws -> Void
+
+    func run() async throws {
+        try await work()
+        try await gracefulShutdown()
     }
 }
