@@ -64,17 +64,37 @@ final class PrivateRabbitMQ: Sendable {
     let node: String
     let directory: String
     private let distributionPort: Int
+    /// The `amqps://` port when started with TLS (certificates made by a CA of the test's own,
+    /// for the name `localhost`; `caFile` is that CA).
+    let tlsPort: Int?
 
-    init() throws {
+    var caFile: String { "\(directory)/ca.pem" }
+
+    init(tls: Bool = false) throws {
         port = try freePort()
         distributionPort = try freePort()
+        tlsPort = tls ? try freePort() : nil
         node = "identity-private-\(UUID().uuidString.prefix(8).lowercased())@localhost"
         let base = ProcessInfo.processInfo.environment["IDENTITY_TEST_WORKDIR"] ?? NSTemporaryDirectory()
         directory = (base as NSString).appendingPathComponent("private-rabbit-\(UUID().uuidString.prefix(8))")
         _ = try runShell(
             "mkdir -p '\(directory)/mnesia' '\(directory)/log' && : > '\(directory)/plugins' && echo '\(node)' > '\(directory)/node'"
-                + " && (id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq '\(directory)'; true)"
         )
+        if let tlsPort {
+            let d = directory
+            let made = try runShell("""
+                cd '\(d)' && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=identity-test-ca \
+                    -keyout ca.key -out ca.pem >/dev/null 2>&1 \
+                && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr >/dev/null 2>&1 \
+                && printf 'subjectAltName=DNS:localhost\\n' > san.ext \
+                && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext \
+                    -out server.pem >/dev/null 2>&1 \
+                && printf 'listeners.ssl.default = 127.0.0.1:\(tlsPort)\\nssl_options.cacertfile = \(d)/ca.pem\\nssl_options.certfile = \(d)/server.pem\\nssl_options.keyfile = \(d)/server.key\\nssl_options.verify = verify_none\\nssl_options.fail_if_no_peer_cert = false\\n' > rabbitmq.conf \
+                && chmod 644 server.key
+                """)
+            guard made == 0 else { throw PrivatePostgresError(description: "cannot make TLS certificates") }
+        }
+        _ = try runShell("id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq '\(directory)'; true")
         try start()
     }
 
@@ -85,6 +105,7 @@ final class PrivateRabbitMQ: Sendable {
         let variables = "RABBITMQ_NODENAME='\(node)' RABBITMQ_NODE_PORT=\(port) RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
             + " RABBITMQ_DIST_PORT=\(distributionPort) RABBITMQ_MNESIA_BASE='\(directory)/mnesia'"
             + " RABBITMQ_LOG_BASE='\(directory)/log' RABBITMQ_ENABLED_PLUGINS_FILE='\(directory)/plugins'"
+            + (tlsPort == nil ? "" : " RABBITMQ_CONFIG_FILE='\(directory)/rabbitmq.conf'")
         _ = try runShell("\(variables) nohup rabbitmq-server >>'\(directory)/server.log' 2>&1 &")
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline {

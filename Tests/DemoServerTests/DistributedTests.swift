@@ -93,6 +93,10 @@ struct DistributedTests {
         print("MEASURED revocation A→B after 204 (ms): \(percentiles(delays)); PUT /users/me round trip via broker (ms): \(percentiles(trips))")
 
         try await poisonGoesToTheDeadLetterQueue(broker, base: baseA, token: fresh)
+        let metrics = try String(contentsOf: try #require(URL(string: "\(baseA)/metrics")), encoding: .utf8)
+        #expect(metrics.contains("identity_revocation_cache_entries"), "the cache size is exported")
+        let timed = metrics.split(separator: "\n").first { $0.hasPrefix(#"identity_command_bus_duration_seconds_count{command="UpdateProfile"}"#) }
+        #expect(timed.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 200 } == true, "the bus is timed: \(timed ?? "no line")")
 
         #expect(try await call("DELETE", "\(baseB)/users/me", token: fresh).status == 204)
         #expect(try await until(401, "\(baseA)/users/me", token: fresh) != nil, "A refuses the deleted account's token")
@@ -206,6 +210,36 @@ struct DistributedTests {
         #expect(me.json["name"] as? String == "After")
         #expect(try await eventually(within: 30) { try psql(postgres, "SELECT count(*) FROM identity_outbox") == "0" },
                 "every committed event, the outage's logout included, is published")
+    }
+}
+
+@Suite("DemoServer over amqps://", .serialized, .enabled(if: TestRabbitMQ.isAvailable, TestRabbitMQ.skipReason))
+struct TLSBrokerTests {
+    @Test("RABBITMQ_TLS=1 with the broker's CA connects and carries commands; without that CA it never connects")
+    func amqps() async throws {
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let rabbit = try PrivateRabbitMQ(tls: true)
+        defer { rabbit.destroy() }
+        let tlsPort = try #require(rabbit.tlsPort)
+        var env = EndToEndTests.environment.merging(postgres.environment) { $1 }
+        env.merge(["RABBITMQ_HOST": "localhost", "RABBITMQ_PORT": "\(tlsPort)", "RABBITMQ_TLS": "1"]) { $1 }
+        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+
+        var trusting = env
+        trusting["RABBITMQ_CA_FILE"] = rabbit.caFile
+        let node = try ServerProcess(environment: trusting)
+        defer { node.stop() }
+        let port = try #require(node.port())
+        #expect(node.waitFor { node.log.contains("rabbitmq connected") }, "\(node.log)")
+        #expect(node.log.contains("amqps://guest@localhost:\(tlsPort)"))
+        let registered = try await call("POST", "http://127.0.0.1:\(port)/users", json: #"{"email":"tls@example.com","password":"correct horse battery","name":"TLS"}"#)
+        #expect(registered.status == 201, "a command over TLS to the in-process worker")
+
+        let doubting = try ServerProcess(environment: env)
+        defer { doubting.stop() }
+        #expect(doubting.waitFor { doubting.log.contains("rabbitmq unreachable") }, "an unknown CA is refused: \(doubting.log)")
+        #expect(!doubting.log.contains("rabbitmq connected"))
     }
 }
 
