@@ -29,6 +29,20 @@ struct AMQPAdapterTests {
         }.run()
     }
 
+    @Test("the connection negotiates heartbeats and publisher confirms (the broker says so)")
+    func connectionProperties() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-heartbeat")
+        let link = broker(settings)
+        defer { link.stop() }
+        _ = link.eventPublisher()
+        link.start()
+        #expect(await eventually { link.isConnected })
+        let node = TestBroker.environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
+        #expect(try TestBroker.output(node, "list_connections", "-p", settings.virtualHost, "timeout") == "5",
+                "the heartbeat interval asked for")
+        #expect(try TestBroker.output(node, "list_channels", "-p", settings.virtualHost, "confirm") == "true")
+    }
+
     @Test("AMQPRevocationCache, synchronised, passes the RevocationStore suite")
     func revocationCacheConformance() async throws {
         let settings = try TestBroker.settings(virtualHost: "identity-cache-conformance")

@@ -26,10 +26,22 @@ enum TestBroker {
     }
 
     static func rabbitmqctl(_ node: String, _ arguments: String...) throws -> Int32 {
+        try run(node, arguments, output: nil)
+    }
+
+    /// What `rabbitmqctl -q --no-table-headers` prints, trimmed.
+    static func output(_ node: String, _ arguments: String...) throws -> String {
+        let pipe = Pipe()
+        _ = try run(node, ["--no-table-headers"] + arguments, output: pipe)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func run(_ node: String, _ arguments: [String], output: Pipe?) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["rabbitmqctl", "-q", "-n", node] + arguments
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = output ?? FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
