@@ -38,14 +38,8 @@ struct Serve: AsyncParsableCommand {
         app.beforeServerStarts {
             try await wiring.prepare()
         }
-        do {
+        try await Startup.exitingOnStartupFailure(settings) {
             try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
-        } catch let error as SchemaOutOfDate {
-            exitCannotStart(error.description)
-        } catch let error as MigrationError {
-            exitCannotStart(error.description)
-        } catch let error as BackendUnavailable {
-            exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
         }
         logger.notice("identity stopped")
     }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import IdentityPorts
+import PostgresAdapter
 
 /// What every command does first: read the settings (or exit with one line) and set up logging.
 enum Startup {
@@ -21,6 +23,20 @@ enum Startup {
             return try await Wiring(settings: settings, logger: logger, metrics: metrics, role: role)
         } catch let error as ConfigurationError {
             exitWithConfigurationError(error)
+        }
+    }
+
+    /// Runs the process's services; a schema that is not current or a database that does not
+    /// answer at start-up ends the process with one line and exit 69.
+    static func exitingOnStartupFailure(_ settings: Settings, _ run: () async throws -> Void) async throws {
+        do {
+            try await run()
+        } catch let error as SchemaOutOfDate {
+            exitCannotStart(error.description)
+        } catch let error as MigrationError {
+            exitCannotStart(error.description)
+        } catch let error as BackendUnavailable {
+            exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
         }
     }
 

@@ -28,15 +28,7 @@ struct Worker: AsyncParsableCommand {
                 logger: logger
             )
         )
-        do {
-            try await group.run()
-        } catch let error as SchemaOutOfDate {
-            exitCannotStart(error.description)
-        } catch let error as MigrationError {
-            exitCannotStart(error.description)
-        } catch let error as BackendUnavailable {
-            exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
-        }
+        try await Startup.exitingOnStartupFailure(settings) { try await group.run() }
         logger.notice("identity worker stopped")
     }
 }

@@ -5,8 +5,24 @@ import Testing
 /// PostgreSQL and one RabbitMQ, observed from the outside (HTTP, psql, a Python pika peer).
 @Suite("DemoServer distributed over RabbitMQ", .serialized, .enabled(if: TestRabbitMQ.isAvailable, TestRabbitMQ.skipReason))
 struct DistributedTests {
-    func environment(_ postgres: PrivatePostgres, _ broker: [String: String]) -> [String: String] {
-        EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }
+    /// Two HTTP nodes (`serve --no-worker`) and a worker on one store and broker.
+    struct Cluster {
+        let worker: ServerProcess
+        let a: ServerProcess
+        let baseA: String
+        let b: ServerProcess
+        let baseB: String
+
+        func stop() {
+            for process in [a, b, worker] { process.stop() }
+        }
+    }
+
+    func cluster(_ env: [String: String]) throws -> Cluster {
+        let worker = try worker(env)
+        let (a, baseA) = try httpNode(env)
+        let (b, baseB) = try httpNode(env)
+        return Cluster(worker: worker, a: a, baseA: baseA, b: b, baseB: baseB)
     }
 
     /// Starts `DemoServer serve --no-worker` and returns it with its base URL once its
@@ -47,17 +63,13 @@ struct DistributedTests {
         let postgres = try PrivatePostgres()
         defer { postgres.destroy() }
         let broker = try TestRabbitMQ.virtualHost("identity-e2e-nodes")
-        let env = environment(postgres, broker)
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let env = try migrated(postgres, broker)
         let events = try TestRabbitMQ.eventConsumer(broker, last: "user.deleted")
         defer { events.stop() }
         #expect(events.waitFor { events.log.contains("READY") }, "the pika consumer is bound: \(events.log)")
-        let worker = try worker(env)
-        defer { worker.stop() }
-        let (a, baseA) = try httpNode(env)
-        defer { a.stop() }
-        let (b, baseB) = try httpNode(env)
-        defer { b.stop() }
+        let nodes = try cluster(env)
+        defer { nodes.stop() }
+        let (a, baseA, baseB) = (nodes.a, nodes.baseA, nodes.baseB)
         #expect(a.log.contains("bus=amqp(") && a.log.contains("worker=off"), "the startup line names the bus")
 
         let registered = try await call("POST", "\(baseA)/users", json: #"{"email":"grace@example.com","password":"correct horse battery","name":"Grace"}"#)
@@ -141,9 +153,7 @@ struct DistributedTests {
         let postgres = try PrivatePostgres()
         defer { postgres.destroy() }
         let broker = try TestRabbitMQ.virtualHost("identity-e2e-redelivery")
-        var env = environment(postgres, broker)
-        env["COMMAND_TIMEOUT_SECONDS"] = "60"
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let env = try migrated(postgres, broker, ["COMMAND_TIMEOUT_SECONDS": "60"])
         let (a, baseA) = try httpNode(env)
         defer { a.stop() }
         var faulty = env
@@ -174,15 +184,10 @@ struct DistributedTests {
         defer { postgres.destroy() }
         let rabbit = try PrivateRabbitMQ()
         defer { rabbit.destroy() }
-        var env = environment(postgres, rabbit.environment)
-        env["COMMAND_TIMEOUT_SECONDS"] = "5"
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
-        let worker = try worker(env)
-        defer { worker.stop() }
-        let (a, baseA) = try httpNode(env)
-        defer { a.stop() }
-        let (b, baseB) = try httpNode(env)
-        defer { b.stop() }
+        let env = try migrated(postgres, rabbit.environment, ["COMMAND_TIMEOUT_SECONDS": "5"])
+        let nodes = try cluster(env)
+        defer { nodes.stop() }
+        let (a, baseA, b, baseB) = (nodes.a, nodes.baseA, nodes.b, nodes.baseB)
 
         let registered = try await call("POST", "\(baseA)/users", json: #"{"email":"linus@example.com","password":"correct horse battery","name":"Linus"}"#)
         #expect(registered.status == 201)
@@ -222,9 +227,7 @@ struct TLSBrokerTests {
         let rabbit = try PrivateRabbitMQ(tls: true)
         defer { rabbit.destroy() }
         let tlsPort = try #require(rabbit.tlsPort)
-        var env = EndToEndTests.environment.merging(postgres.environment) { $1 }
-        env.merge(["RABBITMQ_HOST": "localhost", "RABBITMQ_PORT": "\(tlsPort)", "RABBITMQ_TLS": "1"]) { $1 }
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let env = try migrated(postgres, ["RABBITMQ_HOST": "localhost", "RABBITMQ_PORT": "\(tlsPort)", "RABBITMQ_TLS": "1"])
 
         var trusting = env
         trusting["RABBITMQ_CA_FILE"] = rabbit.caFile
@@ -241,6 +244,14 @@ struct TLSBrokerTests {
         #expect(doubting.waitFor { doubting.log.contains("rabbitmq unreachable") }, "an unknown CA is refused: \(doubting.log)")
         #expect(!doubting.log.contains("rabbitmq connected"))
     }
+}
+
+/// The demo server's environment on `postgres` and `broker` (plus `extra`), with the schema migrated.
+func migrated(_ postgres: PrivatePostgres, _ broker: [String: String], _ extra: [String: String] = [:]) throws -> [String: String] {
+    let env = EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }.merging(extra) { $1 }
+    let migration = try runDemoServer(["migrate", "up"], environment: env)
+    try #require(migration.status == 0, "migrate up: \(migration.output)")
+    return env
 }
 
 /// "p50 …, p99 …, max …" in milliseconds.
