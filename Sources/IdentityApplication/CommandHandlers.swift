@@ -27,6 +27,18 @@ public struct IdentityCommandHandler: CommandHandler {
     }
 
     public func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        let reply = try await apply(envelope)
+        // A rule can refuse a redelivery before any write sees its id (the version it expected
+        // has moved on: its own first delivery moved it). Ask the ledger, if the store keeps one.
+        if case .rejected = reply, let id = CommandContext.messageID, let ledger = users as? any AppliedCommandLedger,
+           try await ledger.hasApplied(messageID: id)
+        {
+            return try await replyToApplied(envelope.command)
+        }
+        return reply
+    }
+
+    private func apply(_ envelope: CommandEnvelope) async throws -> CommandReply {
         do {
             switch envelope.command {
             case .registerUser(let command): return try await register(command)

@@ -159,6 +159,10 @@ public struct UserRepositoryConformance: Sendable {
             }
         }
         #expect(try await users.user(id: again.id) == nil, "the refused write left no row")
+        if let ledger = users as? any AppliedCommandLedger {
+            #expect(try await ledger.hasApplied(messageID: "message-1"), "the ledger knows the applied id")
+            #expect(try await !ledger.hasApplied(messageID: "message-0"))
+        }
         var renamed = ada
         renamed.name = try DisplayName("Ada L.")
         renamed.version += 1
@@ -171,6 +175,9 @@ public struct UserRepositoryConformance: Sendable {
         let twin = try Fixture.user("ada")
         _ = try? await CommandContext.$messageID.withValue("message-2") {
             try await users.insert(twin, events: [])
+        }
+        if let ledger = users as? any AppliedCommandLedger {
+            #expect(try await !ledger.hasApplied(messageID: "message-2"), "a refused write records nothing")
         }
         try await CommandContext.$messageID.withValue("message-2") {
             try await users.update(renamed, expectedVersion: ada.version, events: [])

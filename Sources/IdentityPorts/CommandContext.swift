@@ -23,3 +23,9 @@ public struct CommandAlreadyApplied: Error, Sendable, Equatable, CustomStringCon
 
     public var description: String { "command message \(messageID) was already applied" }
 }
+
+/// A store that records applied command messages (see `CommandContext`) and can be asked.
+public protocol AppliedCommandLedger: Sendable {
+    /// Whether a write recorded `messageID`.
+    func hasApplied(messageID: String) async throws -> Bool
+}

@@ -7,7 +7,7 @@ import Foundation
 ///
 /// The outbox keeps at most `outboxCapacity` unpublished events: in embedded mode nothing
 /// relays them, and memory must not grow without bound. `droppedEvents` counts the overflow.
-public actor InMemoryUserStore: UserRepository, EventOutbox {
+public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
     private var users: [UserID: User] = [:]
     private var idsByEmail: [Email: UserID] = [:]
     private var outbox: [OutboxEntry] = []
@@ -78,6 +78,10 @@ public actor InMemoryUserStore: UserRepository, EventOutbox {
     public func markPublished(_ sequences: [Int64]) {
         let done = Set(sequences)
         outbox.removeAll { done.contains($0.sequence) }
+    }
+
+    public func hasApplied(messageID: String) -> Bool {
+        appliedMessages.contains(messageID)
     }
 
     /// The command message id of this write (see `CommandContext`); throws when it was applied before.

@@ -8,7 +8,7 @@ import Logging
 ///
 /// Takes a `PostgresClient` that the host runs (`client.run()`), so an embedder can share its
 /// pool. Published events are deleted from the outbox; until a relay publishes them they stay.
-public struct PostgresUserStore: UserRepository, EventOutbox {
+public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
     private let session: PostgresSession
 
     /// Creates the store on `client`; an operation not done within `timeout` fails with
@@ -143,6 +143,15 @@ public struct PostgresUserStore: UserRepository, EventOutbox {
                 try await connection.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
                 return entries.count
             }
+        }
+    }
+
+    public func hasApplied(messageID: String) async throws -> Bool {
+        try await session.run { client, logger in
+            let rows = try await client.query(
+                "SELECT 1 FROM identity_processed_messages WHERE message_id = \(messageID)", logger: logger
+            )
+            return try await Self.count(rows) > 0
         }
     }
 
