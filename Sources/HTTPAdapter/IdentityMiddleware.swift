@@ -10,13 +10,12 @@ import Foundation
 /// - turns every error into an RFC 9457 problem response (see `Problem.from`), logging
 ///   server errors with their cause and the request id;
 /// - answers 405 with `Allow` for a known path with an unsupported method.
-struct IdentityMiddleware: RouterMiddleware {
-    typealias Context = IdentityRequestContext
+struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
     let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let requestID = Self.acceptableRequestID(request.headers[.requestID]) ?? Self.generateRequestID()
+        let requestID = RequestID.acceptable(request.headers[.requestID]) ?? RequestID.generate()
         context.requestID = requestID
         context.logger[metadataKey: "request_id"] = .string(requestID)
         do {
@@ -41,8 +40,11 @@ struct IdentityMiddleware: RouterMiddleware {
             return problem.response(requestID: requestID)
         }
     }
+}
 
-    static func acceptableRequestID(_ value: String?) -> String? {
+/// Request ids: the client's when acceptable, else 16 random hex digits.
+enum RequestID {
+    static func acceptable(_ value: String?) -> String? {
         guard let value, (1...128).contains(value.utf8.count) else { return nil }
         let ok = value.utf8.allSatisfy { byte in
             switch byte {
@@ -55,7 +57,7 @@ struct IdentityMiddleware: RouterMiddleware {
         return ok ? value : nil
     }
 
-    static func generateRequestID() -> String {
+    static func generate() -> String {
         var random = SystemRandomNumberGenerator()
         let value = random.next() as UInt64
         let hex = String(value, radix: 16)

@@ -35,14 +35,7 @@ public enum IdentityHTTP {
             router.add(middleware: RequestMetricsMiddleware(metrics: recorder, routes: routeTable))
         }
         router.add(middleware: IdentityMiddleware(routes: routeTable))
-        let routes = IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder)
-        router.post("/users", use: routes.register)
-        router.get("/users/me", use: routes.me)
-        router.put("/users/me", use: routes.updateMe)
-        router.delete("/users/me", use: routes.deleteMe)
-        router.get("/users/{user_id}", use: routes.userByID)
-        router.post("/auth/login", use: routes.login)
-        router.post("/auth/logout", use: routes.logout)
+        addAPIRoutes(to: router, routes: IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder))
 
         let health = HealthRoutes(checks: readiness)
         router.get("/health/live", use: health.live)
@@ -59,6 +52,66 @@ public enum IdentityHTTP {
             )
         }
         return router
+    }
+}
+
+extension IdentityHTTP {
+    /// Adds the users and auth routes of contract §3 (`/users…`, `/auth/login`, `/auth/logout`)
+    /// to a host application's router under `prefix` (such as `/identity`), with problem+json
+    /// errors and request ids on those routes. Health, `/openapi.json` and `/metrics` stay the
+    /// host's to serve. Protect the host's own routes with `bearerAuthenticator(service:)`.
+    ///
+    /// - Parameters:
+    ///   - router: the host's router, on any context that conforms to `IdentityContext`.
+    ///   - prefix: where to mount the routes; `""` mounts them at the root.
+    ///   - service: the use cases, on the adapters of the host's choice.
+    ///   - trustedProxies: proxies whose `X-Forwarded-For` names the client (login throttling).
+    public static func addRoutes<Context: IdentityContext>(
+        to router: Router<Context>, atPath prefix: String, service: IdentityService, trustedProxies: TrustedProxies = .none
+    ) {
+        let group = router.group(RouterPath(prefix))
+        group.add(middleware: IdentityMiddleware(routes: routeTable))
+        addAPIRoutes(to: group, routes: IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: nil))
+    }
+
+    /// Middleware for a host's own routes: lets a request through only with a bearer token that
+    /// `service` honours (signature, claims, revocation; no account row is read), and puts its
+    /// user in `context.principal` (or `try context.requirePrincipal()`). Anything else gets the
+    /// same 401 problem+json, with `WWW-Authenticate`, as the identity routes give.
+    public static func bearerAuthenticator<Context: IdentityContext>(
+        service: IdentityService, context: Context.Type = Context.self
+    ) -> IdentityBearerAuthenticator<Context> {
+        IdentityBearerAuthenticator(service: service)
+    }
+
+    private static func addAPIRoutes<Context: IdentityContext>(to router: some RouterMethods<Context>, routes: IdentityRoutes<Context>) {
+        router.post("/users", use: routes.register)
+        router.get("/users/me", use: routes.me)
+        router.put("/users/me", use: routes.updateMe)
+        router.delete("/users/me", use: routes.deleteMe)
+        router.get("/users/{user_id}", use: routes.userByID)
+        router.post("/auth/login", use: routes.login)
+        router.post("/auth/logout", use: routes.logout)
+    }
+}
+
+/// See `IdentityHTTP.bearerAuthenticator(service:)`.
+public struct IdentityBearerAuthenticator<Context: IdentityContext>: RouterMiddleware {
+    private let service: IdentityService
+
+    init(service: IdentityService) {
+        self.service = service
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        do {
+            context.principal = try await BearerToken.authenticate(request, with: service)
+        } catch {
+            if context.requestID.isEmpty { context.requestID = RequestID.generate() }
+            return Problem.from(error).response(requestID: context.requestID)
+        }
+        return try await next(request, context)
     }
 }
 

@@ -7,12 +7,12 @@ import Foundation
 
 /// The handlers of contract §3. Each one reads its input, calls `IdentityService` (which
 /// dispatches commands and runs queries) and renders the result: none touches a store.
-struct IdentityRoutes: Sendable {
+struct IdentityRoutes<Context: IdentityContext>: Sendable {
     let service: IdentityService
     let trustedProxies: TrustedProxies
     let metrics: RequestMetrics?
 
-    func register(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func register(_ request: Request, _ context: Context) async throws -> Response {
         var fields = try await RequestBody.jsonObject(of: request)
         let email = fields.string("email", required: true)
         let password = fields.string("password", required: true)
@@ -26,12 +26,12 @@ struct IdentityRoutes: Sendable {
         return jsonResponse(.created, Views.selfView(user), headers: [.location: "/users/\(user.id)"])
     }
 
-    func me(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func me(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
         return jsonResponse(.ok, Views.selfView(try await service.me(principal)))
     }
 
-    func updateMe(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func updateMe(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
         var fields = try await RequestBody.jsonObject(of: request)
         let name = fields.string("name", required: false)
@@ -50,13 +50,13 @@ struct IdentityRoutes: Sendable {
         return jsonResponse(.ok, Views.selfView(user))
     }
 
-    func deleteMe(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func deleteMe(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
         try await service.deleteAccount(principal)
         return noContent()
     }
 
-    func userByID(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func userByID(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
         guard let raw = context.parameters.get("user_id"), let id = UserID(raw) else {
             throw Problem(.notFound, detail: "no such user")
@@ -69,7 +69,7 @@ struct IdentityRoutes: Sendable {
         }
     }
 
-    func login(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func login(_ request: Request, _ context: Context) async throws -> Response {
         let type = try RequestBody.mediaType(of: request, accepting: [.json, .form])
         let bytes = try await RequestBody.bytes(of: request)
         let email: String?
@@ -110,7 +110,7 @@ struct IdentityRoutes: Sendable {
         return jsonResponse(.ok, Views.token(token), headers: [.pragma: "no-cache"])
     }
 
-    func logout(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
+    func logout(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
         try await service.logout(principal)
         return noContent()
@@ -120,12 +120,19 @@ struct IdentityRoutes: Sendable {
 
     /// The client address that login throttling counts: the socket peer, or behind trusted
     /// proxies the first untrusted `X-Forwarded-For` hop.
-    func clientAddress(_ request: Request, _ context: IdentityRequestContext) -> String? {
+    func clientAddress(_ request: Request, _ context: Context) -> String? {
         trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor])
     }
 
     /// The principal of the request's bearer token.
     func authenticate(_ request: Request) async throws -> Principal {
+        try await BearerToken.authenticate(request, with: service)
+    }
+}
+
+/// Reads `Authorization: Bearer …` and asks the service's authenticator about it.
+enum BearerToken {
+    static func authenticate(_ request: Request, with service: IdentityService) async throws -> Principal {
         guard let header = request.headers[.authorization] else { throw AuthenticationRequired() }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw AuthenticationRequired() }

@@ -67,15 +67,15 @@ final class RequestMetrics: Sendable {
     }
 }
 
+/// Methods reported by name; any other token counts as `other`.
+private let knownMethods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .delete, .patch, .options]
+
 /// The outermost middleware when metrics are on: times every request and counts it under its
 /// route template, never its raw path, so the label set stays small whatever clients send.
-struct RequestMetricsMiddleware: RouterMiddleware {
-    typealias Context = IdentityRequestContext
+struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: RequestMetrics
     let routes: RouteTable
 
-    /// Methods reported by name; any other token counts as `other`.
-    static let knownMethods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .delete, .patch, .options]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -91,7 +91,7 @@ struct RequestMetricsMiddleware: RouterMiddleware {
     }
 
     private func record(_ request: Request, _ context: Context, status: Int, since start: ContinuousClock.Instant) {
-        let method = Self.knownMethods.contains(request.method) ? request.method.rawValue : "other"
+        let method = knownMethods.contains(request.method) ? request.method.rawValue : "other"
         metrics.record(.init(method: method, route: route(request, context), status: status), duration: ContinuousClock.now - start)
     }
 

@@ -123,7 +123,7 @@ struct FramingTests {
             if echoed {
                 #expect(returned == value)
             } else {
-                #expect(returned != value && IdentityMiddleware.acceptableRequestID(returned) != nil)
+                #expect(returned != value && RequestID.acceptable(returned) != nil)
             }
             let error = try await client.execute(uri: "/nope", method: .get, headers: [.requestID: value])
             #expect(error.headers[.requestID] == returned || !echoed)
