@@ -19,6 +19,13 @@ public struct Argon2Parameters: Sendable, Equatable, CustomStringConvertible {
     /// Hash length in bytes.
     public var hashLength: Int
 
+    /// OWASP's recommendation and our default: m = 19 MiB, t = 2, p = 1.
+    public static var recommended: Argon2Parameters {
+        // These constants pass every check of `init`.
+        guard let parameters = try? Argon2Parameters() else { preconditionFailure("the default Argon2 parameters are valid") }
+        return parameters
+    }
+
     /// Creates parameters; throws `Argon2Error` when libargon2 would refuse them.
     public init(memoryKiB: UInt32 = 19_456, iterations: UInt32 = 2, parallelism: UInt32 = 1,
                 saltLength: Int = 16, hashLength: Int = 32) throws {
@@ -75,7 +82,7 @@ public struct Argon2idHasher: PasswordHasher {
     /// leave over instead of taking it from the event loops. Give such a hasher a pool of its
     /// own (`Argon2idHasher.makePool()`), since the priority stays with the threads.
     public init(
-        parameters: Argon2Parameters, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
+        parameters: Argon2Parameters = .recommended, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
         yieldsToOtherWork: Bool = false
     ) {
         self.parameters = parameters

@@ -1,0 +1,9 @@
+import Foundation
+import HostAppKit
+
+// HOST_APP_JWT_SECRET: at least 32 bytes; the same secret must sign and verify every token.
+guard let secret = ProcessInfo.processInfo.environment["HOST_APP_JWT_SECRET"], secret.utf8.count >= 32 else {
+    FileHandle.standardError.write(Data("set HOST_APP_JWT_SECRET to 32 or more bytes\n".utf8))
+    exit(78)
+}
+try await makeApplication(jwtSecret: secret).runService()

@@ -1,0 +1,161 @@
+public import SQLiteNIO
+public import Logging
+import Foundation
+import IdentityPorts
+import Crypto
+
+/// One SQLite database file (or `:memory:`) behind one connection, shared by the SQLite
+/// stores. Work runs one unit at a time, in order (SQLite has one writer anyway), on
+/// sqlite-nio's thread pool: never on an event loop.
+///
+/// Opening applies the versioned migrations it ships (`Migrations/NNNN_name.sql`) that the file
+/// does not have yet, each in a transaction, and refuses a file whose applied migrations
+/// differ from ours (checksum) or that is newer than this build.
+public actor IdentitySQLiteDatabase {
+    let connection: SQLiteConnection
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    /// Opens (creating if need be) the database at `path`, or an in-memory one for `:memory:`,
+    /// and brings its schema up to date.
+    public static func open(path: String, logger: Logger = Logger(label: "identity.sqlite")) async throws -> IdentitySQLiteDatabase {
+        let storage: SQLiteConnection.Storage = path == ":memory:" ? .memory : .file(path: path)
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: storage, logger: logger)
+        } catch {
+            throw SQLiteStoreError(description: "cannot open the SQLite database at \(path): \(error)")
+        }
+        let database = IdentitySQLiteDatabase(connection: connection)
+        try await database.migrate()
+        return database
+    }
+
+    private init(connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    /// Closes the connection; the stores fail afterwards.
+    public func close() async throws {
+        try await connection.close()
+    }
+
+    /// Runs `body` alone on the connection.
+    func exclusive<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await body(connection)
+    }
+
+    /// Runs `body` alone, inside a transaction that commits when it returns and rolls back when it throws.
+    func transaction<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        try await exclusive { connection in
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                let result = try await body(connection)
+                _ = try await connection.query("COMMIT")
+                return result
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    private func acquire() async {
+        if !busy {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+
+    // MARK: migrations
+
+    struct Migration {
+        let version: Int
+        let name: String
+        let sql: String
+        var checksum: String { SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined() }
+    }
+
+    static func shippedMigrations() throws -> [Migration] {
+        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            throw SQLiteStoreError(description: "the SQLite migrations are missing from the bundle")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        return try files.map { file in
+            let stem = file.dropLast(4)
+            guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]) else {
+                throw SQLiteStoreError(description: "migration file \(file) is not named NNNN_name.sql")
+            }
+            let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            return Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql)
+        }
+    }
+
+    private func migrate() async throws {
+        let migrations = try Self.shippedMigrations()
+        try await transaction { connection in
+            _ = try await connection.query("""
+                CREATE TABLE IF NOT EXISTS identity_schema_migrations (
+                    version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_ms INTEGER NOT NULL)
+                """)
+            var applied: [Int: String] = [:]
+            for row in try await connection.query("SELECT version, checksum FROM identity_schema_migrations") {
+                if let version = row.column("version")?.integer, let checksum = row.column("checksum")?.string {
+                    applied[Int(version)] = checksum
+                }
+            }
+            if let newest = applied.keys.max(), newest > (migrations.last?.version ?? 0) {
+                throw SQLiteStoreError(description: "the SQLite database has migration \(newest), newer than this build knows")
+            }
+            for migration in migrations {
+                if let checksum = applied[migration.version] {
+                    guard checksum == migration.checksum else {
+                        throw SQLiteStoreError(
+                            description: "applied migration \(migration.version) \(migration.name) differs from this build's (checksum)")
+                    }
+                    continue
+                }
+                for statement in Self.statements(migration.sql) {
+                    _ = try await connection.query(statement)
+                }
+                _ = try await connection.query(
+                    "INSERT INTO identity_schema_migrations (version, name, checksum, applied_ms) VALUES (?, ?, ?, ?)",
+                    [.integer(migration.version), .text(migration.name), .text(migration.checksum),
+                     .integer(Int(Date().timeIntervalSince1970 * 1000))]
+                )
+            }
+        }
+    }
+
+    /// The statements of a migration: split at semicolons that end a line, comments dropped.
+    static func statements(_ sql: String) -> [String] {
+        let lines = sql.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
+        return lines.joined(separator: "\n").components(separatedBy: ";\n")
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: ";")) }
+            .filter { !$0.isEmpty }
+    }
+}
+
+/// An SQLite failure that is not a business rule: the file cannot be opened, its schema is
+/// not this build's, or a statement failed. Its description carries no data.
+public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+}
+
+extension Date {
+    var sqliteMilliseconds: SQLiteData { .integer(Int(epochMillisecondsValue)) }
+    var epochMillisecondsValue: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+    init(sqliteMilliseconds value: Int) { self.init(timeIntervalSince1970: Double(value) / 1000) }
+}
