@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "InMemoryAdapter", targets: ["InMemoryAdapter"]),
         .library(name: "CryptoAdapter", targets: ["CryptoAdapter"]),
         .library(name: "PostgresAdapter", targets: ["PostgresAdapter"]),
+        .library(name: "SQLiteAdapter", targets: ["SQLiteAdapter"]),
         .library(name: "AMQPAdapter", targets: ["AMQPAdapter"]),
         .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
@@ -37,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         // MARK: core (Foundation only)
@@ -77,6 +79,18 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+
+        .target(
+            name: "SQLiteAdapter",
+            dependencies: [
+                "IdentityPorts",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Migrations")],
@@ -180,6 +194,14 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SQLiteAdapterTests",
+            dependencies: [
+                "SQLiteAdapter", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,4 @@
-public import SQLiteNIO
+import SQLiteNIO
 public import Logging
 import Foundation
 import IdentityPorts
@@ -33,6 +33,11 @@ public actor IdentitySQLiteDatabase {
 
     private init(connection: SQLiteConnection) {
         self.connection = connection
+    }
+
+    deinit {
+        // sqlite-nio insists on an explicit close; the future keeps the connection until it is done.
+        if !connection.isClosed { _ = connection.close() }
     }
 
     /// Closes the connection; the stores fail afterwards.

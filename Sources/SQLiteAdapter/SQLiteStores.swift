@@ -1,0 +1,312 @@
+public import IdentityPorts
+public import IdentityDomain
+public import Foundation
+import SQLiteNIO
+
+/// Accounts and the outbox in SQLite. Every write and its events commit in one transaction.
+public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
+    private let database: IdentitySQLiteDatabase
+
+    /// Creates the store on `database`.
+    public init(database: IdentitySQLiteDatabase) {
+        self.database = database
+    }
+
+    public func user(id: UserID) async throws -> User? {
+        try await fetch("SELECT \(Self.columns) FROM identity_users WHERE id = ?", [.text(id.description)])
+    }
+
+    public func user(email: Email) async throws -> User? {
+        try await fetch("SELECT \(Self.columns) FROM identity_users WHERE email = ?", [.text(email.value)])
+    }
+
+    private static let columns = "id, email, name, password_hash, created_ms, updated_ms, version"
+
+    private func fetch(_ sql: String, _ binds: [SQLiteData]) async throws -> User? {
+        try await database.exclusive { connection in
+            try await connection.query(sql, binds).first.map(Self.user(from:))
+        }
+    }
+
+    public func insert(_ user: User, events: [IdentityEvent]) async throws {
+        try await database.transaction { connection in
+            try await Self.recordCommandMessage(on: connection)
+            do {
+                _ = try await connection.query(
+                    """
+                    INSERT INTO identity_users (id, email, name, password_hash, created_ms, updated_ms, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [.text(user.id.description), .text(user.email.value), .text(user.name.value), .text(user.passwordHash),
+                     user.createdAt.sqliteMilliseconds, user.updatedAt.sqliteMilliseconds, .integer(user.version)]
+                )
+            } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed") {
+                throw error.message.contains("identity_users.email") ? IdentityError.emailTaken : IdentityError.concurrentUpdate
+            }
+            try await Self.append(events, on: connection)
+        }
+    }
+
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
+        try await database.transaction { connection in
+            try await Self.recordCommandMessage(on: connection)
+            let existing = try await connection.query(
+                "SELECT version FROM identity_users WHERE id = ?", [.text(user.id.description)]
+            )
+            guard let version = existing.first?.column("version")?.integer else { throw IdentityError.userNotFound }
+            guard version == expectedVersion else { throw IdentityError.concurrentUpdate }
+            do {
+                _ = try await connection.query(
+                    """
+                    UPDATE identity_users SET email = ?, name = ?, password_hash = ?, updated_ms = ?, version = ?
+                    WHERE id = ? AND version = ?
+                    """,
+                    [.text(user.email.value), .text(user.name.value), .text(user.passwordHash), user.updatedAt.sqliteMilliseconds,
+                     .integer(user.version), .text(user.id.description), .integer(expectedVersion)]
+                )
+            } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed: identity_users.email") {
+                throw IdentityError.emailTaken
+            }
+            try await Self.append(events, on: connection)
+        }
+    }
+
+    public func delete(id: UserID, events: [IdentityEvent]) async throws {
+        try await database.transaction { connection in
+            try await Self.recordCommandMessage(on: connection)
+            let gone = try await connection.query("DELETE FROM identity_users WHERE id = ? RETURNING id", [.text(id.description)])
+            guard !gone.isEmpty else { throw IdentityError.userNotFound }
+            try await Self.append(events, on: connection)
+        }
+    }
+
+    // MARK: EventOutbox
+
+    public func append(_ events: [IdentityEvent]) async throws {
+        guard !events.isEmpty else { return }
+        try await database.transaction { connection in
+            try await Self.recordCommandMessage(on: connection)
+            try await Self.append(events, on: connection)
+        }
+    }
+
+    public func pending(limit: Int) async throws -> [OutboxEntry] {
+        try await database.exclusive { connection in
+            let rows = try await connection.query(
+                "SELECT sequence, event_id, type, occurred_ms, data FROM identity_outbox ORDER BY sequence LIMIT ?",
+                [.integer(max(0, limit))]
+            )
+            return try rows.map { row in
+                guard let sequence = row.column("sequence")?.integer, let id = row.column("event_id")?.string.flatMap(UUID.init),
+                      let type = row.column("type")?.string, let occurred = row.column("occurred_ms")?.integer,
+                      let data = row.column("data")?.string
+                else { throw SQLiteStoreError(description: "an outbox row does not decode") }
+                let event = try EventCodec.event(id: id, type: type, occurredAt: Date(sqliteMilliseconds: occurred), data: Data(data.utf8))
+                return OutboxEntry(sequence: Int64(sequence), event: event)
+            }
+        }
+    }
+
+    public func markPublished(_ sequences: [Int64]) async throws {
+        guard !sequences.isEmpty else { return }
+        try await database.exclusive { connection in
+            let marks = Array(repeating: "?", count: sequences.count).joined(separator: ", ")
+            _ = try await connection.query("DELETE FROM identity_outbox WHERE sequence IN (\(marks))", sequences.map { .integer(Int($0)) })
+        }
+    }
+
+    public func hasApplied(messageID: String) async throws -> Bool {
+        try await database.exclusive { connection in
+            try await !connection.query("SELECT 1 FROM identity_processed_messages WHERE message_id = ?", [.text(messageID)]).isEmpty
+        }
+    }
+
+    // MARK: helpers
+
+    /// Records `CommandContext.messageID`, if set, in the caller's transaction; throws
+    /// `CommandAlreadyApplied` when it is there already.
+    static func recordCommandMessage(on connection: SQLiteConnection) async throws {
+        guard let id = CommandContext.messageID else { return }
+        let inserted = try await connection.query(
+            "INSERT INTO identity_processed_messages (message_id, processed_ms) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            [.text(id), Date().sqliteMilliseconds]
+        )
+        guard !inserted.isEmpty else { throw CommandAlreadyApplied(messageID: id) }
+    }
+
+    static func append(_ events: [IdentityEvent], on connection: SQLiteConnection) async throws {
+        for event in events {
+            _ = try await connection.query(
+                "INSERT INTO identity_outbox (event_id, user_id, type, occurred_ms, data) VALUES (?, ?, ?, ?, ?)",
+                [.text(event.eventID.uuidString.lowercased()), .text(event.userID.description), .text(event.type),
+                 event.occurredAt.sqliteMilliseconds, .text(String(decoding: EventCodec.data(of: event), as: UTF8.self))]
+            )
+        }
+    }
+
+    private static func user(from row: SQLiteRow) throws -> User {
+        guard let id = row.column("id")?.string.flatMap(UserID.init), let email = row.column("email")?.string,
+              let name = row.column("name")?.string, let hash = row.column("password_hash")?.string,
+              let created = row.column("created_ms")?.integer, let updated = row.column("updated_ms")?.integer,
+              let version = row.column("version")?.integer
+        else { throw SQLiteStoreError(description: "an account row does not decode") }
+        return User(
+            id: id, email: Email(trustedCanonical: email), name: DisplayName(trusted: name), passwordHash: hash,
+            createdAt: Date(sqliteMilliseconds: created), updatedAt: Date(sqliteMilliseconds: updated), version: version
+        )
+    }
+}
+
+/// Revoked tokens and per-user cut-offs in SQLite. A revocation is durable when `revoke` returns.
+public struct SQLiteRevocationStore: RevocationSnapshotting {
+    private let database: IdentitySQLiteDatabase
+
+    /// Creates the store on `database`.
+    public init(database: IdentitySQLiteDatabase) {
+        self.database = database
+    }
+
+    public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
+        try await database.exclusive { connection in
+            _ = try await connection.query(
+                """
+                INSERT INTO identity_revoked_tokens (jti, user_id, expires_ms) VALUES (?, ?, ?)
+                ON CONFLICT (jti) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)
+                """,
+                [.text(jti), .text(userID.description), expiresAt.sqliteMilliseconds]
+            )
+        }
+    }
+
+    public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
+        try await database.exclusive { connection in
+            _ = try await connection.query(
+                """
+                INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_ms) VALUES (?, ?, ?)
+                ON CONFLICT (user_id) DO UPDATE SET
+                    cutoff_ms = max(cutoff_ms, excluded.cutoff_ms), expires_ms = max(expires_ms, excluded.expires_ms)
+                """,
+                [.text(userID.description), cutoff.sqliteMilliseconds, until.sqliteMilliseconds]
+            )
+        }
+    }
+
+    public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
+        try await database.exclusive { connection in
+            let rows = try await connection.query(
+                """
+                SELECT EXISTS (SELECT 1 FROM identity_revoked_tokens WHERE jti = ?)
+                    OR EXISTS (SELECT 1 FROM identity_token_cutoffs WHERE user_id = ? AND cutoff_ms >= ?) AS revoked
+                """,
+                [.text(jti), .text(userID.description), issuedAt.sqliteMilliseconds]
+            )
+            return rows.first?.column("revoked")?.integer == 1
+        }
+    }
+
+    @discardableResult
+    public func purgeExpired(now: Date) async throws -> Int {
+        try await database.transaction { connection in
+            let tokens = try await connection.query(
+                "DELETE FROM identity_revoked_tokens WHERE expires_ms < ? RETURNING 1", [now.sqliteMilliseconds])
+            let cutoffs = try await connection.query(
+                "DELETE FROM identity_token_cutoffs WHERE expires_ms < ? RETURNING 1", [now.sqliteMilliseconds])
+            return tokens.count + cutoffs.count
+        }
+    }
+
+    public func snapshot(now: Date) async throws -> RevocationSnapshot {
+        try await database.exclusive { connection in
+            var snapshot = RevocationSnapshot()
+            for row in try await connection.query(
+                "SELECT jti, user_id, expires_ms FROM identity_revoked_tokens WHERE expires_ms >= ?", [now.sqliteMilliseconds])
+            {
+                guard let jti = row.column("jti")?.string, let user = row.column("user_id")?.string.flatMap(UserID.init),
+                      let expires = row.column("expires_ms")?.integer else { continue }
+                snapshot.tokens.append(.init(jti: jti, userID: user, expiresAt: Date(sqliteMilliseconds: expires)))
+            }
+            for row in try await connection.query(
+                "SELECT user_id, cutoff_ms, expires_ms FROM identity_token_cutoffs WHERE expires_ms >= ?", [now.sqliteMilliseconds])
+            {
+                guard let user = row.column("user_id")?.string.flatMap(UserID.init), let cutoff = row.column("cutoff_ms")?.integer,
+                      let expires = row.column("expires_ms")?.integer else { continue }
+                snapshot.cutoffs.append(.init(userID: user, issuedBefore: Date(sqliteMilliseconds: cutoff),
+                                              until: Date(sqliteMilliseconds: expires)))
+            }
+            return snapshot
+        }
+    }
+}
+
+/// Failed logins in SQLite, counted as `LoginThrottle` says: pessimistically, per email and
+/// per client address, over a sliding window.
+public struct SQLiteLoginThrottle: LoginThrottle {
+    private let database: IdentitySQLiteDatabase
+    private let limits: LoginThrottleLimits
+
+    /// Creates the throttle on `database`.
+    public init(database: IdentitySQLiteDatabase, limits: LoginThrottleLimits = LoginThrottleLimits()) {
+        self.database = database
+        self.limits = limits
+    }
+
+    public func beginAttempt(email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
+        let limits = limits
+        let keys = [("email:" + email.value, limits.maxFailuresPerEmail)]
+            + (address.map { [("client:" + $0, limits.maxFailuresPerClient)] } ?? [])
+        return try await database.transaction { connection in
+            let since = now.addingTimeInterval(-limits.window)
+            var retryAfter: TimeInterval = 0
+            for (key, limit) in keys {
+                let rows = try await connection.query(
+                    "SELECT failed_ms FROM identity_login_failures WHERE key = ? AND failed_ms > ? ORDER BY failed_ms",
+                    [.text(key), since.sqliteMilliseconds]
+                )
+                let failures = rows.compactMap { $0.column("failed_ms")?.integer }
+                if failures.count >= limit {
+                    let oldestCounted = Date(sqliteMilliseconds: failures[failures.count - limit])
+                    retryAfter = max(retryAfter, oldestCounted.addingTimeInterval(limits.window).timeIntervalSince(now))
+                }
+            }
+            if retryAfter > 0 { return ThrottleDecision.throttled(retryAfterSeconds: Int(retryAfter.rounded(.up))) }
+            for (key, limit) in keys {
+                _ = try await connection.query(
+                    "INSERT INTO identity_login_failures (key, failed_ms) VALUES (?, ?)", [.text(key), now.sqliteMilliseconds])
+                // Keep only what the limit can ever need.
+                _ = try await connection.query(
+                    """
+                    DELETE FROM identity_login_failures WHERE key = ?1 AND (failed_ms <= ?2 OR rowid NOT IN (
+                        SELECT rowid FROM identity_login_failures WHERE key = ?1 ORDER BY failed_ms DESC LIMIT ?3))
+                    """,
+                    [.text(key), since.sqliteMilliseconds, .integer(limit)]
+                )
+            }
+            return ThrottleDecision.allowed
+        }
+    }
+
+    public func recordSuccess(email: Email, client address: String?) async throws {
+        try await database.transaction { connection in
+            _ = try await connection.query("DELETE FROM identity_login_failures WHERE key = ?", [.text("email:" + email.value)])
+            if let address {
+                _ = try await connection.query(
+                    """
+                    DELETE FROM identity_login_failures WHERE rowid IN (
+                        SELECT rowid FROM identity_login_failures WHERE key = ? ORDER BY failed_ms DESC LIMIT 1)
+                    """,
+                    [.text("client:" + address)]
+                )
+            }
+        }
+    }
+
+    /// Deletes failures that left the window; returns how many.
+    @discardableResult
+    public func purgeExpired(now: Date) async throws -> Int {
+        try await database.exclusive { connection in
+            try await connection.query(
+                "DELETE FROM identity_login_failures WHERE failed_ms <= ? RETURNING 1", [now.addingTimeInterval(-limits.window).sqliteMilliseconds]
+            ).count
+        }
+    }
+}
