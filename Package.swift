@@ -135,6 +135,7 @@ let package = Package(
                 "InMemoryAdapter",
                 "CryptoAdapter",
                 "PostgresAdapter",
+                "SQLiteAdapter",
                 "AMQPAdapter",
                 "HTTPAdapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -21,6 +21,8 @@ struct Settings {
     var argon2Iterations: UInt32 = 2
     var argon2Parallelism: UInt32 = 1
     var postgres: PostgresConnectionSettings?
+    /// Without PostgreSQL: the SQLite file of the embedded store, or `:memory:` for the in-memory store.
+    var sqlitePath = "identity.sqlite"
     var postgresTimeoutSeconds = 5
     var rabbitmq: AMQPSettings?
     /// Fault injection for tests only: a worker exits after applying a command, before acknowledging it.
@@ -84,6 +86,7 @@ struct Settings {
                 poolSize: poolSize, tls: tls
             )
         }
+        sqlitePath = reader.string("IDENTITY_SQLITE_PATH") ?? sqlitePath
         if let list = reader.string("TRUSTED_PROXIES") {
             guard let proxies = TrustedProxies(list) else {
                 throw ConfigurationError("TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDR blocks (got \"\(list)\")")

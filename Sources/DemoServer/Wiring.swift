@@ -7,6 +7,7 @@ import IdentityPorts
 import InMemoryAdapter
 import Logging
 import PostgresAdapter
+import SQLiteAdapter
 import ServiceLifecycle
 
 /// The adapters chosen by the settings, wired into the service.
@@ -93,6 +94,21 @@ struct Wiring: Sendable {
             ))
             migrator = try PostgresMigrator(client: client, logger: logger)
             storeSummary = "postgres(\(postgres.summary))"
+        } else if settings.sqlitePath != ":memory:" {
+            let database = try await Self.openSQLite(settings.sqlitePath, logger: logger)
+            let store = SQLiteUserStore(database: database)
+            let revocationStore = SQLiteRevocationStore(database: database)
+            let localThrottle = SQLiteLoginThrottle(database: database, limits: limits)
+            (users, outbox, revocations, throttle) = (store, store, revocationStore, localThrottle)
+            services = [ExpiryPurge(
+                tasks: [("revocations", { try await revocationStore.purgeExpired(now: $0) }),
+                        ("login failures", { try await localThrottle.purgeExpired(now: $0) })],
+                clock: clock, interval: .seconds(600), logger: logger
+            )]
+            migrator = nil
+            storeSummary = "sqlite(\(settings.sqlitePath))"
+            handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+            bus = InProcessCommandBus(handler: handler)
         } else {
             let store = InMemoryUserStore()
             (users, outbox, revocations) = (store, store, InMemoryRevocationStore(clock: clock))
@@ -113,6 +129,15 @@ struct Wiring: Sendable {
         self.readiness = readiness
         self.services = services
         self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
+    }
+
+    /// Opens the embedded store's file (migrating it), or stops start-up with one line (exit 69).
+    private static func openSQLite(_ path: String, logger: Logger) async throws -> IdentitySQLiteDatabase {
+        do {
+            return try await IdentitySQLiteDatabase.open(path: path, logger: logger)
+        } catch {
+            exitCannotStart("\(error)")
+        }
     }
 
     /// How long start-up waits for PostgreSQL before giving up with one line.

@@ -9,8 +9,14 @@ import Testing
 /// What the server printed, appended from the pipe's reader thread.
 final class OutputBuffer: Sendable {
     private let text = Mutex("")
-    func append(_ data: Data) { text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+    private let ended = Mutex(false)
+    func append(_ data: Data) {
+        if data.isEmpty { ended.withLock { $0 = true } }
+        text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+    }
     var value: String { text.withLock { $0 } }
+    /// Whether the pipe has reached its end (the process and its children closed it).
+    var isComplete: Bool { ended.withLock { $0 } }
 }
 
 final class ServerProcess: @unchecked Sendable {
@@ -28,8 +34,15 @@ final class ServerProcess: @unchecked Sendable {
         return URL(fileURLWithPath: ".build/debug/DemoServer")
     }
 
-    init(environment: [String: String], arguments: [String] = ["serve"], executable: URL = ServerProcess.binary) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-e2e-\(UUID())")
+    /// Whether `stop` deletes `directory` (it does unless the caller gave one).
+    private let ownsDirectory: Bool
+
+    init(
+        environment: [String: String], arguments: [String] = ["serve"], executable: URL = ServerProcess.binary,
+        directory given: URL? = nil
+    ) throws {
+        ownsDirectory = given == nil
+        directory = given ?? FileManager.default.temporaryDirectory.appendingPathComponent("identity-e2e-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process = Process()
         process.executableURL = executable
@@ -47,6 +60,11 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     var log: String { output.value }
+
+    /// Waits until the process has exited and everything it wrote has been read.
+    func waitForExit(seconds: Double = 120) -> Bool {
+        waitFor(seconds: seconds) { !process.isRunning && output.isComplete }
+    }
 
     /// Polls `condition` until it holds or `seconds` pass.
     func waitFor(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
@@ -72,7 +90,7 @@ final class ServerProcess: @unchecked Sendable {
     func stop() {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        try? FileManager.default.removeItem(at: directory)
+        if ownsDirectory { try? FileManager.default.removeItem(at: directory) }
     }
 }
 
@@ -102,7 +120,7 @@ func call(_ method: String, _ url: String, json: String? = nil, token: String? =
 struct EndToEndTests {
     static let environment = [
         "HOST": "127.0.0.1", "PORT": "0", "JWT_SECRET": "end-to-end-secret-end-to-end-secret-0123",
-        "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1", "LOG_LEVEL": "info",
+        "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1", "LOG_LEVEL": "info", "IDENTITY_SQLITE_PATH": ":memory:",
     ]
 
     @Test("register → login → me → update → logout → 401 over a socket, then a graceful stop")
@@ -182,10 +200,44 @@ struct EndToEndTests {
         environment["PORT"] = "eighty"
         let server = try ServerProcess(environment: environment)
         defer { server.stop() }
-        #expect(server.waitFor { !server.process.isRunning })
+        #expect(server.waitForExit())
         #expect(server.process.terminationStatus == 78)
         let lines = server.log.split(separator: "\n")
         #expect(lines.count == 1 && lines.first?.hasPrefix("invalid configuration: PORT") == true, "\(server.log)")
+    }
+
+    @Test("by default the embedded store is identity.sqlite in the working directory: a restart keeps accounts and logouts")
+    func sqliteDefault() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-sqlite-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var environment = Self.environment
+        environment["IDENTITY_SQLITE_PATH"] = nil
+        let first = try ServerProcess(environment: environment, directory: directory)
+        let port = try #require(first.port(), "\(first.log)")
+        #expect(first.log.contains("store=sqlite(identity.sqlite)"))
+        let base = "http://127.0.0.1:\(port)"
+        #expect(try await call("POST", "\(base)/users", json: #"{"email":"kept@example.com","password":"correct horse battery","name":"Kept"}"#).status == 201)
+        let login = try await call("POST", "\(base)/auth/login", json: #"{"email":"kept@example.com","password":"correct horse battery"}"#)
+        let revoked = try #require(login.json["access_token"] as? String)
+        #expect(try await call("POST", "\(base)/auth/logout", token: revoked).status == 204)
+        first.stop()
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("identity.sqlite").path))
+
+        let second = try ServerProcess(environment: environment, directory: directory)
+        defer { second.stop() }
+        let again = "http://127.0.0.1:\(try #require(second.port()))"
+        let relogin = try await call("POST", "\(again)/auth/login", json: #"{"email":"kept@example.com","password":"correct horse battery"}"#)
+        #expect(relogin.status == 200, "the account survived the restart")
+        #expect(try await call("GET", "\(again)/users/me", token: revoked).status == 401, "and so did the logout")
+    }
+
+    @Test("an IDENTITY_SQLITE_PATH that cannot be opened stops start-up with one line, exit code 69")
+    func sqliteUnopenable() throws {
+        var environment = Self.environment
+        environment["IDENTITY_SQLITE_PATH"] = "/nonexistent-directory/identity.sqlite"
+        let (status, output) = try runDemoServer(["serve"], environment: environment)
+        #expect(status == 69)
+        #expect(output.hasPrefix("cannot start: cannot open the SQLite database at /nonexistent-directory/identity.sqlite"), "\(output)")
     }
 
     @Test("`DemoServer worker` without RABBITMQ_HOST stops with one line, exit code 78")

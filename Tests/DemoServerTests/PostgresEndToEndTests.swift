@@ -5,7 +5,7 @@ import Testing
 func runDemoServer(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
     let server = try ServerProcess(environment: environment, arguments: arguments)
     defer { server.stop() }
-    _ = server.waitFor(seconds: 120) { !server.process.isRunning }
+    _ = server.waitForExit()
     server.process.waitUntilExit()
     return (server.process.terminationStatus, server.log)
 }
