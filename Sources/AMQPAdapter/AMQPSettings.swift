@@ -14,10 +14,15 @@ public struct AMQPSettings: Sendable, Equatable {
         }
     }
 
+    /// Host name or address of the broker.
     public var host: String
+    /// TCP port (5672, or 5671 for TLS).
     public var port: Int
+    /// User to log in as (PLAIN).
     public var username: String
+    /// Its password; never logged.
     public var password: String
+    /// Virtual host to open.
     public var virtualHost: String
     /// TLS, or nil for plain TCP.
     public var tls: TLS?

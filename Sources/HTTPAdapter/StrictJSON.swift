@@ -1,5 +1,5 @@
 /// A parsed JSON value. Objects keep their keys in order; duplicates are refused while parsing.
-public enum JSONValue: Sendable, Equatable {
+enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// A number, kept as its literal text: request bodies only ever need to say "not a string".
@@ -8,7 +8,8 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([(key: String, value: JSONValue)])
 
-    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    /// Structural equality; numbers compare by their text.
+    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): true
         case (.bool(let a), .bool(let b)): a == b
@@ -34,9 +35,9 @@ public enum JSONValue: Sendable, Equatable {
 }
 
 /// Why a body is not acceptable JSON (400). The message never quotes the body.
-public struct MalformedJSON: Error, Sendable, Equatable, CustomStringConvertible {
+struct MalformedJSON: Error, Sendable, Equatable, CustomStringConvertible {
     /// What is wrong, and the byte offset where it was found.
-    public let description: String
+    let description: String
 
     init(_ reason: String, at offset: Int) {
         self.description = "\(reason) at byte \(offset)"
@@ -49,9 +50,9 @@ public struct MalformedJSON: Error, Sendable, Equatable, CustomStringConvertible
 /// nesting deeper than `maxDepth`, NUL characters in strings, lone surrogate escapes
 /// (`"\ud800"`), and duplicate keys in an object (which parsers disagree on, a classic
 /// smuggling vector).
-public struct StrictJSONParser {
+struct StrictJSONParser {
     /// The deepest nesting of arrays and objects accepted.
-    public static let maxDepth = 32
+    static let maxDepth = 32
 
     private let bytes: [UInt8]
     private var index = 0
@@ -61,7 +62,7 @@ public struct StrictJSONParser {
     }
 
     /// Parses a whole document.
-    public static func parse(_ bytes: [UInt8]) throws(MalformedJSON) -> JSONValue {
+    static func parse(_ bytes: [UInt8]) throws(MalformedJSON) -> JSONValue {
         var parser = StrictJSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)

@@ -45,5 +45,6 @@ public struct Password: Sendable, CustomStringConvertible, CustomDebugStringConv
     }
 
     public var description: String { "<redacted password>" }
+    /// Redacted, like `description`.
     public var debugDescription: String { "<redacted password>" }
 }

@@ -27,8 +27,11 @@ public protocol RevocationSnapshotting: RevocationStore {
 public struct RevocationSnapshot: Sendable, Equatable {
     /// One revoked token.
     public struct Token: Sendable, Equatable, Hashable {
+        /// The revoked token's `jti`.
         public let jti: String
+        /// Owner of the token, or of the tokens the cut-off revokes.
         public let userID: UserID
+        /// When the entry lapses (the token's own expiry).
         public let expiresAt: Date
 
         /// Creates the entry.
@@ -41,8 +44,11 @@ public struct RevocationSnapshot: Sendable, Equatable {
 
     /// One per-user cut-off: tokens issued at or before `issuedBefore` are revoked.
     public struct Cutoff: Sendable, Equatable, Hashable {
+        /// Owner of the token, or of the tokens the cut-off revokes.
         public let userID: UserID
+        /// Tokens issued at or before this instant are revoked.
         public let issuedBefore: Date
+        /// When the entry lapses.
         public let until: Date
 
         /// Creates the entry.
@@ -53,7 +59,9 @@ public struct RevocationSnapshot: Sendable, Equatable {
         }
     }
 
+    /// Revoked tokens.
     public var tokens: [Token]
+    /// Per-user cut-offs.
     public var cutoffs: [Cutoff]
 
     /// Creates a snapshot.

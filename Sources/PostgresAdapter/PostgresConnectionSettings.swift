@@ -14,13 +14,19 @@ public struct PostgresConnectionSettings: Sendable, Equatable {
         case require
     }
 
+    /// Host name or address of the server.
     public var host: String
+    /// TCP port.
     public var port: Int
+    /// User to connect as.
     public var username: String
+    /// Its password, if the server asks for one; never logged.
     public var password: String?
+    /// Database to open.
     public var database: String
     /// Most connections the pool opens.
     public var poolSize: Int
+    /// Whether and how to encrypt the connection.
     public var tls: TLSMode
 
     /// Creates settings; the defaults suit a local server.
