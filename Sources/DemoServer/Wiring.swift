@@ -102,7 +102,9 @@ struct Wiring: Sendable {
             (users, outbox, revocations, throttle) = (store, store, revocationStore, localThrottle)
             services = [ExpiryPurge(
                 tasks: [("revocations", { try await revocationStore.purgeExpired(now: $0) }),
-                        ("login failures", { try await localThrottle.purgeExpired(now: $0) })],
+                        ("login failures", { try await localThrottle.purgeExpired(now: $0) }),
+                        // Nothing relays events without a broker: keep the newest, as the in-memory outbox does.
+                        ("unrelayed events", { _ in try await store.trimOutbox(keeping: 10_000) })],
                 clock: clock, interval: .seconds(600), logger: logger
             )]
             migrator = nil

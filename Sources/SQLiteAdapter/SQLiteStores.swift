@@ -115,6 +115,20 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         }
     }
 
+    /// Deletes all but the newest `kept` unpublished events; returns how many went. For a
+    /// store that nothing relays (embedded mode has no broker), so that the outbox stays bounded.
+    @discardableResult
+    public func trimOutbox(keeping kept: Int) async throws -> Int {
+        try await database.exclusive { connection in
+            try await connection.query(
+                """
+                DELETE FROM identity_outbox WHERE sequence <= (SELECT max(sequence) FROM identity_outbox) - ? RETURNING 1
+                """,
+                [.integer(max(0, kept))]
+            ).count
+        }
+    }
+
     public func hasApplied(messageID: String) async throws -> Bool {
         try await database.exclusive { connection in
             try await !connection.query("SELECT 1 FROM identity_processed_messages WHERE message_id = ?", [.text(messageID)]).isEmpty

@@ -57,6 +57,19 @@ struct SQLiteAdapterTests {
         #expect(migrations.first?.column("n")?.integer == 1)
     }
 
+    @Test("an outbox that nothing relays is trimmed to its newest events")
+    func trimOutbox() async throws {
+        let store = SQLiteUserStore(database: try await IdentitySQLiteDatabase.open(path: ":memory:"))
+        let user = UserID(UUID())
+        let events = (0..<5).map {
+            IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .tokenRevoked(userID: user, jti: "\($0)", expiresAt: Date()))
+        }
+        try await store.append(events)
+        #expect(try await store.trimOutbox(keeping: 2) == 3)
+        #expect(try await store.pending(limit: 10).map(\.event.eventID) == events.suffix(2).map(\.eventID), "the newest two stay")
+        #expect(try await store.trimOutbox(keeping: 2) == 0)
+    }
+
     @Test("a file whose applied migration differs from this build's is refused with a clear error")
     func checksumMismatch() async throws {
         let path = Self.freshPath()
