@@ -86,12 +86,16 @@ struct Wiring: Sendable {
                 handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
                 bus = InProcessCommandBus(handler: handler)
             }
-            services.append(ExpiryPurge(
-                tasks: [("revocations", { try await revocations.purgeExpired(now: $0) }),
-                        ("login failures", { try await sharedThrottle.purgeExpired(now: $0) }),
-                        ("applied commands", { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-7 * 86_400)) })],
-                clock: clock, interval: .seconds(600), logger: logger
-            ))
+            var purges: [(name: String, purge: ExpiryPurge.Task)] = [
+                ("revocations", { try await revocations.purgeExpired(now: $0) }),
+                ("login failures", { try await sharedThrottle.purgeExpired(now: $0) }),
+                ("applied commands", { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-7 * 86_400)) }),
+            ]
+            if settings.rabbitmq == nil {
+                // Nothing relays events without a broker: keep the newest, as the in-memory outbox does.
+                purges.append(("unrelayed events", { _ in try await store.trimOutbox(keeping: 10_000) }))
+            }
+            services.append(ExpiryPurge(tasks: purges, clock: clock, interval: .seconds(600), logger: logger))
             migrator = try PostgresMigrator(client: client, logger: logger)
             storeSummary = "postgres(\(postgres.summary))"
         } else if settings.sqlitePath != ":memory:" {

@@ -155,6 +155,24 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
         }
     }
 
+    /// Deletes all but the newest `kept` unpublished events; returns how many went. For a
+    /// deployment without a broker, where nothing relays the outbox, so that it stays bounded.
+    @discardableResult
+    public func trimOutbox(keeping kept: Int) async throws -> Int {
+        try await session.run { client, logger in
+            let rows = try await client.query(
+                """
+                WITH gone AS (DELETE FROM identity_outbox
+                              WHERE sequence <= (SELECT max(sequence) FROM identity_outbox) - \(max(0, kept)) RETURNING 1)
+                SELECT count(*) FROM gone
+                """,
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
     /// Forgets applied command ids recorded before `cutoff` (a redelivery comes within
     /// minutes; a week is ample); returns how many.
     @discardableResult

@@ -81,6 +81,25 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("an outbox that nothing relays is trimmed to its newest events; applied command ids are forgotten after a while")
+    func trimming() async throws {
+        try await Self.withMigrated { client in
+            try await Self.reset(client)
+            let store = PostgresUserStore(client: client)
+            let user = UserID(UUID())
+            let events = (0..<5).map {
+                IdentityEvent(eventID: UUID(), occurredAt: Date(), payload: .tokenRevoked(userID: user, jti: "\($0)", expiresAt: Date()))
+            }
+            try await store.append(events)
+            #expect(try await store.trimOutbox(keeping: 2) == 3)
+            #expect(try await store.pending(limit: 10).map(\.event.eventID) == events.suffix(2).map(\.eventID))
+            try await CommandContext.$messageID.withValue("old") { try await store.append([events[0]]) }
+            #expect(try await store.hasApplied(messageID: "old"))
+            #expect(try await store.purgeAppliedCommands(before: Date().addingTimeInterval(60)) == 1)
+            #expect(try await !store.hasApplied(messageID: "old"))
+        }
+    }
+
     @Test("20 concurrent registrations of one email give exactly one account (the unique index decides)")
     func registrationRace() async throws {
         try await Self.withMigrated { client in
