@@ -52,7 +52,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         let message = RevocationMessage(jti: jti, userID: userID.description, cutoffMilliseconds: nil,
                                         expiresAtMilliseconds: expiresAt.epochMilliseconds)
         merge(message)
-        broadcast(message)
+        await broadcast(message)
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
@@ -60,7 +60,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         let message = RevocationMessage(jti: nil, userID: userID.description, cutoffMilliseconds: cutoff.epochMilliseconds,
                                         expiresAtMilliseconds: until.epochMilliseconds)
         merge(message)
-        broadcast(message)
+        await broadcast(message)
     }
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
@@ -102,16 +102,31 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         size.record(count)
     }
 
-    private func broadcast(_ message: RevocationMessage) {
+    /// Publishes to the fan-out exchange and waits, at most `broadcastWait`, for the broker to
+    /// take it: normally the other instances' queues hold it before the caller answers 204.
+    /// Best effort beyond that: an instance that misses it is disconnected (and asks `base`)
+    /// or resynchronises from `base` when it reconnects.
+    private func broadcast(_ message: RevocationMessage) async {
         guard let body = try? JSONEncoder().encode(message) else { return }
-        // Best effort: an instance that misses it is either disconnected (and asks `base`)
-        // or resynchronises from `base` when it reconnects.
-        Task {
-            try? await connection.publish(
-                exchange: AMQPTopology.revocationExchange, routingKey: "", body: body, properties: MessageProperties(persistent: false)
-            )
+        let connection = connection
+        // Whichever comes first, the confirm (or a failure) or the deadline, lets the caller go on.
+        try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let once = ResumeOnce(continuation)
+            Task {
+                try? await connection.publish(
+                    exchange: AMQPTopology.revocationExchange, routingKey: "", body: body, properties: MessageProperties(persistent: false)
+                )
+                once.resume()
+            }
+            Task {
+                try? await Task.sleep(for: Self.broadcastWait)
+                once.resume()
+            }
         }
     }
+
+    /// How long a revocation waits for the broker to confirm its broadcast.
+    static let broadcastWait: Duration = .milliseconds(100)
 
     /// Loads `base`'s snapshot for connection `generation`, retrying while that connection lasts.
     private func synchronise(generation: UInt64) async {

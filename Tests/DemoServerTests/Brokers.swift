@@ -38,7 +38,7 @@ enum TestRabbitMQ {
     /// JSON line per event and exits after an event of type `last`.
     static func eventConsumer(_ broker: [String: String], last: String) throws -> ServerProcess {
         try ServerProcess(
-            environment: [:], arguments: [peerScript, "consume", url(broker), "120", last],
+            environment: [:], arguments: [peerScript, "consume", url(broker), "900", last],
             executable: URL(fileURLWithPath: python)
         )
     }

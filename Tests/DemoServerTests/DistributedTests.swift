@@ -84,10 +84,13 @@ struct DistributedTests {
         #expect(try await call("POST", "\(baseA)/auth/logout", token: token).status == 204)
         #expect(try await until(401, "\(baseB)/users/me", token: token) != nil, "B refuses the token A logged out")
 
-        // Figures for the closing note (printed, not asserted): cross-instance revocation delay
-        // over 200 logouts, and the round trip of a command through the broker.
+        // Figures (printed, not asserted): cross-instance revocation delay over N logouts, and
+        // the round trip of a command through the broker. N is 20 in the test suite, where
+        // every other test shares the two cores; IDENTITY_MEASURE_ROUNDS=200 for the figures of
+        // Docs/performance.md, on a quiet machine.
+        let rounds = Int(ProcessInfo.processInfo.environment["IDENTITY_MEASURE_ROUNDS"] ?? "") ?? 20
         var delays: [Double] = []
-        for _ in 0..<200 {
+        for _ in 0..<rounds {
             let token = try await login(baseA, "grace@example.com")
             #expect(try await call("GET", "\(baseB)/users/me", token: token).status == 200)
             #expect(try await call("POST", "\(baseA)/auth/logout", token: token).status == 204)
@@ -95,7 +98,7 @@ struct DistributedTests {
         }
         let fresh = try await login(baseA, "grace@example.com")
         var trips: [Double] = []
-        for index in 0..<200 {
+        for index in 0..<rounds {
             let started = ContinuousClock.now
             let reply = try await call("PUT", "\(baseA)/users/me", json: #"{"name":"Grace \#(index)"}"#, token: fresh)
             let elapsed = (ContinuousClock.now - started).components
@@ -108,7 +111,7 @@ struct DistributedTests {
         let metrics = try String(contentsOf: try #require(URL(string: "\(baseA)/metrics")), encoding: .utf8)
         #expect(metrics.contains("identity_revocation_cache_entries"), "the cache size is exported")
         let timed = metrics.split(separator: "\n").first { $0.hasPrefix(#"identity_command_bus_duration_seconds_count{command="UpdateProfile"}"#) }
-        #expect(timed.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 200 } == true, "the bus is timed: \(timed ?? "no line")")
+        #expect(timed.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= rounds } == true, "the bus is timed: \(timed ?? "no line")")
 
         #expect(try await call("DELETE", "\(baseB)/users/me", token: fresh).status == 204)
         #expect(try await until(401, "\(baseA)/users/me", token: fresh) != nil, "A refuses the deleted account's token")
