@@ -1,0 +1,50 @@
+import Benchmark
+import CryptoAdapter
+import Foundation
+@_spi(Benchmarks) import HTTPAdapter
+import IdentityDomain
+import IdentityPorts
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.throughput, .wallClock, .mallocCountTotal],
+        maxDuration: .seconds(3),
+        maxIterations: 1_000_000
+    )
+
+    // Token verification: what every authenticated request pays before the revocation check.
+    Benchmark("token verification (HS256, every claim)") { benchmark async throws in
+        guard let tokens = fixture.tokens else { return }
+        let (token, now) = (fixture.token, fixture.now)
+        for _ in benchmark.scaledIterations {
+            blackHole(try await tokens.verify(token, now: now))
+        }
+    } setup: {
+        let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: String(repeating: "s", count: 32)))
+        fixture.tokens = tokens
+        fixture.token = try await tokens.issue(for: UserID(UUID()), issuedAt: fixture.now).token
+    }
+
+    Benchmark("email canonicalisation (trim, NFKC, lower-case, rules)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try Email("  Ada.Lovelace+News@Example.COM "))
+        }
+    }
+
+    Benchmark("request decoding (POST /users body, strict JSON)") { benchmark in
+        let body = Array(#"{"email":"ada@example.com","password":"correct horse battery staple","name":"Ada Lovelace"}"#.utf8)
+        for _ in benchmark.scaledIterations {
+            blackHole(try RequestDecoding.registration(json: body))
+        }
+    }
+}
+
+/// What the token benchmark's setup makes once, before its iterations.
+final class Fixture: @unchecked Sendable {
+    // Written by the setup hook before the measured closure runs, then only read.
+    var tokens: JWTTokenService?
+    var token = ""
+    let now = Date()
+}
+
+let fixture = Fixture()
