@@ -43,6 +43,16 @@ public final class AMQPCommandWorker: Sendable {
             return
         }
         var metadata: Logger.Metadata = ["command": "\(envelope.command.name)", "message_id": "\(envelope.messageID)"]
+        if let deadline = delivery.deadlineMilliseconds, !delivery.redelivered,
+           Int64(Date().timeIntervalSince1970 * 1000) > deadline
+        {
+            // Its caller has been told 503 already: applying it now would surprise them. (A
+            // redelivery is applied anyway: an earlier delivery may have applied it, and the
+            // store's record of that decides.)
+            logger.warning("dead-lettering a command whose caller stopped waiting", metadata: metadata)
+            settle(delivery, reply: nil, requeue: false)
+            return
+        }
         if delivery.deliveryCount > 0 { metadata["delivery"] = "\(delivery.deliveryCount + 1)" }
         do {
             let reply = try await CommandContext.$messageID.withValue(envelope.messageID) {

@@ -206,6 +206,25 @@ struct AMQPAdapterTests {
         #expect(try await eventually { try await deadLetters(link).count == 1 }, "its caller gave up, so no worker may apply it later")
     }
 
+    @Test("a command whose caller stopped waiting is dead-lettered, not applied")
+    func lateCommand() async throws {
+        let settings = try TestBroker.settings(virtualHost: "identity-late")
+        let link = broker(settings)
+        defer { link.stop() }
+        let handler = CountingHandler()
+        _ = link.worker(handler: handler)
+        link.start()
+        #expect(await eventually { link.isConnected })
+        let past = Int64(Date().timeIntervalSince1970 * 1000) - 1000
+        try await link.connection.publish(
+            exchange: "", routingKey: AMQPTopology.commandQueue,
+            body: Data(#"{"userID":"6a2f41a0-0000-4000-8000-000000000000"}"#.utf8),
+            properties: MessageProperties(messageID: "late", type: "DeleteAccount", deadlineMilliseconds: past)
+        )
+        #expect(try await eventually { try await deadLetters(link).count == 1 })
+        #expect(handler.count == 0, "the handler never saw it")
+    }
+
     @Test("events reach identity.events in order, as EventCodec documents, routed by type")
     func events() async throws {
         let settings = try TestBroker.settings(virtualHost: "identity-events")
@@ -279,6 +298,17 @@ final class Nacker: BrokerClient {
     func receive(_ delivery: Delivery) {
         counts.withLock { $0.append(delivery.deliveryCount) }
         connection.enqueue(.init(run: { session throws(BrokerError) in try session.nack(delivery.tag, requeue: true) }, fail: {}))
+    }
+}
+
+/// Counts what it is asked to apply.
+final class CountingHandler: CommandHandler {
+    private let handled = Mutex(0)
+    var count: Int { handled.withLock { $0 } }
+
+    func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        handled.withLock { $0 += 1 }
+        return .done
     }
 }
 
