@@ -36,3 +36,13 @@ public struct LoginThrottleLimits: Sendable, Equatable {
         self.window = window
     }
 }
+
+extension LoginThrottleLimits {
+    /// Seconds until one more attempt may go ahead for a key with `failures` (those within the
+    /// window, oldest first) and `limit`: 0 while fewer than `limit` failures count, else the
+    /// time until the oldest counted one leaves the window. Every throttle adapter decides so.
+    public func retryAfter(failures: [Date], limit: Int, now: Date) -> TimeInterval {
+        guard limit > 0, failures.count >= limit else { return 0 }
+        return failures[failures.count - limit].addingTimeInterval(window).timeIntervalSince(now)
+    }
+}

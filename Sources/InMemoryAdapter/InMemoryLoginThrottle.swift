@@ -22,15 +22,10 @@ public actor InMemoryLoginThrottle: LoginThrottle {
         let since = now.addingTimeInterval(-limits.window)
         let emailFailures = recent(failuresByEmail[email.value], since: since)
         let clientFailures = client.map { recent(failuresByClient[$0], since: since) } ?? []
-        var retryAfter: TimeInterval = 0
-        if emailFailures.count >= limits.maxFailuresPerEmail {
-            retryAfter = max(retryAfter, emailFailures[emailFailures.count - limits.maxFailuresPerEmail]
-                .addingTimeInterval(limits.window).timeIntervalSince(now))
-        }
-        if client != nil, clientFailures.count >= limits.maxFailuresPerClient {
-            retryAfter = max(retryAfter, clientFailures[clientFailures.count - limits.maxFailuresPerClient]
-                .addingTimeInterval(limits.window).timeIntervalSince(now))
-        }
+        let retryAfter = max(
+            limits.retryAfter(failures: emailFailures, limit: limits.maxFailuresPerEmail, now: now),
+            limits.retryAfter(failures: clientFailures, limit: limits.maxFailuresPerClient, now: now)
+        )
         if retryAfter > 0 {
             failuresByEmail[email.value] = emailFailures
             return .throttled(retryAfterSeconds: Int(retryAfter.rounded(.up)))

@@ -39,10 +39,7 @@ public struct PostgresLoginThrottle: LoginThrottle {
                     )
                     var failures: [Date] = []
                     for try await failedAt in rows.decode(Date.self) { failures.append(failedAt) }
-                    if failures.count >= limit {
-                        let oldestCounted = failures[failures.count - limit]
-                        retryAfter = max(retryAfter, oldestCounted.addingTimeInterval(limits.window).timeIntervalSince(now))
-                    }
+                    retryAfter = max(retryAfter, limits.retryAfter(failures: failures, limit: limit, now: now))
                 }
                 if retryAfter > 0 { return ThrottleDecision.throttled(retryAfterSeconds: Int(retryAfter.rounded(.up))) }
                 for (key, limit) in keys {

@@ -276,11 +276,8 @@ public struct SQLiteLoginThrottle: LoginThrottle {
                     "SELECT failed_ms FROM identity_login_failures WHERE key = ? AND failed_ms > ? ORDER BY failed_ms",
                     [.text(key), since.sqliteMilliseconds]
                 )
-                let failures = rows.compactMap { $0.column("failed_ms")?.integer }
-                if failures.count >= limit {
-                    let oldestCounted = Date(sqliteMilliseconds: failures[failures.count - limit])
-                    retryAfter = max(retryAfter, oldestCounted.addingTimeInterval(limits.window).timeIntervalSince(now))
-                }
+                let failures = rows.compactMap { $0.column("failed_ms")?.integer }.map(Date.init(sqliteMilliseconds:))
+                retryAfter = max(retryAfter, limits.retryAfter(failures: failures, limit: limit, now: now))
             }
             if retryAfter > 0 { return ThrottleDecision.throttled(retryAfterSeconds: Int(retryAfter.rounded(.up))) }
             for (key, limit) in keys {
