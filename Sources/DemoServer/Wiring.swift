@@ -47,53 +47,34 @@ struct Wiring: Sendable {
         var services: [any Service] = []
         var readiness: [any HealthCheck] = []
         let storeSummary: String
-        var busSummary = "in-process"
-        let policy = IdentityPolicy(tokenLifetime: lifetime)
-        let handler: IdentityCommandHandler
-        let bus: any CommandBus
+        var broker: AMQPBroker?
         if let postgres = settings.postgres {
             let client = postgres.makeClient(logger: logger)
             let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
             let store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
             let revocationStore = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
             let sharedThrottle = PostgresLoginThrottle(client: client, limits: limits, timeout: timeout, logger: logger)
-            (users, outbox, throttle) = (store, store, sharedThrottle)
             services = [client]
             readiness = [PostgresHealthCheck(client: client)]
+            var active: any RevocationStore = revocationStore
             if let rabbitmq = settings.rabbitmq {
                 // Distributed mode: commands over the broker, revocations cached on every instance.
-                let broker = AMQPBroker(settings: rabbitmq, logger: logger)
-                let cache = broker.revocationCache(base: revocationStore, clock: clock, metrics: factory)
-                revocations = cache
-                handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: cache, clock: clock, policy: policy)
-                bus = broker.commandBus(local: handler)
-                var consumes = false
-                if role != .serve(worker: false) {
-                    var fault: (@Sendable (CommandEnvelope) -> Void)?
-                    if settings.exitBeforeAcknowledging {
-                        // Fault injection for the redelivery test: die after the commit, before the ack.
-                        fault = { _ in _exit(86) }
-                    }
-                    _ = broker.worker(handler: handler, beforeAcknowledging: fault)
-                    consumes = true
-                }
-                let relay = OutboxRelay(outbox: store, publisher: broker.eventPublisher())
-                services += [broker, OutboxRelayService(relay: relay, logger: logger)]
-                readiness.append(AMQPHealthCheck(broker: broker))
-                busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off")"
-            } else {
-                revocations = revocationStore
-                handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
-                bus = InProcessCommandBus(handler: handler)
+                let link = AMQPBroker(settings: rabbitmq, logger: logger)
+                active = link.revocationCache(base: revocationStore, clock: clock, metrics: factory)
+                let relay = OutboxRelay(outbox: store, publisher: link.eventPublisher())
+                services += [link, OutboxRelayService(relay: relay, logger: logger)]
+                readiness.append(AMQPHealthCheck(broker: link))
+                broker = link
             }
+            let purgedRevocations = active  // the cache, when there is one, prunes itself and its base
+            (users, outbox, revocations, throttle) = (store, store, active, sharedThrottle)
             var purges: [(name: String, purge: ExpiryPurge.Task)] = [
-                ("revocations", { try await revocations.purgeExpired(now: $0) }),
+                ("revocations", { try await purgedRevocations.purgeExpired(now: $0) }),
                 ("login failures", { try await sharedThrottle.purgeExpired(now: $0) }),
                 ("applied commands", { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-7 * 86_400)) }),
             ]
-            if settings.rabbitmq == nil {
-                // Nothing relays events without a broker: keep the newest, as the in-memory outbox does.
-                purges.append(("unrelayed events", { _ in try await store.trimOutbox(keeping: 10_000) }))
+            if broker == nil {
+                purges.append(Self.trimUnrelayed { try await store.trimOutbox(keeping: $0) })
             }
             services.append(ExpiryPurge(tasks: purges, clock: clock, interval: .seconds(600), logger: logger))
             migrator = try PostgresMigrator(client: client, logger: logger)
@@ -107,22 +88,35 @@ struct Wiring: Sendable {
             services = [ExpiryPurge(
                 tasks: [("revocations", { try await revocationStore.purgeExpired(now: $0) }),
                         ("login failures", { try await localThrottle.purgeExpired(now: $0) }),
-                        // Nothing relays events without a broker: keep the newest, as the in-memory outbox does.
-                        ("unrelayed events", { _ in try await store.trimOutbox(keeping: 10_000) })],
+                        Self.trimUnrelayed { try await store.trimOutbox(keeping: $0) }],
                 clock: clock, interval: .seconds(600), logger: logger
             )]
             migrator = nil
             storeSummary = "sqlite(\(settings.sqlitePath))"
-            handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
-            bus = InProcessCommandBus(handler: handler)
         } else {
             let store = InMemoryUserStore()
             (users, outbox, revocations) = (store, store, InMemoryRevocationStore(clock: clock))
             throttle = InMemoryLoginThrottle(limits: limits)
             migrator = nil
             storeSummary = "in-memory"
-            handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
-            bus = InProcessCommandBus(handler: handler)
+        }
+        let handler = IdentityCommandHandler(
+            users: users, outbox: outbox, revocations: revocations, clock: clock, policy: IdentityPolicy(tokenLifetime: lifetime)
+        )
+        var bus: any CommandBus = InProcessCommandBus(handler: handler)
+        var busSummary = "in-process"
+        if let broker, let rabbitmq = settings.rabbitmq {
+            bus = broker.commandBus(local: handler)
+            let consumes = role != .serve(worker: false)
+            if consumes {
+                var fault: (@Sendable (CommandEnvelope) -> Void)?
+                if settings.exitBeforeAcknowledging {
+                    // Fault injection for the redelivery test: die after the commit, before the ack.
+                    fault = { _ in _exit(86) }
+                }
+                _ = broker.worker(handler: handler, beforeAcknowledging: fault)
+            }
+            busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off")"
         }
         self.service = IdentityService(IdentityDependencies(
             users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true),
@@ -135,6 +129,14 @@ struct Wiring: Sendable {
         self.readiness = readiness
         self.services = services
         self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
+    }
+
+    /// Without a broker nothing relays events: a store keeps only the newest, as the in-memory
+    /// outbox does.
+    private static func trimUnrelayed(
+        _ trim: @escaping @Sendable (Int) async throws -> Int
+    ) -> (name: String, purge: ExpiryPurge.Task) {
+        ("unrelayed events", { _ in try await trim(10_000) })
     }
 
     /// Opens the embedded store's file (migrating it), or stops start-up with one line (exit 69).
