@@ -1,4 +1,5 @@
 public import IdentityPorts
+import IdentityDomain
 import Foundation
 import Synchronization
 
@@ -36,11 +37,11 @@ public final class AMQPCommandBus: CommandBus, Sendable {
             throw BackendUnavailable(backend: "rabbitmq")
         }
         let id = envelope.messageID
-        let timeoutMilliseconds = Self.milliseconds(timeout)
+        let timeoutMilliseconds = timeout.wholeMilliseconds
         let properties = MessageProperties(
             messageID: id, correlationID: id, replyTo: replyQueue, type: envelope.command.name,
             expirationMilliseconds: timeoutMilliseconds,
-            deadlineMilliseconds: Int64(Date().timeIntervalSince1970 * 1000) + Int64(timeoutMilliseconds)
+            deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds)
         )
         let timer = Task { [weak self, timeout] in
             try await Task.sleep(for: timeout)
@@ -78,11 +79,6 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         for continuation in orphaned { continuation.resume(throwing: BackendUnavailable(backend: "rabbitmq")) }
     }
 
-    static func milliseconds(_ duration: Duration) -> Int {
-        let parts = duration.components
-        return Int(parts.seconds) * 1000 + Int(parts.attoseconds / 1_000_000_000_000_000)
-    }
-
     /// Declares the command queues and consumes this instance's reply queue.
     private struct ReplyConsumer: BrokerClient {
         let bus: AMQPCommandBus
@@ -113,4 +109,12 @@ func declareCommandQueues(_ session: BrokerSession) throws(BrokerError) {
     try session.declareWorkQueue(
         AMQPTopology.commandQueue, deadLetterQueue: AMQPTopology.deadLetterQueue, deliveryLimit: AMQPTopology.deliveryLimit
     )
+}
+
+extension Duration {
+    /// The duration in whole milliseconds (librabbitmq's and AMQP's unit).
+    var wholeMilliseconds: Int {
+        let parts = components
+        return Int(parts.seconds) * 1000 + Int(parts.attoseconds / 1_000_000_000_000_000)
+    }
 }

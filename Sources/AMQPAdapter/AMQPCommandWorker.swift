@@ -1,4 +1,5 @@
 import IdentityPorts
+import IdentityDomain
 import Foundation
 import Logging
 
@@ -44,7 +45,7 @@ public final class AMQPCommandWorker: Sendable {
         }
         var metadata: Logger.Metadata = ["command": "\(envelope.command.name)", "message_id": "\(envelope.messageID)"]
         if let deadline = delivery.deadlineMilliseconds, !delivery.redelivered,
-           Int64(Date().timeIntervalSince1970 * 1000) > deadline
+           Date().epochMilliseconds > deadline
         {
             // Its caller has been told 503 already: applying it now would surprise them. (A
             // redelivery is applied anyway: an earlier delivery may have applied it, and the

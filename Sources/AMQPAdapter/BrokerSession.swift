@@ -39,8 +39,7 @@ final class BrokerSession {
     /// Connects, logs in, opens the channel and turns on publisher confirms.
     static func open(_ settings: AMQPSettings, generation: UInt64) throws(BrokerError) -> BrokerSession {
         var error = ErrorBuffer()
-        let timeout = settings.connectTimeout.components
-        let milliseconds = Int32(clamping: timeout.seconds * 1000 + timeout.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: settings.connectTimeout.wholeMilliseconds)
         let connection = error.withPointer { pointer, length in
             identity_amqp_open(
                 settings.host, Int32(settings.port), settings.username, settings.password, settings.virtualHost,

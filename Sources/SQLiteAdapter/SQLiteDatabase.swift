@@ -2,6 +2,7 @@ import SQLiteNIO
 public import Logging
 import Foundation
 import IdentityPorts
+import IdentityDomain
 import Crypto
 
 /// One SQLite database file (or `:memory:`) behind one connection, shared by the SQLite
@@ -137,7 +138,7 @@ public actor IdentitySQLiteDatabase {
                 _ = try await connection.query(
                     "INSERT INTO identity_schema_migrations (version, name, checksum, applied_ms) VALUES (?, ?, ?, ?)",
                     [.integer(migration.version), .text(migration.name), .text(migration.checksum),
-                     .integer(Int(Date().timeIntervalSince1970 * 1000))]
+                     Date().sqliteMilliseconds]
                 )
             }
         }
@@ -160,7 +161,6 @@ public struct SQLiteStoreError: Error, Sendable, CustomStringConvertible {
 }
 
 extension Date {
-    var sqliteMilliseconds: SQLiteData { .integer(Int(epochMillisecondsValue)) }
-    var epochMillisecondsValue: Int64 { Int64((timeIntervalSince1970 * 1000).rounded()) }
+    var sqliteMilliseconds: SQLiteData { .integer(Int(epochMilliseconds)) }
     init(sqliteMilliseconds value: Int) { self.init(timeIntervalSince1970: Double(value) / 1000) }
 }
