@@ -15,7 +15,7 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let requestID = RequestID.acceptable(request.headers[.requestID]) ?? RequestID.generate()
+        let requestID = RequestID.of(request)
         context.requestID = requestID
         context.logger[metadataKey: "request_id"] = .string(requestID)
         do {
@@ -44,6 +44,11 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
 
 /// Request ids: the client's when acceptable, else 16 random hex digits.
 enum RequestID {
+    /// The request's id: the client's `X-Request-ID` when acceptable, else a new one.
+    static func of(_ request: Request) -> String {
+        acceptable(request.headers[.requestID]) ?? generate()
+    }
+
     static func acceptable(_ value: String?) -> String? {
         guard let value, (1...128).contains(value.utf8.count) else { return nil }
         let ok = value.utf8.allSatisfy { byte in

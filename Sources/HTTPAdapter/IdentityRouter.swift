@@ -108,7 +108,8 @@ public struct IdentityBearerAuthenticator<Context: IdentityContext>: RouterMiddl
         do {
             context.principal = try await BearerToken.authenticate(request, with: service)
         } catch {
-            if context.requestID.isEmpty { context.requestID = RequestID.generate() }
+            // Outside the identity routes nothing has given the request an id yet.
+            if context.requestID.isEmpty { context.requestID = RequestID.of(request) }
             return Problem.from(error).response(requestID: context.requestID)
         }
         return try await next(request, context)
