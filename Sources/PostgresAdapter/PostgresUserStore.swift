@@ -97,14 +97,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
 
     public func pending(limit: Int) async throws -> [OutboxEntry] {
         try await session.run { client, logger in
-            let rows = try await client.query(
-                """
-                SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox
-                ORDER BY sequence LIMIT \(max(0, limit))
-                """,
-                logger: logger
-            )
-            return try await Self.entries(rows)
+            try await Self.entries(client.query(Self.pendingQuery(limit: limit), logger: logger))
         }
     }
 
@@ -123,15 +116,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
             try await client.withTransaction(logger: logger) { connection in
                 let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.relayLock))", logger: logger)
                 for try await held in locked.decode(Bool.self) where !held { return 0 }
-                let entries = try await Self.entries(
-                    connection.query(
-                        """
-                        SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox
-                        ORDER BY sequence LIMIT \(max(0, limit))
-                        """,
-                        logger: logger
-                    )
-                )
+                let entries = try await Self.entries(connection.query(Self.pendingQuery(limit: limit), logger: logger))
                 guard !entries.isEmpty else { return 0 }
                 do {
                     try await publish(entries)
@@ -204,6 +189,11 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
             logger: logger
         )
         guard try await count(rows) == 1 else { throw CommandAlreadyApplied(messageID: id) }
+    }
+
+    /// The oldest `limit` unpublished events.
+    private static func pendingQuery(limit: Int) -> PostgresQuery {
+        "SELECT sequence, event_id, type, occurred_at, data::text FROM identity_outbox ORDER BY sequence LIMIT \(max(0, limit))"
     }
 
     private static func entries(_ rows: PostgresRowSequence) async throws -> [OutboxEntry] {
