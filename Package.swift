@@ -210,12 +210,12 @@ let package = Package(
         ),
         .testTarget(
             name: "AMQPAdapterTests",
-            dependencies: ["AMQPAdapter", "IdentityConformance", "IdentityApplication", "InMemoryAdapter"],
+            dependencies: ["AMQPAdapter", "IdentityConformance", "IdentityApplication", "InMemoryAdapter", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DemoServerTests",
-            dependencies: ["DemoServer", "PostgresAdapter", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DemoServer", "PostgresAdapter", "IdentityTestSupport", .product(name: "Logging", package: "swift-log")],
             exclude: ["Peers"],
             swiftSettings: swiftSettings
         ),

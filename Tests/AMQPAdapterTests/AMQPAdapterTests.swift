@@ -5,6 +5,7 @@ import IdentityConformance
 import IdentityDomain
 import IdentityPorts
 import InMemoryAdapter
+import IdentityTestSupport
 import Synchronization
 import Testing
 
@@ -17,7 +18,7 @@ struct AMQPAdapterTests {
 
     @Test("AMQPCommandBus with a worker passes the CommandBus suite")
     func commandBusConformance() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-bus-conformance")
+        let settings = try await TestBroker.settings(virtualHost: "identity-bus-conformance")
         let link = broker(settings)
         defer { link.stop() }
         try await CommandBusConformance { handler in
@@ -31,7 +32,7 @@ struct AMQPAdapterTests {
 
     @Test("the connection negotiates heartbeats and publisher confirms (the broker says so)")
     func connectionProperties() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-heartbeat")
+        let settings = try await TestBroker.settings(virtualHost: "identity-heartbeat")
         let link = broker(settings)
         defer { link.stop() }
         _ = link.eventPublisher()
@@ -48,18 +49,18 @@ struct AMQPAdapterTests {
         }
         var heartbeat: [String] = [], confirm: [String] = []
         #expect(try await eventually(within: 60) {
-            heartbeat = ours(try TestBroker.output(node, "list_connections", "vhost", "timeout"))
+            heartbeat = ours(try await TestBroker.output(node, "list_connections", "vhost", "timeout"))
             return heartbeat == ["5"]
         }, "the heartbeat interval asked for, got \(heartbeat)")
         #expect(try await eventually(within: 60) {
-            confirm = ours(try TestBroker.output(node, "list_channels", "vhost", "confirm"))
+            confirm = ours(try await TestBroker.output(node, "list_channels", "vhost", "confirm"))
             return confirm == ["true"]
         }, "confirm mode, got \(confirm)")
     }
 
     @Test("AMQPRevocationCache, synchronised, passes the RevocationStore suite")
     func revocationCacheConformance() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-cache-conformance")
+        let settings = try await TestBroker.settings(virtualHost: "identity-cache-conformance")
         let links = Links()
         defer { links.stopAll() }
         try await RevocationStoreConformance {
@@ -74,7 +75,7 @@ struct AMQPAdapterTests {
 
     @Test("a logout on one instance is refused by another within a poll; a late joiner loads it from the base")
     func revocationReachesEveryInstance() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-cache-fanout")
+        let settings = try await TestBroker.settings(virtualHost: "identity-cache-fanout")
         let base = InMemoryRevocationStore()
         let (a, b) = (broker(settings), broker(settings))
         defer { a.stop(); b.stop() }
@@ -128,7 +129,7 @@ struct AMQPAdapterTests {
 
     @Test("a command that keeps failing is dead-lettered on its fifth delivery")
     func deliveryLimit() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-delivery-limit")
+        let settings = try await TestBroker.settings(virtualHost: "identity-delivery-limit")
         let link = broker(settings)
         defer { link.stop() }
         _ = link.commandBus(local: RefusingHandler())  // declares the queues
@@ -152,7 +153,7 @@ struct AMQPAdapterTests {
 
     @Test("an undecodable command goes to the dead-letter queue at once, and the worker carries on")
     func undecodableCommand() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-poison")
+        let settings = try await TestBroker.settings(virtualHost: "identity-poison")
         let link = broker(settings)
         defer { link.stop() }
         let store = InMemoryUserStore()
@@ -177,7 +178,7 @@ struct AMQPAdapterTests {
 
     @Test("a worker whose database is down replies 503 at once and dead-letters the command")
     func workerBackendDown() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-worker-down")
+        let settings = try await TestBroker.settings(virtualHost: "identity-worker-down")
         let link = broker(settings)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler())
@@ -194,7 +195,7 @@ struct AMQPAdapterTests {
 
     @Test("with no worker, a command times out with BackendUnavailable and expires from the queue")
     func noWorker() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
+        let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
         let link = broker(settings)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler())
@@ -208,7 +209,7 @@ struct AMQPAdapterTests {
 
     @Test("a command whose caller stopped waiting is dead-lettered, not applied")
     func lateCommand() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-late")
+        let settings = try await TestBroker.settings(virtualHost: "identity-late")
         let link = broker(settings)
         defer { link.stop() }
         let handler = CountingHandler()
@@ -227,7 +228,7 @@ struct AMQPAdapterTests {
 
     @Test("events reach identity.events in order, as EventCodec documents, routed by type")
     func events() async throws {
-        let settings = try TestBroker.settings(virtualHost: "identity-events")
+        let settings = try await TestBroker.settings(virtualHost: "identity-events")
         let link = broker(settings)
         defer { link.stop() }
         let publisher = link.eventPublisher()

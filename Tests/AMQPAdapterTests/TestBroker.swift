@@ -1,6 +1,7 @@
 @testable import AMQPAdapter
 import Foundation
 import IdentityPorts
+import IdentityTestSupport
 import Logging
 import Testing
 
@@ -12,11 +13,11 @@ enum TestBroker {
     static let skipReason: Comment = "IDENTITY_TEST_RABBITMQ_HOST/_NODE are unset: run scripts/test, which starts RabbitMQ"
 
     /// Settings for a fresh, empty virtual host `name`.
-    static func settings(virtualHost name: String, commandTimeout: Duration = .seconds(5)) throws -> AMQPSettings {
+    static func settings(virtualHost name: String, commandTimeout: Duration = .seconds(5)) async throws -> AMQPSettings {
         let node = environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
-        _ = try rabbitmqctl(node, "delete_vhost", name)
-        guard try rabbitmqctl(node, "add_vhost", name) == 0,
-              try rabbitmqctl(node, "set_permissions", "-p", name, "guest", ".*", ".*", ".*") == 0
+        _ = try await rabbitmqctl(node, "delete_vhost", name)
+        guard try await rabbitmqctl(node, "add_vhost", name) == 0,
+              try await rabbitmqctl(node, "set_permissions", "-p", name, "guest", ".*", ".*", ".*") == 0
         else { throw SetUpFailed(description: "cannot create virtual host \(name)") }
         return AMQPSettings(
             host: environment["IDENTITY_TEST_RABBITMQ_HOST"] ?? "127.0.0.1",
@@ -25,27 +26,29 @@ enum TestBroker {
         )
     }
 
-    static func rabbitmqctl(_ node: String, _ arguments: String...) throws -> Int32 {
-        try run(node, arguments, output: nil)
+    static func rabbitmqctl(_ node: String, _ arguments: String...) async throws -> Int32 {
+        try await run(node, arguments, output: false).status
     }
 
     /// What `rabbitmqctl -q --no-table-headers` prints, trimmed.
-    static func output(_ node: String, _ arguments: String...) throws -> String {
-        let pipe = Pipe()
-        _ = try run(node, ["--no-table-headers"] + arguments, output: pipe)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    static func output(_ node: String, _ arguments: String...) async throws -> String {
+        try await run(node, ["--no-table-headers"] + arguments, output: true).output
     }
 
-    private static func run(_ node: String, _ arguments: [String], output: Pipe?) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["rabbitmqctl", "-q", "-n", node] + arguments
-        process.standardOutput = output ?? FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+    /// Runs rabbitmqctl to its end on a thread of its own (it takes seconds: an Erlang VM starts).
+    private static func run(_ node: String, _ arguments: [String], output: Bool) async throws -> (status: Int32, output: String) {
+        try await onOwnThread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["rabbitmqctl", "-q", "-n", node] + arguments
+            let pipe = Pipe()
+            process.standardOutput = output ? pipe : FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = output ? pipe.fileHandleForReading.readDataToEndOfFile() : Data()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 
     static let logger: Logger = {
@@ -57,14 +60,4 @@ enum TestBroker {
     struct SetUpFailed: Error, CustomStringConvertible {
         let description: String
     }
-}
-
-/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try await condition()
 }

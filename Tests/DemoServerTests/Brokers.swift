@@ -1,4 +1,5 @@
 import Foundation
+import IdentityTestSupport
 import Testing
 
 /// The RabbitMQ that scripts/test starts (`IDENTITY_TEST_RABBITMQ_*`), with a fresh virtual
@@ -12,11 +13,11 @@ enum TestRabbitMQ {
         "IDENTITY_TEST_RABBITMQ_NODE, IDENTITY_TEST_PYTHON or IDENTITY_TEST_POSTGRES_BIN is unset: run scripts/test"
 
     /// Creates the virtual host `name` afresh on the shared node; returns the demo server's `RABBITMQ_*`.
-    static func virtualHost(_ name: String) throws -> [String: String] {
+    static func virtualHost(_ name: String) async throws -> [String: String] {
         let node = environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
-        _ = try runShell("rabbitmqctl -q -n '\(node)' delete_vhost '\(name)' >/dev/null 2>&1")
-        guard try runShell("rabbitmqctl -q -n '\(node)' add_vhost '\(name)' >/dev/null 2>&1") == 0,
-              try runShell("rabbitmqctl -q -n '\(node)' set_permissions -p '\(name)' guest '.*' '.*' '.*' >/dev/null 2>&1") == 0
+        _ = try await runShell("rabbitmqctl -q -n '\(node)' delete_vhost '\(name)' >/dev/null 2>&1")
+        guard try await runShell("rabbitmqctl -q -n '\(node)' add_vhost '\(name)' >/dev/null 2>&1") == 0,
+              try await runShell("rabbitmqctl -q -n '\(node)' set_permissions -p '\(name)' guest '.*' '.*' '.*' >/dev/null 2>&1") == 0
         else { throw PrivatePostgresError(description: "cannot create virtual host \(name)") }
         return ["RABBITMQ_HOST": environment["IDENTITY_TEST_RABBITMQ_HOST"] ?? "127.0.0.1",
                 "RABBITMQ_PORT": environment["IDENTITY_TEST_RABBITMQ_PORT"] ?? "5672", "RABBITMQ_VHOST": name]
@@ -44,17 +45,17 @@ enum TestRabbitMQ {
     }
 
     /// Runs a short pika peer command to completion; returns its exit status and output.
-    static func peer(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    static func peer(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let out = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let quoted = ([python, peerScript] + arguments).map { "'\($0)'" }.joined(separator: " ")
-        let status = try runShell("timeout 60 \(quoted) > '\(out)' 2>&1")
+        let status = try await runShell("timeout 60 \(quoted) > '\(out)' 2>&1")
         return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
     }
 
     /// How many messages `queue` holds, asked through pika.
-    static func messageCount(_ broker: [String: String], queue: String) throws -> Int? {
-        Int(try peer(["count", url(broker), queue]).output.trimmingCharacters(in: .whitespacesAndNewlines))
+    static func messageCount(_ broker: [String: String], queue: String) async throws -> Int? {
+        Int(try await peer(["count", url(broker), queue]).output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 
@@ -70,19 +71,19 @@ final class PrivateRabbitMQ: Sendable {
 
     var caFile: String { "\(directory)/ca.pem" }
 
-    init(tls: Bool = false) throws {
+    init(tls: Bool = false) async throws {
         port = try freePort()
         distributionPort = try freePort()
         tlsPort = tls ? try freePort() : nil
         node = "identity-private-\(UUID().uuidString.prefix(8).lowercased())@localhost"
         let base = ProcessInfo.processInfo.environment["IDENTITY_TEST_WORKDIR"] ?? NSTemporaryDirectory()
         directory = (base as NSString).appendingPathComponent("private-rabbit-\(UUID().uuidString.prefix(8))")
-        _ = try runShell(
+        _ = try await runShell(
             "mkdir -p '\(directory)/mnesia' '\(directory)/log' && : > '\(directory)/plugins' && echo '\(node)' > '\(directory)/node'"
         )
         if let tlsPort {
             let d = directory
-            let made = try runShell("""
+            let made = try await runShell("""
                 cd '\(d)' && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=identity-test-ca \
                     -keyout ca.key -out ca.pem >/dev/null 2>&1 \
                 && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr >/dev/null 2>&1 \
@@ -94,34 +95,36 @@ final class PrivateRabbitMQ: Sendable {
                 """)
             guard made == 0 else { throw PrivatePostgresError(description: "cannot make TLS certificates") }
         }
-        _ = try runShell("id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq '\(directory)'; true")
-        try start()
+        _ = try await runShell("id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq:rabbitmq '\(directory)'; true")
+        try await start()
     }
 
     var environment: [String: String] { ["RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "\(port)"] }
 
     /// Starts the node and waits until it accepts connections.
-    func start() throws {
+    func start() async throws {
         let variables = "RABBITMQ_NODENAME='\(node)' RABBITMQ_NODE_PORT=\(port) RABBITMQ_NODE_IP_ADDRESS=127.0.0.1"
             + " RABBITMQ_DIST_PORT=\(distributionPort) RABBITMQ_MNESIA_BASE='\(directory)/mnesia'"
             + " RABBITMQ_LOG_BASE='\(directory)/log' RABBITMQ_ENABLED_PLUGINS_FILE='\(directory)/plugins'"
             + (tlsPort == nil ? "" : " RABBITMQ_CONFIG_FILE='\(directory)/rabbitmq.conf'")
-        _ = try runShell("\(variables) nohup rabbitmq-server >>'\(directory)/server.log' 2>&1 &")
-        let deadline = Date().addingTimeInterval(90)
-        while Date() < deadline {
-            // await_startup fails at once until the node has registered: poll it.
-            if try runShell("timeout 20 rabbitmqctl -q -n '\(node)' await_startup >/dev/null 2>&1") == 0 { return }
-            usleep(500_000)
+        _ = try await runShell("\(variables) nohup rabbitmq-server >>'\(directory)/server.log' 2>&1 &")
+        // await_startup fails at once until the node has registered: poll it.
+        let node = node
+        let started = try await eventually(within: 90) {
+            try await runShell("timeout 20 rabbitmqctl -q -n '\(node)' await_startup >/dev/null 2>&1") == 0
         }
-        throw PrivatePostgresError(description: "private RabbitMQ did not start")
+        guard started else { throw PrivatePostgresError(description: "private RabbitMQ did not start") }
     }
 
-    func stop() throws {
-        _ = try runShell("timeout 60 rabbitmqctl -q -n '\(node)' stop >/dev/null 2>&1")
+    func stop() async throws {
+        _ = try await runShell(stopCommand)
     }
 
+    private var stopCommand: String { "timeout 60 rabbitmqctl -q -n '\(node)' stop >/dev/null 2>&1" }
+
+    /// Stops the node if it runs and deletes its files; blocks, for a `defer`.
     func destroy() {
-        try? stop()
+        _ = try? runShellBlocking(stopCommand)
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import IdentityTestSupport
 import Testing
 
 /// Distributed mode through real processes: DemoServer HTTP nodes and workers on one
@@ -18,25 +19,25 @@ struct DistributedTests {
         }
     }
 
-    func cluster(_ env: [String: String]) throws -> Cluster {
-        let worker = try worker(env)
-        let (a, baseA) = try httpNode(env)
-        let (b, baseB) = try httpNode(env)
+    func cluster(_ env: [String: String]) async throws -> Cluster {
+        let worker = try await worker(env)
+        let (a, baseA) = try await httpNode(env)
+        let (b, baseB) = try await httpNode(env)
         return Cluster(worker: worker, a: a, baseA: baseA, b: b, baseB: baseB)
     }
 
     /// Starts `DemoServer serve --no-worker` and returns it with its base URL once its
     /// revocation cache has synchronised.
-    func httpNode(_ env: [String: String]) throws -> (ServerProcess, String) {
+    func httpNode(_ env: [String: String]) async throws -> (ServerProcess, String) {
         let node = try ServerProcess(environment: env, arguments: ["serve", "--no-worker"])
-        let port = try #require(node.port(), "the node starts: \(node.log)")
-        #expect(node.waitFor { node.log.contains("revocation cache synchronised") }, "the node joins the fan-out: \(node.log)")
+        let port = try #require(await node.port(), "the node starts: \(node.log)")
+        #expect(await node.waitFor { node.log.contains("revocation cache synchronised") }, "the node joins the fan-out: \(node.log)")
         return (node, "http://127.0.0.1:\(port)")
     }
 
-    func worker(_ env: [String: String]) throws -> ServerProcess {
+    func worker(_ env: [String: String]) async throws -> ServerProcess {
         let worker = try ServerProcess(environment: env, arguments: ["worker"])
-        #expect(worker.waitFor { worker.log.contains("rabbitmq connected") }, "the worker connects: \(worker.log)")
+        #expect(await worker.waitFor { worker.log.contains("rabbitmq connected") }, "the worker connects: \(worker.log)")
         return worker
     }
 
@@ -60,14 +61,14 @@ struct DistributedTests {
 
     @Test("two HTTP nodes and a worker: register on A, read on B, logout on A refused on B; events reach a pika consumer; poison goes to the DLQ")
     func twoNodesAndAWorker() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
-        let broker = try TestRabbitMQ.virtualHost("identity-e2e-nodes")
-        let env = try migrated(postgres, broker)
+        let broker = try await TestRabbitMQ.virtualHost("identity-e2e-nodes")
+        let env = try await migrated(postgres, broker)
         let events = try TestRabbitMQ.eventConsumer(broker, last: "user.deleted")
         defer { events.stop() }
-        #expect(events.waitFor { events.log.contains("READY") }, "the pika consumer is bound: \(events.log)")
-        let nodes = try cluster(env)
+        #expect(await events.waitFor { events.log.contains("READY") }, "the pika consumer is bound: \(events.log)")
+        let nodes = try await cluster(env)
         defer { nodes.stop() }
         let (a, baseA, baseB) = (nodes.a, nodes.baseA, nodes.baseB)
         #expect(a.log.contains("bus=amqp(") && a.log.contains("worker=off"), "the startup line names the bus")
@@ -115,14 +116,14 @@ struct DistributedTests {
 
         #expect(try await call("DELETE", "\(baseB)/users/me", token: fresh).status == 204)
         #expect(try await until(401, "\(baseA)/users/me", token: fresh) != nil, "A refuses the deleted account's token")
-        #expect(events.waitFor { events.log.contains("user.deleted") }, "the pika consumer sees the deletion: \(events.log.suffix(500))")
+        #expect(await events.waitFor { events.log.contains("user.deleted") }, "the pika consumer sees the deletion: \(events.log.suffix(500))")
         try checkEventSchemas(events.log)
     }
 
     func poisonGoesToTheDeadLetterQueue(_ broker: [String: String], base: String, token: String) async throws {
-        let poison = try TestRabbitMQ.peer(["publish", TestRabbitMQ.url(broker), "identity.commands", "DeleteAccount", "not json"])
+        let poison = try await TestRabbitMQ.peer(["publish", TestRabbitMQ.url(broker), "identity.commands", "DeleteAccount", "not json"])
         #expect(poison.status == 0, "pika publishes: \(poison.output)")
-        #expect(try await eventually { try TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 1 },
+        #expect(try await eventually { try await TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 1 },
                 "the undecodable command is dead-lettered")
         let after = try await call("PUT", "\(base)/users/me", json: #"{"name":"After the poison"}"#, token: token)
         #expect(after.status == 200, "and the worker carries on")
@@ -153,42 +154,42 @@ struct DistributedTests {
 
     @Test("a worker killed after the commit and before the ack: the redelivered command is applied exactly once")
     func workerKilledBeforeAck() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
-        let broker = try TestRabbitMQ.virtualHost("identity-e2e-redelivery")
-        let env = try migrated(postgres, broker, ["COMMAND_TIMEOUT_SECONDS": "60"])
-        let (a, baseA) = try httpNode(env)
+        let broker = try await TestRabbitMQ.virtualHost("identity-e2e-redelivery")
+        let env = try await migrated(postgres, broker, ["COMMAND_TIMEOUT_SECONDS": "60"])
+        let (a, baseA) = try await httpNode(env)
         defer { a.stop() }
         var faulty = env
         faulty["IDENTITY_TEST_EXIT_BEFORE_ACK"] = "1"
-        let doomed = try worker(faulty)
+        let doomed = try await worker(faulty)
         defer { doomed.stop() }
 
         let request = Task { () async throws -> (status: Int, id: String?) in
             let reply = try await call("POST", "\(baseA)/users", json: #"{"email":"once@example.com","password":"correct horse battery","name":"Once"}"#)
             return (reply.status, reply.json["id"] as? String)
         }
-        try #require(doomed.waitFor(seconds: 120) { !doomed.process.isRunning }, "the worker dies after applying the command: \(doomed.log)")
+        try #require(await doomed.waitFor(seconds: 120) { !doomed.process.isRunning }, "the worker dies after applying the command: \(doomed.log)")
         #expect(doomed.process.terminationStatus == 86)
-        #expect(try psql(postgres, "SELECT count(*) FROM identity_users") == "1", "the command was committed before the crash")
+        #expect(try await psql(postgres, "SELECT count(*) FROM identity_users") == "1", "the command was committed before the crash")
 
-        let survivor = try worker(env)
+        let survivor = try await worker(env)
         defer { survivor.stop() }
         let reply = try await request.value
         #expect(reply.status == 201, "the redelivery answers the waiting caller")
-        #expect(try psql(postgres, "SELECT count(*) FROM identity_users") == "1", "and is not applied a second time")
-        #expect(try psql(postgres, "SELECT id FROM identity_users") == reply.id, "the reply names the stored account")
-        #expect(try psql(postgres, "SELECT count(*) FROM identity_processed_messages") == "1")
+        #expect(try await psql(postgres, "SELECT count(*) FROM identity_users") == "1", "and is not applied a second time")
+        #expect(try await psql(postgres, "SELECT id FROM identity_users") == reply.id, "the reply names the stored account")
+        #expect(try await psql(postgres, "SELECT count(*) FROM identity_processed_messages") == "1")
     }
 
     @Test("the broker stopped mid-run: logout still 204 and honoured on both nodes, commands 503, nothing acknowledged lost")
     func brokerOutage() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
-        let rabbit = try PrivateRabbitMQ()
+        let rabbit = try await PrivateRabbitMQ()
         defer { rabbit.destroy() }
-        let env = try migrated(postgres, rabbit.environment, ["COMMAND_TIMEOUT_SECONDS": "5"])
-        let nodes = try cluster(env)
+        let env = try await migrated(postgres, rabbit.environment, ["COMMAND_TIMEOUT_SECONDS": "5"])
+        let nodes = try await cluster(env)
         defer { nodes.stop() }
         let (a, baseA, b, baseB) = (nodes.a, nodes.baseA, nodes.b, nodes.baseB)
 
@@ -198,8 +199,9 @@ struct DistributedTests {
         let doomed = try await login(baseB, "linus@example.com")
         #expect(try await call("PUT", "\(baseA)/users/me", json: #"{"name":"Before"}"#, token: kept).status == 200)
 
-        try rabbit.stop()
-        #expect(a.waitFor { a.log.contains("rabbitmq connection lost") } && b.waitFor { b.log.contains("rabbitmq connection lost") })
+        try await rabbit.stop()
+        #expect(await a.waitFor { a.log.contains("rabbitmq connection lost") }, "A notices: \(a.log.suffix(500))")
+        #expect(await b.waitFor { b.log.contains("rabbitmq connection lost") }, "B notices: \(b.log.suffix(500))")
         #expect(try await call("POST", "\(baseA)/auth/logout", token: doomed).status == 204, "logout works without the broker")
         #expect(try await call("GET", "\(baseA)/users/me", token: doomed).status == 401)
         #expect(try await call("GET", "\(baseB)/users/me", token: doomed).status == 401, "B checks PostgreSQL while the broker is down")
@@ -208,15 +210,15 @@ struct DistributedTests {
         #expect(refused.status == 503, "a command fails fast")
         #expect(try await call("GET", "\(baseA)/health/ready").status == 503, "readiness names the broker")
 
-        try rabbit.start()
+        try await rabbit.start()
         #expect(try await eventually(within: 60) {
             try await call("PUT", "\(baseA)/users/me", json: #"{"name":"After"}"#, token: kept).status == 200
         }, "commands flow again once the broker is back")
-        #expect(b.waitFor { b.log.components(separatedBy: "revocation cache synchronised").count >= 3 }, "B resynchronises")
+        #expect(await b.waitFor { b.log.components(separatedBy: "revocation cache synchronised").count >= 3 }, "B resynchronises")
         #expect(try await call("GET", "\(baseB)/users/me", token: doomed).status == 401, "the outage's logout holds on B's cache")
         let me = try await call("GET", "\(baseB)/users/me", token: kept)
         #expect(me.json["name"] as? String == "After")
-        #expect(try await eventually(within: 30) { try psql(postgres, "SELECT count(*) FROM identity_outbox") == "0" },
+        #expect(try await eventually(within: 30) { try await psql(postgres, "SELECT count(*) FROM identity_outbox") == "0" },
                 "every committed event, the outage's logout included, is published")
     }
 }
@@ -225,37 +227,37 @@ struct DistributedTests {
 struct TLSBrokerTests {
     @Test("RABBITMQ_TLS=1 with the broker's CA connects and carries commands; without that CA it never connects")
     func amqps() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
-        let rabbit = try PrivateRabbitMQ(tls: true)
+        let rabbit = try await PrivateRabbitMQ(tls: true)
         defer { rabbit.destroy() }
         let tlsPort = try #require(rabbit.tlsPort)
-        let env = try migrated(postgres, ["RABBITMQ_HOST": "localhost", "RABBITMQ_PORT": "\(tlsPort)", "RABBITMQ_TLS": "1"])
+        let env = try await migrated(postgres, ["RABBITMQ_HOST": "localhost", "RABBITMQ_PORT": "\(tlsPort)", "RABBITMQ_TLS": "1"])
 
         var trusting = env
         trusting["RABBITMQ_CA_FILE"] = rabbit.caFile
         let node = try ServerProcess(environment: trusting)
         defer { node.stop() }
-        let port = try #require(node.port())
-        #expect(node.waitFor { node.log.contains("rabbitmq connected") }, "\(node.log)")
+        let port = try #require(await node.port())
+        #expect(await node.waitFor { node.log.contains("rabbitmq connected") }, "\(node.log)")
         #expect(node.log.contains("amqps://guest@localhost:\(tlsPort)"))
         let registered = try await call("POST", "http://127.0.0.1:\(port)/users", json: #"{"email":"tls@example.com","password":"correct horse battery","name":"TLS"}"#)
         #expect(registered.status == 201, "a command over TLS to the in-process worker")
 
         let doubting = try ServerProcess(environment: env)
         defer { doubting.stop() }
-        #expect(doubting.waitFor { doubting.log.contains("rabbitmq unreachable") }, "an unknown CA is refused: \(doubting.log)")
+        #expect(await doubting.waitFor { doubting.log.contains("rabbitmq unreachable") }, "an unknown CA is refused: \(doubting.log)")
         #expect(!doubting.log.contains("rabbitmq connected"))
     }
 }
 
 /// The demo server's environment on `postgres` and `broker` (plus `extra`), with the schema migrated.
-func migrated(_ postgres: PrivatePostgres, _ broker: [String: String], _ extra: [String: String] = [:]) throws -> [String: String] {
+func migrated(_ postgres: PrivatePostgres, _ broker: [String: String], _ extra: [String: String] = [:]) async throws -> [String: String] {
     // The private server's 1 s deadline suits its outage test; on a loaded machine a worker's
     // transaction may take longer, and these tests are about delivery, not the deadline.
     let env = EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }
         .merging(["POSTGRES_TIMEOUT_SECONDS": "30"]) { $1 }.merging(extra) { $1 }
-    let migration = try runDemoServer(["migrate", "up"], environment: env)
+    let migration = try await runDemoServer(["migrate", "up"], environment: env)
     try #require(migration.status == 0, "migrate up: \(migration.output)")
     return env
 }
@@ -270,21 +272,11 @@ func percentiles(_ seconds: [Double]) -> String {
     return "p50 \(at(0.5)), p99 \(at(0.99)), max \(at(1)) (n=\(sorted.count))"
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(within seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
 /// One value from `sql` on the private server's database, as text.
-func psql(_ postgres: PrivatePostgres, _ sql: String) throws -> String {
+func psql(_ postgres: PrivatePostgres, _ sql: String) async throws -> String {
     let bin = ProcessInfo.processInfo.environment["IDENTITY_TEST_POSTGRES_BIN"] ?? "/usr/bin"
     let out = NSTemporaryDirectory() + "psql-\(UUID().uuidString).txt"
     defer { try? FileManager.default.removeItem(atPath: out) }
-    _ = try runShell("'\(bin)/psql' -h 127.0.0.1 -p \(postgres.port) -U postgres -d identity -tAc \"\(sql)\" > '\(out)' 2>&1")
+    _ = try await runShell("'\(bin)/psql' -h 127.0.0.1 -p \(postgres.port) -U postgres -d identity -tAc \"\(sql)\" > '\(out)' 2>&1")
     return try String(contentsOfFile: out, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
 }

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import IdentityTestSupport
 import Synchronization
 import Testing
 
@@ -62,24 +63,19 @@ final class ServerProcess: @unchecked Sendable {
     var log: String { output.value }
 
     /// Waits until the process has exited and everything it wrote has been read.
-    func waitForExit(seconds: Double = 120) -> Bool {
-        waitFor(seconds: seconds) { !process.isRunning && output.isComplete }
+    func waitForExit(seconds: Double = 120) async -> Bool {
+        await waitFor(seconds: seconds) { !process.isRunning && output.isComplete }
     }
 
     /// Polls `condition` until it holds or `seconds` pass.
-    func waitFor(seconds: Double = 60, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
+    func waitFor(seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
+        await eventually(within: seconds, condition)
     }
 
     /// The port from the startup line `identity serving on http://HOST:PORT`.
-    func port() -> Int? {
+    func port() async -> Int? {
         var port: Int?
-        _ = waitFor {
+        _ = await waitFor {
             guard let range = log.range(of: #"serving on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
             port = Int(log[range].split(separator: ":").last ?? "")
             return port != nil
@@ -87,6 +83,7 @@ final class ServerProcess: @unchecked Sendable {
         return port
     }
 
+    /// Stops the process (SIGTERM) and waits for it: short, and callable from a `defer`.
     func stop() {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
@@ -127,7 +124,7 @@ struct EndToEndTests {
     func flow() async throws {
         let server = try ServerProcess(environment: Self.environment)
         defer { server.stop() }
-        let port = try #require(server.port(), "the server logs the port it listens on: \(server.log)")
+        let port = try #require(await server.port(), "the server logs the port it listens on: \(server.log)")
         #expect(server.log.contains("store=in-memory bus=in-process"), "the startup line names the adapters")
         let base = "http://127.0.0.1:\(port)"
 
@@ -156,7 +153,7 @@ struct EndToEndTests {
         #expect(after.headers["www-authenticate"] == #"Bearer error="invalid_token""#)
 
         server.process.terminate()  // SIGTERM
-        #expect(server.waitFor { !server.process.isRunning }, "SIGTERM stops the server")
+        #expect(await server.waitFor { !server.process.isRunning }, "SIGTERM stops the server")
         #expect(server.process.terminationStatus == 0, "a graceful stop exits 0")
         #expect(server.log.contains("identity stopped"))
         #expect(!server.log.contains("correct horse battery"), "no password in the log")
@@ -168,7 +165,7 @@ struct EndToEndTests {
     func metrics() async throws {
         let server = try ServerProcess(environment: Self.environment)
         defer { server.stop() }
-        let base = "http://127.0.0.1:\(try #require(server.port(), "\(server.log)"))"
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
         let registered = try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#)
         let id = try #require(registered.json["id"] as? String)
         let token = try #require(try await call("POST", "\(base)/auth/login",
@@ -195,12 +192,12 @@ struct EndToEndTests {
     }
 
     @Test("a bad variable stops start-up with one line naming it, exit code 78")
-    func badConfiguration() throws {
+    func badConfiguration() async throws {
         var environment = Self.environment
         environment["PORT"] = "eighty"
         let server = try ServerProcess(environment: environment)
         defer { server.stop() }
-        #expect(server.waitForExit())
+        #expect(await server.waitForExit())
         #expect(server.process.terminationStatus == 78)
         let lines = server.log.split(separator: "\n")
         #expect(lines.count == 1 && lines.first?.hasPrefix("invalid configuration: PORT") == true, "\(server.log)")
@@ -213,7 +210,7 @@ struct EndToEndTests {
         var environment = Self.environment
         environment["IDENTITY_SQLITE_PATH"] = nil
         let first = try ServerProcess(environment: environment, directory: directory)
-        let port = try #require(first.port(), "\(first.log)")
+        let port = try #require(await first.port(), "\(first.log)")
         #expect(first.log.contains("store=sqlite(identity.sqlite)"))
         let base = "http://127.0.0.1:\(port)"
         #expect(try await call("POST", "\(base)/users", json: #"{"email":"kept@example.com","password":"correct horse battery","name":"Kept"}"#).status == 201)
@@ -225,35 +222,35 @@ struct EndToEndTests {
 
         let second = try ServerProcess(environment: environment, directory: directory)
         defer { second.stop() }
-        let again = "http://127.0.0.1:\(try #require(second.port()))"
+        let again = "http://127.0.0.1:\(try #require(await second.port()))"
         let relogin = try await call("POST", "\(again)/auth/login", json: #"{"email":"kept@example.com","password":"correct horse battery"}"#)
         #expect(relogin.status == 200, "the account survived the restart")
         #expect(try await call("GET", "\(again)/users/me", token: revoked).status == 401, "and so did the logout")
     }
 
     @Test("an IDENTITY_SQLITE_PATH that cannot be opened stops start-up with one line, exit code 69")
-    func sqliteUnopenable() throws {
+    func sqliteUnopenable() async throws {
         var environment = Self.environment
         environment["IDENTITY_SQLITE_PATH"] = "/nonexistent-directory/identity.sqlite"
-        let (status, output) = try runDemoServer(["serve"], environment: environment)
+        let (status, output) = try await runDemoServer(["serve"], environment: environment)
         #expect(status == 69)
         #expect(output.hasPrefix("cannot start: cannot open the SQLite database at /nonexistent-directory/identity.sqlite"), "\(output)")
     }
 
     @Test("`DemoServer worker` without RABBITMQ_HOST stops with one line, exit code 78")
-    func workerNeedsABroker() throws {
-        let (status, output) = try runDemoServer(["worker"], environment: Self.environment)
+    func workerNeedsABroker() async throws {
+        let (status, output) = try await runDemoServer(["worker"], environment: Self.environment)
         #expect(status == 78)
         #expect(output.hasPrefix("invalid configuration: RABBITMQ_HOST must be set for `DemoServer worker`"), "\(output)")
     }
 
     @Test("without JWT_SECRET the embedded server starts with a random one and warns")
-    func randomSecret() throws {
+    func randomSecret() async throws {
         var environment = Self.environment
         environment["JWT_SECRET"] = nil
         let server = try ServerProcess(environment: environment)
         defer { server.stop() }
-        #expect(server.port() != nil)
+        #expect(await server.port() != nil)
         #expect(server.log.contains("JWT_SECRET is unset"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import IdentityTestSupport
 import Testing
 
 /// Hostile input against the built binary over a real socket: what a scanner or an attacker
@@ -10,43 +11,55 @@ struct HardeningTests {
     func withServer(_ environment: [String: String] = [:], _ body: (ServerProcess, Int) async throws -> Void) async throws {
         let server = try ServerProcess(environment: EndToEndTests.environment.merging(environment) { $1 })
         defer { server.stop() }
-        let port = try #require(server.port(), "\(server.log)")
+        let port = try #require(await server.port(), "\(server.log)")
         try await body(server, port)
         #expect(server.process.isRunning, "the server is still running")
         #expect(try await call("GET", "http://127.0.0.1:\(port)/health/live").status == 200, "and still answers")
         #expect(!server.log.contains("request failed"), "no request failed with a 5xx: \(server.log)")
     }
 
-    /// Streams up to `total` bytes of body in chunks and returns the response the server gave.
-    func upload(port: Int, head: String, total: Int, chunked: Bool) throws -> (response: RawResponse?, sent: Int) {
-        let connection = try RawConnection(port: port)
-        #expect(connection.send(head))
-        let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024)
-        let framed = chunked ? Array("10000\r\n".utf8) + chunk + Array("\r\n".utf8) : chunk
-        var sent = 0
-        var early: [UInt8] = []
-        while sent < total {
-            early = connection.available()
-            if !early.isEmpty { break }  // the server has answered: stop sending, as a client would
-            guard connection.send(framed) else { break }
-            sent += chunk.count
+    /// Streams up to `total` bytes of body in chunks and returns the response the server gave
+    /// (blocking socket calls, on a thread of their own).
+    func upload(port: Int, head: String, total: Int, chunked: Bool) async throws -> (response: RawResponse?, sent: Int) {
+        try await onOwnThread {
+            let connection = try RawConnection(port: port)
+            guard connection.send(head) else { return (nil, 0) }
+            let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024)
+            let framed = chunked ? Array("10000\r\n".utf8) + chunk + Array("\r\n".utf8) : chunk
+            var sent = 0
+            var early: [UInt8] = []
+            while sent < total {
+                early = connection.available()
+                if !early.isEmpty { break }  // the server has answered: stop sending, as a client would
+                guard connection.send(framed) else { break }
+                sent += chunk.count
+            }
+            return (connection.readResponse(startingWith: early), sent)
         }
-        return (connection.readResponse(startingWith: early), sent)
+    }
+
+    /// Sends `bytes` on a connection of their own and reads the answer, on a thread of its own.
+    func exchange(port: Int, _ bytes: [UInt8]) async throws -> RawResponse? {
+        try await onOwnThread {
+            let connection = try RawConnection(port: port)
+            _ = connection.send(bytes)
+            return connection.readResponse()
+        }
     }
 
     @Test("a 100 MB upload is cut off with 413, chunked or declared, and the server's memory does not grow")
     func hugeUpload() async throws {
         try await withServer { server, port in
             // Warm up the code paths (and their allocations) first, so the comparison is fair.
-            _ = try upload(port: port, head: "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            _ = try await upload(port: port, head: "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                            total: Self.megabyte, chunked: true)
             let before = try residentBytes(pid: server.process.processIdentifier)
             for _ in 0..<2 {
-                let streamed = try upload(
+                let streamed = try await upload(
                     port: port, head: "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                     total: 100 * Self.megabyte, chunked: true)
                 #expect(streamed.response?.status == 413, "a chunked body is cut off while it is read")
-                let declared = try upload(
+                let declared = try await upload(
                     port: port, head: "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(100 * Self.megabyte)\r\n\r\n",
                     total: 100 * Self.megabyte, chunked: false)
                 #expect(declared.response?.status == 413, "a declared 100 MB body is refused")
@@ -80,9 +93,7 @@ struct HardeningTests {
         try await withServer { _, port in
             var answers: [String: Int] = [:]
             for (name, bytes) in Self.hostileRequests {
-                let connection = try RawConnection(port: port)
-                _ = connection.send(bytes)
-                answers[name] = connection.readResponse()?.status ?? 0  // 0: dropped without an answer
+                answers[name] = try await exchange(port: port, bytes)?.status ?? 0  // 0: dropped without an answer
             }
             let wrong = answers.filter { !(400..<500).contains($0.value) }
             #expect(wrong.isEmpty, "each gets a 4xx answer; these did not: \(wrong)")
@@ -101,10 +112,9 @@ struct HardeningTests {
             _ = try await call("POST", "\(base)/auth/login", json: #"{"email":"ada@example.com","password":"correct horse battery""#)
             let login = try await call("POST", "\(base)/auth/login", json: #"{"email":"ada@example.com","password":"correct horse battery"}"#)
             let token = try #require(login.json["access_token"] as? String)
-            let form = try RawConnection(port: port)
             let formBody = "username=ada%40example.com&password=wrong-guess-password"
-            _ = form.send("POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(formBody.utf8.count)\r\n\r\n\(formBody)")
-            #expect(form.readResponse()?.status == 401)
+            let form = "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(formBody.utf8.count)\r\n\r\n\(formBody)"
+            #expect(try await exchange(port: port, Array(form.utf8))?.status == 401)
             _ = try await call("PUT", "\(base)/users/me", json: #"{"password":"a new secret password","current_password":"wrong-guess-password"}"#, token: token)
             _ = try await call("PUT", "\(base)/users/me", json: #"{"password":"a new secret password","current_password":"correct horse battery"}"#, token: token)
             _ = try await call("GET", "\(base)/users/me", token: token)

@@ -66,10 +66,10 @@ struct ImportUsersEndToEndTests {
 
     @Test("a file with a bad line imports nothing; a good one imports, a re-run skips, and the imported bcrypt password logs in")
     func importThenLogin() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
         let env = EndToEndTests.environment.merging(postgres.environment) { $1 }
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
 
         let good = """
             {"email":"Legacy@Example.com","name":"Legacy","password_hash":"\(legacyBcrypt)"}
@@ -77,7 +77,7 @@ struct ImportUsersEndToEndTests {
             """
         let bad = try write(good + "\n" + #"{"email":"nope","name":"X","password_hash":"plaintext-password"}"#)
         defer { try? FileManager.default.removeItem(atPath: bad) }
-        let refused = try runDemoServer(["import-users", bad], environment: env)
+        let refused = try await runDemoServer(["import-users", bad], environment: env)
         #expect(refused.status == 65, "\(refused.output)")
         #expect(refused.output.contains("line 3: email"), "\(refused.output)")
         #expect(refused.output.contains("line 3: password_hash is not a password hash this service can verify"))
@@ -86,19 +86,19 @@ struct ImportUsersEndToEndTests {
 
         let path = try write(good)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let dry = try runDemoServer(["import-users", "--dry-run", path], environment: env)
+        let dry = try await runDemoServer(["import-users", "--dry-run", path], environment: env)
         #expect(dry.status == 0 && dry.output.contains("2 accounts would be imported"), "\(dry.output)")
-        let imported = try runDemoServer(["import-users", path], environment: env)
+        let imported = try await runDemoServer(["import-users", path], environment: env)
         #expect(imported.status == 0 && imported.output.contains("imported 2, skipped 0"), "\(imported.output)")
-        let again = try runDemoServer(["import-users", path], environment: env)
+        let again = try await runDemoServer(["import-users", path], environment: env)
         #expect(again.status == 0 && again.output.contains("imported 0, skipped 2"), "a re-run finishes an interrupted import: \(again.output)")
 
-        let missing = try runDemoServer(["import-users", path + ".missing"], environment: env)
+        let missing = try await runDemoServer(["import-users", path + ".missing"], environment: env)
         #expect(missing.status == 66 && missing.output.contains("cannot read"))
 
         let server = try ServerProcess(environment: env)
         defer { server.stop() }
-        let base = "http://127.0.0.1:\(try #require(server.port(), "\(server.log)"))"
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
         let login = try await call("POST", "\(base)/auth/login", json: #"{"email":"legacy@example.com","password":"correct horse battery"}"#)
         #expect(login.status == 200, "the imported bcrypt hash verifies")
         let token = try #require(login.json["access_token"] as? String)
@@ -108,8 +108,8 @@ struct ImportUsersEndToEndTests {
     }
 
     @Test("without POSTGRES_HOST import-users refuses with one line (exit 78)")
-    func needsPostgres() throws {
-        let result = try runDemoServer(["import-users", "/nonexistent.jsonl"], environment: EndToEndTests.environment)
+    func needsPostgres() async throws {
+        let result = try await runDemoServer(["import-users", "/nonexistent.jsonl"], environment: EndToEndTests.environment)
         #expect(result.status == 78)
         #expect(result.output.contains("invalid configuration: POSTGRES_HOST must be set to import users"))
     }

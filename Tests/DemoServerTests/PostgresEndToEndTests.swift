@@ -2,10 +2,10 @@ import Foundation
 import Testing
 
 /// Runs `DemoServer` with `arguments` to completion; returns its exit status and output.
-func runDemoServer(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+func runDemoServer(_ arguments: [String], environment: [String: String]) async throws -> (status: Int32, output: String) {
     let server = try ServerProcess(environment: environment, arguments: arguments)
     defer { server.stop() }
-    _ = server.waitForExit()
+    _ = await server.waitForExit()
     server.process.waitUntilExit()
     return (server.process.terminationStatus, server.log)
 }
@@ -18,39 +18,39 @@ struct PostgresEndToEndTests {
 
     @Test("serve refuses an out-of-date schema; migrate up (twice at once) fixes it; status says so")
     func migrateThenServe() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
         let env = environment(postgres)
 
-        let refused = try runDemoServer(["serve"], environment: env)
+        let refused = try await runDemoServer(["serve"], environment: env)
         #expect(refused.status == 69)
         #expect(refused.output.contains("cannot start: the database schema is out of date (2 pending migrations): run `DemoServer migrate up`"))
 
-        async let first = Task { try runDemoServer(["migrate", "up"], environment: env) }.value
-        async let second = Task { try runDemoServer(["migrate", "up"], environment: env) }.value
+        async let first = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
+        async let second = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
         let (a, b) = try await (first, second)
         #expect(a.status == 0 && b.status == 0, "two migrate up at once both succeed: \(a.output) \(b.output)")
         #expect([a.output, b.output].filter { $0.contains("applied 1 initial") }.count == 1, "and apply each migration once")
         #expect([a.output, b.output].filter { $0.contains("applied 2 login_throttle") }.count == 1)
 
-        let status = try runDemoServer(["migrate", "status"], environment: env)
+        let status = try await runDemoServer(["migrate", "status"], environment: env)
         #expect(status.status == 0 && status.output.contains("applied  1 initial") && status.output.contains("schema is up to date"))
 
-        let down = try runDemoServer(["migrate", "down", "1"], environment: env)
+        let down = try await runDemoServer(["migrate", "down", "1"], environment: env)
         #expect(down.status == 0 && down.output.contains("undid 2 login_throttle"))
-        #expect(try runDemoServer(["migrate", "down", "0"], environment: env).status != 0, "N must be 1 or more")
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        #expect(try await runDemoServer(["migrate", "down", "0"], environment: env).status != 0, "N must be 1 or more")
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
     }
 
     @Test("a restart of the demo server loses nothing, and the old token still works")
     func restartKeepsData() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
         let env = environment(postgres)
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
 
         var server = try ServerProcess(environment: env)
-        var port = try #require(server.port(), "\(server.log)")
+        var port = try #require(await server.port(), "\(server.log)")
         #expect(server.log.contains("store=postgres(127.0.0.1:\(postgres.port)/identity)"))
         // 20 concurrent registrations of one email (in varying case): exactly one 201.
         let base = "http://127.0.0.1:\(port)"
@@ -74,7 +74,7 @@ struct PostgresEndToEndTests {
 
         server = try ServerProcess(environment: env)
         defer { server.stop() }
-        port = try #require(server.port(), "\(server.log)")
+        port = try #require(await server.port(), "\(server.log)")
         let me = try await call("GET", "http://127.0.0.1:\(port)/users/me", token: token)
         #expect(me.status == 200, "the account and the signing key survive the restart")
         #expect(me.json["email"] as? String == "ada@example.com")
@@ -84,18 +84,18 @@ struct PostgresEndToEndTests {
 
     @Test("PostgreSQL restarted while serving: 503 problem+json (never 500, never SQL) during the outage, then work again")
     func databaseRestart() async throws {
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
         let env = environment(postgres)
-        #expect(try runDemoServer(["migrate", "up"], environment: env).status == 0)
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
         let server = try ServerProcess(environment: env)
         defer { server.stop() }
-        let base = "http://127.0.0.1:\(try #require(server.port(), "\(server.log)"))"
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
         #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#).status == 201)
         let token = try #require(try await call("POST", "\(base)/auth/login",
             json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
 
-        try postgres.stop()
+        try await postgres.stop()
         let during = try await call("GET", "\(base)/users/me", token: token)
         #expect(during.status == 503)
         #expect(during.headers["content-type"] == "application/problem+json")
@@ -105,7 +105,7 @@ struct PostgresEndToEndTests {
         let register = try await call("POST", "\(base)/users", json: #"{"email":"bob@example.com","password":"correct horse battery","name":"Bob"}"#)
         #expect(register.status == 503)
 
-        try postgres.start()
+        try await postgres.start()
         var recovered = false
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline, !recovered {

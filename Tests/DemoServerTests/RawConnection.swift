@@ -68,7 +68,7 @@ final class RawConnection {
 }
 
 /// The parts of a raw HTTP/1.1 response a test looks at.
-struct RawResponse {
+struct RawResponse: Sendable {
     let status: Int
     let head: String
     let body: String
