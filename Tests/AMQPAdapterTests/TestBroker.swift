@@ -41,10 +41,13 @@ enum TestBroker {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["rabbitmqctl", "-q", "-n", node] + arguments
-            let pipe = Pipe()
-            process.standardOutput = output ? pipe : FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            let pipe = try spawning {
+                let pipe = Pipe()
+                process.standardOutput = output ? pipe : FileHandle.nullDevice
+                try process.run()
+                return pipe
+            }
             let data = output ? pipe.fileHandleForReading.readDataToEndOfFile() : Data()
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))

@@ -52,12 +52,14 @@ final class ServerProcess: @unchecked Sendable {
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         env.merge(environment) { $1 }
         process.environment = env
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = pipe
         let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
-        try process.run()
+        try spawning {
+            let pipe = Pipe()
+            process.standardError = pipe
+            process.standardOutput = pipe
+            pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
+            try process.run()
+        }
     }
 
     var log: String { output.value }
