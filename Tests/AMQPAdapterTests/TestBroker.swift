@@ -36,21 +36,24 @@ enum TestBroker {
     }
 
     /// Runs rabbitmqctl to its end on a thread of its own (it takes seconds: an Erlang VM starts).
+    /// Its output goes to a file rather than a pipe, which a child of another test could inherit
+    /// and hold open.
     private static func run(_ node: String, _ arguments: [String], output: Bool) async throws -> (status: Int32, output: String) {
         try await onOwnThread {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("rabbitmqctl-\(UUID()).txt")
+            guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw SetUpFailed(description: "cannot create \(file.path)") }
+            defer { try? FileManager.default.removeItem(at: file) }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["rabbitmqctl", "-q", "-n", node] + arguments
+            let handle = try FileHandle(forWritingTo: file)
+            process.standardOutput = output ? handle : FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            let pipe = try spawning {
-                let pipe = Pipe()
-                process.standardOutput = output ? pipe : FileHandle.nullDevice
-                try process.run()
-                return pipe
-            }
-            let data = output ? pipe.fileHandleForReading.readDataToEndOfFile() : Data()
+            try process.run()
+            try handle.close()
             process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+            return (process.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
 

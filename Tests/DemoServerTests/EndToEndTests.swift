@@ -3,28 +3,19 @@ import Foundation
 import FoundationNetworking
 #endif
 import IdentityTestSupport
-import Synchronization
 import Testing
 
-/// Runs the built `DemoServer` binary and talks to it over a real socket.
-/// What the server printed, appended from the pipe's reader thread.
-final class OutputBuffer: Sendable {
-    private let text = Mutex("")
-    private let ended = Mutex(false)
-    func append(_ data: Data) {
-        if data.isEmpty { ended.withLock { $0 = true } }
-        text.withLock { $0 += String(decoding: data, as: UTF8.self) }
-    }
-    var value: String { text.withLock { $0 } }
-    /// Whether the pipe has reached its end (the process and its children closed it).
-    var isComplete: Bool { ended.withLock { $0 } }
-}
-
+/// Runs the built `DemoServer` binary (or another program) and talks to it over a real socket.
+///
+/// What it prints goes to a file, not a pipe. The tests run side by side in one process, and a
+/// pipe's write end can be inherited by a child that another test starts at the same moment; a
+/// long-lived one keeps the pipe from ever reaching its end. A file has no end to wait for:
+/// once the process has exited, the file holds everything it wrote.
 final class ServerProcess: @unchecked Sendable {
     // Process is not Sendable; the tests touch it from one task at a time.
     let process: Process
-    private let output = OutputBuffer()
     let directory: URL
+    private let logFile: URL
 
     static var binary: URL {
         let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -52,21 +43,23 @@ final class ServerProcess: @unchecked Sendable {
         var env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         env.merge(environment) { $1 }
         process.environment = env
-        let output = self.output
-        try spawning {
-            let pipe = Pipe()
-            process.standardError = pipe
-            process.standardOutput = pipe
-            pipe.fileHandleForReading.readabilityHandler = { handle in output.append(handle.availableData) }
-            try process.run()
+        logFile = FileManager.default.temporaryDirectory.appendingPathComponent("identity-output-\(UUID()).log")
+        guard FileManager.default.createFile(atPath: logFile.path, contents: nil) else {
+            throw PrivatePostgresError(description: "cannot create \(logFile.path)")
         }
+        let handle = try FileHandle(forWritingTo: logFile)
+        defer { try? handle.close() }
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
     }
 
-    var log: String { output.value }
+    /// Everything the process has written so far.
+    var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
-    /// Waits until the process has exited and everything it wrote has been read.
+    /// Waits until the process has exited, when `log` holds everything it wrote.
     func waitForExit(seconds: Double = 120) async -> Bool {
-        await waitFor(seconds: seconds) { !process.isRunning && output.isComplete }
+        await waitFor(seconds: seconds) { !process.isRunning }
     }
 
     /// Polls `condition` until it holds or `seconds` pass.
@@ -90,6 +83,7 @@ final class ServerProcess: @unchecked Sendable {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         if ownsDirectory { try? FileManager.default.removeItem(at: directory) }
+        try? FileManager.default.removeItem(at: logFile)
     }
 }
 

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass; returns whether it held.
 /// The wait is a `Task.sleep`, so polling never holds one of Swift concurrency's threads.
@@ -24,17 +23,3 @@ public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T)
     }
 }
 
-private let spawnLock = Mutex(())
-
-/// Runs `body`, which creates a pipe and starts a child process with it, while no other test
-/// does the same.
-///
-/// The tests run side by side in one process, and a pipe's descriptors are inherited by any
-/// child that another thread starts before the parent closes its copy of the write end. A
-/// long-lived child (a demo server, a database) holding another test's output pipe keeps that
-/// pipe from ever reaching its end, and that test waits for an end of output that never comes.
-/// Foundation's `Process.run` closes the parent's write end before it returns, so inside
-/// `body` the window is closed.
-public func spawning<T>(_ body: () throws -> T) rethrows -> T {
-    try spawnLock.withLock { _ in try body() }
-}
