@@ -67,6 +67,7 @@ let package = Package(
                 "CArgon2",
                 "CCrypt",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -152,7 +153,7 @@ let package = Package(
         ),
 
         // MARK: tests
-        .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain"], swiftSettings: swiftSettings),
+        .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain", "IdentityTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
         .target(
             name: "IdentityTestSupport",
@@ -176,6 +177,7 @@ let package = Package(
             name: "CryptoAdapterTests",
             dependencies: [
                 "CryptoAdapter", "CArgon2", "IdentityConformance", "IdentityTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

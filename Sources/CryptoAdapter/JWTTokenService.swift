@@ -74,15 +74,18 @@ public struct TokenConfigurationError: Error, Sendable, Equatable, CustomStringC
     init(_ description: String) { self.description = description }
 }
 
-/// Signs and verifies HMAC JWTs through jwt-kit, with every rule of contract §4.
+/// Signs and verifies HMAC JWTs, with every rule of contract §4.
 ///
+/// A token in the exact form this service issues is verified by `CompactTokenVerifier`: a few
+/// microseconds, no allocation beyond the claims. Every other token goes through jwt-kit.
 /// jwt-kit verifies with the configured key whatever the header says, so the header is
 /// checked first: `alg` must be the configured algorithm (`none` and every other one are
 /// refused), and a `crit` header is refused. Claims are then checked here, with one precise
-/// reason per failure.
+/// reason per failure, whichever way they were read.
 public struct JWTTokenService: TokenService {
     private let keys: JWTKeyCollection
     private let configuration: TokenConfiguration
+    private let compact: CompactTokenVerifier
 
     /// Creates the service.
     public init(configuration: TokenConfiguration) async {
@@ -96,6 +99,7 @@ public struct JWTTokenService: TokenService {
         await keys.add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: digest)
         self.keys = keys
         self.configuration = configuration
+        self.compact = CompactTokenVerifier(configuration: configuration)
     }
 
     public func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken {
@@ -113,6 +117,15 @@ public struct JWTTokenService: TokenService {
     }
 
     public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
+        switch compact.verify(token) {
+        case .signed(let claims): return try check(claims, now: now)
+        case .badSignature: throw TokenRejected.badSignature
+        case .declined: return try check(try await verifyInGeneral(token), now: now)
+        }
+    }
+
+    /// The header rules, then jwt-kit: for every token `CompactTokenVerifier` declines.
+    func verifyInGeneral(_ token: String) async throws -> TokenClaims {
         try checkHeader(of: token)
         let claims: AccessTokenClaims
         do {
@@ -122,31 +135,43 @@ public struct JWTTokenService: TokenService {
         } catch {
             throw TokenRejected.malformed
         }
-        return try check(claims, now: now)
+        return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
+                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value)
+    }
+
+    /// `verify` without the compact path: the reference the compact path is tested against.
+    func verifyGenerally(_ token: String, now: Date) async throws -> VerifiedToken {
+        try check(try await verifyInGeneral(token), now: now)
+    }
+
+    /// What `CompactTokenVerifier` alone makes of `token`.
+    func verifyCompactly(_ token: String) -> CompactTokenVerifier.Outcome {
+        compact.verify(token)
     }
 
     private func checkHeader(of token: String) throws {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, token.utf8.count <= 8192, let data = Data(base64URL: parts[0]) else {
-            throw TokenRejected.malformed
-        }
-        guard let header = try? JSONDecoder().decode(TokenHeader.self, from: data) else { throw TokenRejected.malformed }
+        // Canonical unpadded base64url in every part (RFC 7515 §2): one token, one spelling.
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3, token.utf8.count <= 8192, let header = Base64URL.decode(parts[0]),
+              Base64URL.decode(parts[1]) != nil, Base64URL.decode(parts[2]) != nil
+        else { throw TokenRejected.malformed }
+        guard let header = try? JSONDecoder().decode(TokenHeader.self, from: Data(header)) else { throw TokenRejected.malformed }
         guard header.alg == configuration.algorithm.rawValue else { throw TokenRejected.algorithmNotAllowed }
         guard header.crit == nil, header.typ.map({ $0.uppercased() == "JWT" }) ?? true else {
             throw TokenRejected.malformed
         }
     }
 
-    private func check(_ claims: AccessTokenClaims, now: Date) throws -> VerifiedToken {
-        guard let sub = claims.sub, let userID = UserID(sub.value), let jti = claims.jti?.value,
-              !jti.isEmpty, jti.utf8.count <= 128, let iat = claims.iat?.value, let exp = claims.exp?.value
+    private func check(_ claims: TokenClaims, now: Date) throws -> VerifiedToken {
+        guard let sub = claims.sub, let userID = UserID(sub), let jti = claims.jti,
+              !jti.isEmpty, jti.utf8.count <= 128, let iat = claims.iat, let exp = claims.exp
         else { throw TokenRejected.missingClaim }
-        guard claims.iss?.value == configuration.issuer else { throw TokenRejected.wrongIssuer }
-        guard let aud = claims.aud?.value, aud.contains(configuration.audience) else { throw TokenRejected.wrongAudience }
+        guard claims.iss == configuration.issuer else { throw TokenRejected.wrongIssuer }
+        guard let aud = claims.aud, aud.contains(configuration.audience) else { throw TokenRejected.wrongAudience }
         let leeway = configuration.leeway
         guard now.timeIntervalSince(exp) <= leeway else { throw TokenRejected.expired }
         guard iat.timeIntervalSince(now) <= leeway else { throw TokenRejected.notYetValid }
-        if let nbf = claims.nbf?.value, nbf.timeIntervalSince(now) > leeway { throw TokenRejected.notYetValid }
+        if let nbf = claims.nbf, nbf.timeIntervalSince(now) > leeway { throw TokenRejected.notYetValid }
         return VerifiedToken(userID: userID, jti: jti, issuedAt: iat, expiresAt: exp)
     }
 
@@ -154,8 +179,7 @@ public struct JWTTokenService: TokenService {
     static func randomTokenID() -> String {
         var random = SystemRandomNumberGenerator()
         let words = [random.next() as UInt64, random.next() as UInt64]
-        let bytes = words.withUnsafeBytes { Array($0) }
-        return Data(bytes).base64URLEncoded
+        return Base64URL.encode(words.withUnsafeBytes { Array($0) })
     }
 }
 
@@ -178,20 +202,4 @@ struct TokenHeader: Decodable {
     var alg: String?
     var typ: String?
     var crit: [String]?
-}
-
-extension Data {
-    init?(base64URL text: Substring) {
-        // Unpadded base64url only, as JWS requires.
-        guard !text.contains("=") else { return nil }
-        let base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        let padding = (4 - base64.utf8.count % 4) % 4
-        if padding == 3 { return nil }
-        self.init(base64Encoded: base64 + String(repeating: "=", count: padding))
-    }
-
-    var base64URLEncoded: String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
 }

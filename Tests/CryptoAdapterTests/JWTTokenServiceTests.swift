@@ -50,8 +50,8 @@ struct JWTTokenServiceTests {
     func claimsWritten() async throws {
         let token = try await service().issue(for: user, issuedAt: now).token
         let parts = token.split(separator: ".")
-        let header = try JSONSerialization.jsonObject(with: try #require(Data(base64URL: parts[0]))) as? [String: Any]
-        let payload = try JSONSerialization.jsonObject(with: try #require(Data(base64URL: parts[1]))) as? [String: Any]
+        let header = try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[0].utf8)))) as? [String: Any]
+        let payload = try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[1].utf8)))) as? [String: Any]
         #expect(header?["alg"] as? String == "HS256")
         #expect(header?["typ"] as? String == "JWT")
         #expect(Set(payload?.keys.map { $0 } ?? []) == ["iss", "aud", "sub", "iat", "exp", "jti"])

@@ -1,20 +1,7 @@
 import Foundation
 @testable import IdentityDomain
+import IdentityTestSupport
 import Testing
-
-/// SplitMix64: a small, fast generator with a fixed seed, so every run tries the same cases and
-/// a failure names the case that broke.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Strings built from the characters that break identity systems: case and compatibility
 /// forms, combining marks, invisible and bidi characters, separators, controls, NUL, emoji.

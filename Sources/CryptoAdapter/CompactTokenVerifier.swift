@@ -1,0 +1,233 @@
+import Crypto
+import Foundation
+
+/// The common case of token verification, without jwt-kit, JSONDecoder or an actor hop: a
+/// token in exactly the form this service issues.
+///
+/// It takes a token only when nothing about it is unusual: a header that is byte for byte one
+/// of the two this service writes (`{"alg":…,"typ":"JWT"}` in either key order, for the
+/// configured algorithm), a payload of the seven registered claims with plain values (strings
+/// of printable ASCII without escapes, non-negative decimal numbers, an `aud` string or array
+/// of strings; no whitespace, no duplicate key), and canonical unpadded base64url throughout.
+/// Anything else is **declined**, not refused: `JWTTokenService` then verifies it the general
+/// way, so the answer for every token is the one jwt-kit and the header rules give. Within
+/// what it takes, both ways read the same claims and check the same HMAC, so they agree; the
+/// differential test in JWTTokenServiceTests holds them to it.
+struct CompactTokenVerifier: Sendable {
+    enum Outcome {
+        /// The signature holds; the claims still have to be checked.
+        case signed(TokenClaims)
+        /// Well-formed, but the HMAC does not match.
+        case badSignature
+        /// Not in the compact form: verify it the general way.
+        case declined
+    }
+
+    private let headers: [[UInt8]]
+    private let key: SymmetricKey
+    private let algorithm: JWTAlgorithmName
+
+    init(configuration: TokenConfiguration) {
+        let alg = configuration.algorithm.rawValue
+        headers = [#"{"alg":"\#(alg)","typ":"JWT"}"#, #"{"typ":"JWT","alg":"\#(alg)"}"#].map {
+            Array(Base64URL.encode(Array($0.utf8)).utf8)
+        }
+        key = SymmetricKey(data: configuration.secret)
+        algorithm = configuration.algorithm
+    }
+
+    func verify(_ token: String) -> Outcome {
+        var token = token
+        return token.withUTF8 { verify(bytes: $0) }
+    }
+
+    private func verify(bytes: UnsafeBufferPointer<UInt8>) -> Outcome {
+        guard bytes.count <= 8192, let firstDot = bytes.firstIndex(of: UInt8(ascii: ".")) else { return .declined }
+        guard let secondDot = bytes[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
+              !bytes[(secondDot + 1)...].contains(UInt8(ascii: "."))
+        else { return .declined }
+        let header = UnsafeBufferPointer(rebasing: bytes[..<firstDot])
+        guard headers.contains(where: { $0.elementsEqual(header) }),
+              let payload = Base64URL.decode(bytes[(firstDot + 1)..<secondDot]),
+              let claims = CompactClaimsParser.parse(payload),
+              let signature = Base64URL.decode(bytes[(secondDot + 1)...])
+        else { return .declined }
+        let signed = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[..<secondDot]))
+        let valid =
+            switch algorithm {
+            case .hs256: HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+            case .hs384: HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+            case .hs512: HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+            }
+        return valid ? .signed(claims) : .badSignature
+    }
+}
+
+/// The claims of contract §4 as read from a token, whichever way it was parsed.
+struct TokenClaims: Equatable {
+    var iss: String?
+    var aud: [String]?
+    var sub: String?
+    var iat: Date?
+    var exp: Date?
+    var nbf: Date?
+    var jti: String?
+}
+
+/// Canonical, unpadded base64url (RFC 7515 §2, RFC 4648 §5).
+enum Base64URL {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, character) in alphabet.enumerated() { table[Int(character)] = UInt8(index) }
+        return table
+    }()
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count * 4 + 2) / 3)
+        var index = 0
+        while index + 3 <= bytes.count {
+            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            index += 3
+        }
+        switch bytes.count - index {
+        case 1:
+            let n = UInt32(bytes[index]) << 16
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)]]
+        case 2:
+            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)]]
+        default:
+            break
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes of `text`, or nil unless it is canonical: only alphabet characters, no
+    /// padding, a length that is not 1 mod 4, and zero bits where the last character has
+    /// more than the data needs.
+    static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+        guard text.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for character in text {
+            let value = values[Int(character)]
+            guard value != 0xFF else { return nil }
+            accumulator = accumulator << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+                accumulator &= (1 << UInt32(bits)) - 1
+            }
+        }
+        return accumulator == 0 ? out : nil
+    }
+}
+
+/// Reads the compact form of a payload (see `CompactTokenVerifier`); nil for anything else.
+enum CompactClaimsParser {
+    private enum Value {
+        case string(String)
+        case number(Double)
+        case strings([String])
+    }
+
+    static func parse(_ bytes: [UInt8]) -> TokenClaims? {
+        var reader = Reader(bytes: bytes)
+        var claims = TokenClaims()
+        var seen: Set<String> = []
+        guard reader.take(UInt8(ascii: "{")) else { return nil }
+        if reader.take(UInt8(ascii: "}")) { return reader.atEnd ? claims : nil }
+        repeat {
+            guard let key = reader.string(), seen.insert(key).inserted, reader.take(UInt8(ascii: ":")),
+                  let value = reader.value()
+            else { return nil }
+            switch (key, value) {
+            case ("iss", .string(let text)): claims.iss = text
+            case ("sub", .string(let text)): claims.sub = text
+            case ("jti", .string(let text)): claims.jti = text
+            case ("aud", .string(let text)): claims.aud = [text]
+            case ("aud", .strings(let texts)): claims.aud = texts
+            // As JSONDecoder's `.secondsSince1970`, which jwt-kit decodes dates with.
+            case ("iat", .number(let seconds)): claims.iat = Date(timeIntervalSince1970: seconds)
+            case ("exp", .number(let seconds)): claims.exp = Date(timeIntervalSince1970: seconds)
+            case ("nbf", .number(let seconds)): claims.nbf = Date(timeIntervalSince1970: seconds)
+            default: return nil
+            }
+        } while reader.take(UInt8(ascii: ","))
+        return reader.take(UInt8(ascii: "}")) && reader.atEnd ? claims : nil
+    }
+
+    private struct Reader {
+        let bytes: [UInt8]
+        var index = 0
+
+        var atEnd: Bool { index == bytes.count }
+
+        mutating func take(_ byte: UInt8) -> Bool {
+            guard index < bytes.count, bytes[index] == byte else { return false }
+            index += 1
+            return true
+        }
+
+        mutating func value() -> Value? {
+            guard index < bytes.count else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                return string().map(Value.string)
+            case UInt8(ascii: "["):
+                index += 1
+                var texts: [String] = []
+                if take(UInt8(ascii: "]")) { return .strings(texts) }
+                repeat {
+                    guard let text = string() else { return nil }
+                    texts.append(text)
+                } while take(UInt8(ascii: ","))
+                return take(UInt8(ascii: "]")) ? .strings(texts) : nil
+            default:
+                return number().map(Value.number)
+            }
+        }
+
+        /// A string of printable ASCII other than `"` and `\`.
+        mutating func string() -> String? {
+            guard take(UInt8(ascii: "\"")) else { return nil }
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                guard (0x20...0x7E).contains(bytes[index]), bytes[index] != UInt8(ascii: "\\") else { return nil }
+                index += 1
+            }
+            guard index < bytes.count else { return nil }
+            defer { index += 1 }
+            return String(decoding: bytes[start..<index], as: UTF8.self)
+        }
+
+        /// `0` or an integer without a leading zero, of at most 15 digits, with at most 6
+        /// decimals: the shape of a timestamp. Parsed as JSONDecoder parses it (both round
+        /// correctly to the nearest `Double`).
+        mutating func number() -> Double? {
+            let start = index
+            var integerDigits = 0
+            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+                index += 1
+                integerDigits += 1
+            }
+            guard (1...15).contains(integerDigits), integerDigits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
+            if take(UInt8(ascii: ".")) {
+                var decimals = 0
+                while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+                    index += 1
+                    decimals += 1
+                }
+                guard (1...6).contains(decimals) else { return nil }
+            }
+            return Double(String(decoding: bytes[start..<index], as: UTF8.self))
+        }
+    }
+}
