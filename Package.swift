@@ -217,7 +217,10 @@ let package = Package(
         ),
         .testTarget(
             name: "DemoServerTests",
-            dependencies: ["DemoServer", "PostgresAdapter", "IdentityTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DemoServer", "PostgresAdapter", "IdentityTestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             exclude: ["Peers"],
             swiftSettings: swiftSettings
         ),

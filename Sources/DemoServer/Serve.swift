@@ -39,7 +39,7 @@ struct Serve: AsyncParsableCommand {
             try await wiring.prepare()
         }
         try await Startup.exitingOnStartupFailure(settings) {
-            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            try await Startup.serviceGroup([app], logger: logger).run()
         }
         logger.notice("identity stopped")
     }

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import IdentityPorts
 import PostgresAdapter
+import ServiceLifecycle
+import UnixSignals
 
 /// What every command does first: read the settings (or exit with one line) and set up logging.
 enum Startup {
@@ -39,6 +41,24 @@ enum Startup {
             exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
         }
     }
+
+    /// The process's services, stopped gracefully by SIGTERM or SIGINT. A stop always ends:
+    /// whatever has not finished after `gracefulShutdownLimit` is cancelled, and what ignores
+    /// its cancellation for `cancellationLimit` more ends the process with a crash report.
+    static func serviceGroup(
+        _ services: [any Service], logger: Logger, gracefulShutdownLimit: Duration = gracefulShutdownLimit,
+        cancellationLimit: Duration = cancellationLimit
+    ) -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = gracefulShutdownLimit
+        configuration.maximumCancellationDuration = cancellationLimit
+        return ServiceGroup(configuration: configuration)
+    }
+
+    static let gracefulShutdownLimit: Duration = .seconds(30)
+    static let cancellationLimit: Duration = .seconds(10)
 
     static func logger(_ settings: Settings) -> Logger {
         let level = settings.logLevel

@@ -21,13 +21,7 @@ struct Worker: AsyncParsableCommand {
             try await wiring.prepare()
             logger.notice("identity worker running [\(wiring.summary)]")
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: (wiring.services + [check]).map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
+        let group = Startup.serviceGroup(wiring.services + [check], logger: logger)
         try await Startup.exitingOnStartupFailure(settings) { try await group.run() }
         logger.notice("identity worker stopped")
     }
