@@ -48,17 +48,18 @@ struct CompactTokenVerifier: Sendable {
         else { return .declined }
         let header = UnsafeBufferPointer(rebasing: bytes[..<firstDot])
         guard headers.contains(where: { $0.elementsEqual(header) }),
-              let payload = Base64URL.decode(bytes[(firstDot + 1)..<secondDot]),
-              let claims = CompactClaimsParser.parse(payload),
-              let signature = Base64URL.decode(bytes[(secondDot + 1)...])
+              let claims = Base64URL.withDecoded(bytes[(firstDot + 1)..<secondDot], { $0.flatMap(CompactClaimsParser.parse) })
         else { return .declined }
         let signed = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[..<secondDot]))
-        let valid =
-            switch algorithm {
+        let valid = Base64URL.withDecoded(bytes[(secondDot + 1)...]) { signature -> Bool? in
+            guard let signature else { return nil }
+            return switch algorithm {
             case .hs256: HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
             case .hs384: HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
             case .hs512: HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
             }
+        }
+        guard let valid else { return .declined }
         return valid ? .signed(claims) : .badSignature
     }
 }
@@ -110,23 +111,32 @@ enum Base64URL {
     /// padding, a length that is not 1 mod 4, and zero bits where the last character has
     /// more than the data needs.
     static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
-        guard text.count % 4 != 1 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(text.count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for character in text {
-            let value = values[Int(character)]
-            guard value != 0xFF else { return nil }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-                accumulator &= (1 << UInt32(bits)) - 1
+        withDecoded(text) { $0.map(Array.init) }
+    }
+
+    /// Calls `body` with the bytes of `text` (nil unless canonical) in a temporary buffer: on
+    /// the stack for the sizes a token has, so decoding allocates nothing.
+    static func withDecoded<R>(_ text: some Collection<UInt8>, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        guard text.count % 4 != 1 else { return body(nil) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: text.count * 3 / 4 + 1) { buffer in
+            var count = 0
+            var accumulator: UInt32 = 0
+            var bits = 0
+            for character in text {
+                let value = values[Int(character)]
+                guard value != 0xFF else { return body(nil) }
+                accumulator = accumulator << 6 | UInt32(value)
+                bits += 6
+                if bits >= 8 {
+                    bits -= 8
+                    buffer[count] = UInt8(truncatingIfNeeded: accumulator >> UInt32(bits))
+                    count += 1
+                    accumulator &= (1 << UInt32(bits)) - 1
+                }
             }
+            guard accumulator == 0 else { return body(nil) }
+            return body(UnsafeBufferPointer(rebasing: buffer[..<count]))
         }
-        return accumulator == 0 ? out : nil
     }
 }
 
@@ -138,17 +148,23 @@ enum CompactClaimsParser {
         case strings([String])
     }
 
-    static func parse(_ bytes: [UInt8]) -> TokenClaims? {
+    /// The claims read, as bits of a mask (to refuse a duplicate without a set of strings).
+    private static let keys: [(name: [UInt8], bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti"].enumerated()
+        .map { (Array($0.element.utf8), UInt8(1) << UInt8($0.offset)) }
+
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> TokenClaims? {
         var reader = Reader(bytes: bytes)
         var claims = TokenClaims()
-        var seen: Set<String> = []
+        var seen: UInt8 = 0
         guard reader.take(UInt8(ascii: "{")) else { return nil }
         if reader.take(UInt8(ascii: "}")) { return reader.atEnd ? claims : nil }
         repeat {
-            guard let key = reader.string(), seen.insert(key).inserted, reader.take(UInt8(ascii: ":")),
-                  let value = reader.value()
+            guard let range = reader.plainString(),
+                  let key = keys.first(where: { $0.name.elementsEqual(bytes[range]) }), seen & key.bit == 0,
+                  reader.take(UInt8(ascii: ":")), let value = reader.value()
             else { return nil }
-            switch (key, value) {
+            seen |= key.bit
+            switch (String(decoding: key.name, as: UTF8.self), value) {
             case ("iss", .string(let text)): claims.iss = text
             case ("sub", .string(let text)): claims.sub = text
             case ("jti", .string(let text)): claims.jti = text
@@ -165,7 +181,7 @@ enum CompactClaimsParser {
     }
 
     private struct Reader {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
 
         var atEnd: Bool { index == bytes.count }
@@ -197,6 +213,11 @@ enum CompactClaimsParser {
 
         /// A string of printable ASCII other than `"` and `\`.
         mutating func string() -> String? {
+            plainString().map { String(decoding: bytes[$0], as: UTF8.self) }
+        }
+
+        /// Where the text of such a string lies, without making a `String` of it.
+        mutating func plainString() -> Range<Int>? {
             guard take(UInt8(ascii: "\"")) else { return nil }
             let start = index
             while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
@@ -205,7 +226,7 @@ enum CompactClaimsParser {
             }
             guard index < bytes.count else { return nil }
             defer { index += 1 }
-            return String(decoding: bytes[start..<index], as: UTF8.self)
+            return start..<index
         }
 
         /// `0` or an integer without a leading zero, of at most 15 digits, with at most 6

@@ -116,7 +116,7 @@ public struct JWTTokenService: TokenService {
         return IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt)
     }
 
-    public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
+    nonisolated(nonsending) public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
         switch compact.verify(token) {
         case .signed(let claims): return try check(claims, now: now)
         case .badSignature: throw TokenRejected.badSignature
@@ -139,8 +139,9 @@ public struct JWTTokenService: TokenService {
                            exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value)
     }
 
-    /// `verify` without the compact path: the reference the compact path is tested against.
-    func verifyGenerally(_ token: String, now: Date) async throws -> VerifiedToken {
+    /// `verify` without the compact path: the reference the compact path is tested and
+    /// benchmarked against.
+    @_spi(Benchmarks) public func verifyGenerally(_ token: String, now: Date) async throws -> VerifiedToken {
         try check(try await verifyInGeneral(token), now: now)
     }
 

@@ -83,5 +83,8 @@ public protocol TokenService: Sendable {
     /// Signs a token for `userID` issued at `issuedAt`.
     func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken
     /// Verifies signature, algorithm and claims at `now`; throws `TokenRejected`.
-    func verify(_ token: String, now: Date) async throws -> VerifiedToken
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): every authenticated request
+    /// pays for it, and a few microseconds of CPU are not worth a hop to another thread.
+    nonisolated(nonsending) func verify(_ token: String, now: Date) async throws -> VerifiedToken
 }

@@ -1,4 +1,4 @@
-@testable import CryptoAdapter
+@_spi(Benchmarks) @testable import CryptoAdapter
 import Crypto
 import Foundation
 import IdentityDomain
