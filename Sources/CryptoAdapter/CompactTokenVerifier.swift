@@ -149,8 +149,8 @@ enum CompactClaimsParser {
     }
 
     /// The claims read, as bits of a mask (to refuse a duplicate without a set of strings).
-    private static let keys: [(name: [UInt8], bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti"].enumerated()
-        .map { (Array($0.element.utf8), UInt8(1) << UInt8($0.offset)) }
+    private static let keys: [(name: String, bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti"].enumerated()
+        .map { ($0.element, UInt8(1) << UInt8($0.offset)) }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> TokenClaims? {
         var reader = Reader(bytes: bytes)
@@ -160,11 +160,11 @@ enum CompactClaimsParser {
         if reader.take(UInt8(ascii: "}")) { return reader.atEnd ? claims : nil }
         repeat {
             guard let range = reader.plainString(),
-                  let key = keys.first(where: { $0.name.elementsEqual(bytes[range]) }), seen & key.bit == 0,
+                  let key = keys.first(where: { $0.name.utf8.elementsEqual(bytes[range]) }), seen & key.bit == 0,
                   reader.take(UInt8(ascii: ":")), let value = reader.value()
             else { return nil }
             seen |= key.bit
-            switch (String(decoding: key.name, as: UTF8.self), value) {
+            switch (key.name, value) {
             case ("iss", .string(let text)): claims.iss = text
             case ("sub", .string(let text)): claims.sub = text
             case ("jti", .string(let text)): claims.jti = text
