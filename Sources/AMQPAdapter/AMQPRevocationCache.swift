@@ -18,9 +18,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     private struct State {
         /// The connection generation whose snapshot is loaded; nil while answers come from `base`.
         var syncedGeneration: UInt64?
-        var tokens: [String: Date] = [:]
-        var cutoffs: [UserID: (cutoffMilliseconds: Int64, until: Date)] = [:]
-        var count: Int { tokens.count + cutoffs.count }
+        var entries = RevocationSet()
     }
 
     private let base: any RevocationSnapshotting
@@ -45,7 +43,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     public var isSynchronised: Bool { state.withLock { $0.syncedGeneration != nil } }
 
     /// Entries held in memory.
-    public var count: Int { state.withLock { $0.count } }
+    public var count: Int { state.withLock { $0.entries.count } }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
         try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
@@ -66,9 +64,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
         let cached = state.withLock { state -> Bool? in
             guard state.syncedGeneration != nil else { return nil }
-            if state.tokens[jti] != nil { return true }
-            if let entry = state.cutoffs[userID], issuedAt.epochMilliseconds <= entry.cutoffMilliseconds { return true }
-            return false
+            return state.entries.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
         }
         if let cached { return cached }
         return try await base.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
@@ -77,9 +73,8 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
         let remaining = state.withLock { state in
-            state.tokens = state.tokens.filter { $0.value >= now }
-            state.cutoffs = state.cutoffs.filter { $0.value.until >= now }
-            return state.count
+            state.entries.purge(expiredBefore: now)
+            return state.entries.count
         }
         size.record(remaining)
         return try await base.purgeExpired(now: now)
@@ -92,12 +87,11 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         let until = Date(timeIntervalSince1970: Double(message.expiresAtMilliseconds) / 1000)
         let count = state.withLock { state in
             if let jti = message.jti {
-                state.tokens[jti] = max(until, state.tokens[jti] ?? until)
+                state.entries.revoke(jti: jti, userID: userID, until: until)
             } else if let cutoff = message.cutoffMilliseconds {
-                let existing = state.cutoffs[userID]
-                state.cutoffs[userID] = (max(cutoff, existing?.cutoffMilliseconds ?? cutoff), max(until, existing?.until ?? until))
+                state.entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: until)
             }
-            return state.count
+            return state.entries.count
         }
         size.record(count)
     }
@@ -134,21 +128,14 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         while connection.isConnected, connection.generation == generation {
             do {
                 let snapshot = try await base.snapshot(now: clock.now())
-                for token in snapshot.tokens {
-                    merge(RevocationMessage(jti: token.jti, userID: token.userID.description, cutoffMilliseconds: nil,
-                                            expiresAtMilliseconds: token.expiresAt.epochMilliseconds))
-                }
-                for cutoff in snapshot.cutoffs {
-                    merge(RevocationMessage(jti: nil, userID: cutoff.userID.description,
-                                            cutoffMilliseconds: cutoff.issuedBefore.epochMilliseconds,
-                                            expiresAtMilliseconds: cutoff.until.epochMilliseconds))
-                }
                 let synced = state.withLock { state -> Bool in
+                    state.entries.merge(snapshot)
                     // Only if the connection that delivered the messages is still the current one.
                     guard connection.isConnected, connection.generation == generation else { return false }
                     state.syncedGeneration = generation
                     return true
                 }
+                size.record(count)
                 if synced {
                     logger.info("revocation cache synchronised", metadata: ["entries": "\(count)"])
                 }
@@ -164,8 +151,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     private func desynchronise() {
         state.withLock { state in
             state.syncedGeneration = nil
-            state.tokens.removeAll()
-            state.cutoffs.removeAll()
+            state.entries.removeAll()
         }
         size.record(0)
     }
