@@ -15,34 +15,58 @@ public struct Migration: Sendable, Equatable {
     /// SQL undoing it.
     public let down: String
 
-    /// Splits SQL into statements at `;` outside quotes and `--` comments. postgres-nio speaks
-    /// only the extended protocol, one statement per query; migrations must not use `$$` bodies.
+    /// Splits SQL into statements at `;` outside quotes, dollar-quoted bodies (`$$ … $$`,
+    /// `$tag$ … $tag$`) and `--` comments. postgres-nio speaks only the extended protocol,
+    /// one statement per query.
     static func statements(_ sql: String) -> [String] {
+        let characters = Array(sql)
         var statements: [String] = []
         var current = ""
-        var inQuote = false
-        var inComment = false
-        var previous: Character = " "
-        for character in sql {
-            if inComment {
-                if character == "\n" { inComment = false; current.append(character) }
-            } else if inQuote {
-                current.append(character)
-                if character == "'" { inQuote = false }
-            } else if character == "-" && previous == "-" {
-                current.removeLast()
-                inComment = true
-            } else if character == ";" {
+        var index = 0
+        while index < characters.count {
+            let character = characters[index]
+            if character == "-", index + 1 < characters.count, characters[index + 1] == "-" {
+                // A comment runs to the end of its line; the line break stays.
+                while index < characters.count, characters[index] != "\n" { index += 1 }
+                continue
+            }
+            if character == ";" {
                 statements.append(current)
                 current = ""
-            } else {
-                if character == "'" { inQuote = true }
-                current.append(character)
+                index += 1
+                continue
             }
-            previous = inComment ? " " : character
+            if character == "'" {
+                // A quoted string ends at the next quote; `''` inside is two strings back to back.
+                let end = characters[(index + 1)...].firstIndex(of: "'") ?? characters.count - 1
+                current.append(contentsOf: characters[index...end])
+                index = end + 1
+                continue
+            }
+            if character == "$", let tag = dollarTag(characters, at: index) {
+                // A dollar-quoted body ends at the same tag.
+                var end = index + tag.count
+                while end < characters.count, !characters[end...].starts(with: tag) { end += 1 }
+                end = min(end + tag.count, characters.count)
+                current.append(contentsOf: characters[index..<end])
+                index = end
+                continue
+            }
+            current.append(character)
+            index += 1
         }
         statements.append(current)
         return statements.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+    }
+
+    /// The dollar-quote tag (`$$` or `$name$`) that starts at `index`, if one does.
+    private static func dollarTag(_ characters: [Character], at index: Int) -> [Character]? {
+        var end = index + 1
+        while end < characters.count, characters[end] == "_" || characters[end].isLetter || (end > index + 1 && characters[end].isNumber) {
+            end += 1
+        }
+        guard end < characters.count, characters[end] == "$" else { return nil }
+        return Array(characters[index...end])
     }
 
     /// SHA-256 of the up SQL, hex: recorded when applied, compared ever after.

@@ -88,4 +88,21 @@ struct MigrationTests {
             """
         #expect(Migration.statements(sql) == ["CREATE TABLE a (x text DEFAULT 'a;b')", "INSERT INTO a VALUES ('it''s')"])
     }
+
+    @Test("a dollar-quoted body is one statement, whatever semicolons it holds")
+    func dollarQuoting() {
+        let sql = """
+            CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM 1; RETURN NULL; END
+            $$;
+            CREATE FUNCTION g() RETURNS text LANGUAGE sql AS $body$ SELECT 'a;$$;b' $body$;
+            SELECT '$$;' AS x;
+            """
+        #expect(Migration.statements(sql) == [
+            "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN PERFORM 1; RETURN NULL; END\n$$",
+            "CREATE FUNCTION g() RETURNS text LANGUAGE sql AS $body$ SELECT 'a;$$;b' $body$",
+            "SELECT '$$;' AS x",
+        ])
+        #expect(Migration.statements("SELECT 1 AS $1x; SELECT 2") == ["SELECT 1 AS $1x", "SELECT 2"], "$1 is a parameter, not a tag")
+    }
 }
