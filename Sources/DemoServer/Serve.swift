@@ -69,6 +69,15 @@ struct ExpiryPurge: Service {
 }
 
 /// Publishes the outbox to the broker: every 100 ms, until the outbox is empty.
+/// Runs the PostgreSQL revocation cache's listener until shutdown.
+struct RevocationCacheService: Service {
+    let cache: PostgresRevocationCache
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await cache.run() }
+    }
+}
+
 struct OutboxRelayService: Service {
     let relay: OutboxRelay
     let logger: Logger

@@ -65,6 +65,14 @@ struct Wiring: Sendable {
                 services += [link, OutboxRelayService(relay: relay, logger: logger)]
                 readiness.append(AMQPHealthCheck(broker: link))
                 broker = link
+            } else {
+                // Without a broker: revocations cached in memory, kept current by the database's
+                // announcements, so a request checks its token without a query.
+                let cache = PostgresRevocationCache(
+                    base: revocationStore, listeningWith: postgres, clock: clock, logger: logger, metrics: factory
+                )
+                active = cache
+                services.append(RevocationCacheService(cache: cache))
             }
             let purgedRevocations = active  // the cache, when there is one, prunes itself and its base
             (users, outbox, revocations, throttle) = (store, store, active, sharedThrottle)

@@ -1,0 +1,3 @@
+DROP TRIGGER identity_token_cutoffs_notify ON identity_token_cutoffs;
+DROP TRIGGER identity_revoked_tokens_notify ON identity_revoked_tokens;
+DROP FUNCTION identity_notify_revocation();

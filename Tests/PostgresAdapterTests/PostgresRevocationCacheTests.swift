@@ -1,0 +1,174 @@
+import Foundation
+import IdentityConformance
+import IdentityDomain
+import IdentityPorts
+import IdentityTestSupport
+import PostgresAdapter
+import PostgresNIO
+import Synchronization
+import Testing
+
+@Suite("PostgreSQL revocation cache", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
+struct PostgresRevocationCacheTests {
+    static func settings(database: String) -> PostgresConnectionSettings {
+        PostgresConnectionSettings(
+            host: TestDatabase.host, port: TestDatabase.port, username: TestDatabase.user,
+            password: TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"], database: database, tls: .disable
+        )
+    }
+
+    /// Caches started for one test, each listening until the test ends.
+    final class Caches: Sendable {
+        private let running = Mutex<[Task<Void, Never>]>([])
+        let client: PostgresClient
+        let database: String
+
+        init(client: PostgresClient, database: String) {
+            self.client = client
+            self.database = database
+        }
+
+        /// A new cache over the database, listening and synchronised.
+        func start(pingInterval: Duration = .seconds(10)) async throws -> PostgresRevocationCache {
+            let cache = PostgresRevocationCache(
+                base: PostgresRevocationStore(client: client), listeningWith: settings(database: database), pingInterval: pingInterval
+            )
+            running.withLock { $0.append(Task { await cache.run() }) }
+            #expect(await eventually { cache.isSynchronised }, "the cache synchronises")
+            return cache
+        }
+
+        func stopAll() async {
+            let tasks = running.withLock { $0 }
+            for task in tasks { task.cancel() }
+            for task in tasks { await task.value }
+        }
+    }
+
+    static func with(_ body: (Caches) async throws -> Void) async throws {
+        try await PostgresStoreTests.withMigrated { client in
+            let database = try await currentDatabase(client)
+            let caches = Caches(client: client, database: database)
+            do {
+                try await body(caches)
+                await caches.stopAll()
+            } catch {
+                await caches.stopAll()
+                throw error
+            }
+        }
+    }
+
+    static func currentDatabase(_ client: PostgresClient) async throws -> String {
+        for try await name in try await client.query("SELECT current_database()").decode(String.self) { return name }
+        throw CancellationError()
+    }
+
+    /// What the listening backend last ran (its LISTEN, then its pings); nothing else in these
+    /// tests runs either.
+    static let listenerActivity = "(query ILIKE 'LISTEN%' OR query = 'SELECT 1')"
+
+    /// The backends listening on the revocation channel, to cut them off.
+    static func terminateListeners(_ client: PostgresClient) async throws -> Int {
+        let rows = try await client.query(
+            """
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND \(unescaped: listenerActivity)
+            """
+        )
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
+    }
+
+    @Test("PostgresRevocationCache passes the RevocationStore suite")
+    func conformance() async throws {
+        try await Self.with { caches in
+            try await RevocationStoreConformance {
+                try await PostgresStoreTests.reset(caches.client)
+                return try await caches.start()
+            }.run()
+        }
+    }
+
+    @Test("another instance's revocations reach the cache through the database's announcements, and are answered from memory")
+    func announcements() async throws {
+        try await Self.with { caches in
+            let cache = try await caches.start()
+            let other = PostgresRevocationStore(client: caches.client)  // another instance, writing to the same database
+            let user = UserID(UUID())
+            let now = Date()
+            try await other.revoke(jti: "elsewhere", userID: user, expiresAt: now.addingTimeInterval(600))
+            try await other.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(600))
+            #expect(await eventually { cache.count == 2 }, "both announcements arrive")
+            // Gone from the tables, still revoked: the answers come from memory, not from a query.
+            try await caches.client.query("DELETE FROM identity_revoked_tokens")
+            try await caches.client.query("DELETE FROM identity_token_cutoffs")
+            #expect(try await cache.isRevoked(jti: "elsewhere", userID: user, issuedAt: now.addingTimeInterval(1)))
+            #expect(try await cache.isRevoked(jti: "any", userID: user, issuedAt: now.addingTimeInterval(-1)), "the cut-off too")
+            #expect(try await !cache.isRevoked(jti: "any", userID: user, issuedAt: now.addingTimeInterval(1)))
+        }
+    }
+
+    @Test("a cache started late loads what was revoked before it; its own writes count at once")
+    func snapshotAndOwnWrites() async throws {
+        try await Self.with { caches in
+            let user = UserID(UUID())
+            let now = Date()
+            try await PostgresRevocationStore(client: caches.client).revoke(jti: "before", userID: user, expiresAt: now.addingTimeInterval(600))
+            let cache = try await caches.start()
+            #expect(cache.count == 1)
+            #expect(try await cache.isRevoked(jti: "before", userID: user, issuedAt: now))
+            try await cache.revoke(jti: "mine", userID: user, expiresAt: now.addingTimeInterval(600))
+            #expect(try await cache.isRevoked(jti: "mine", userID: user, issuedAt: now), "no wait for the announcement")
+        }
+    }
+
+    @Test("a lost listening connection: answers come from the database, then the cache resynchronises with what it missed")
+    func reconnects() async throws {
+        try await Self.with { caches in
+            let cache = try await caches.start()
+            let user = UserID(UUID())
+            let now = Date()
+            #expect(try await Self.terminateListeners(caches.client) == 1)
+            #expect(await eventually { !cache.isSynchronised }, "the cache notices")
+            try await PostgresRevocationStore(client: caches.client).revoke(jti: "missed", userID: user, expiresAt: now.addingTimeInterval(600))
+            #expect(try await cache.isRevoked(jti: "missed", userID: user, issuedAt: now), "meanwhile, or from the snapshot")
+            #expect(await eventually { cache.isSynchronised && cache.count == 1 }, "it reconnects and loads what it missed")
+            try await caches.client.query("DELETE FROM identity_revoked_tokens")
+            #expect(try await cache.isRevoked(jti: "missed", userID: user, issuedAt: now), "from memory again")
+        }
+    }
+
+    @Test("an announcement that does not decode is skipped; later ones still apply")
+    func badAnnouncement() async throws {
+        try await Self.with { caches in
+            let cache = try await caches.start()
+            let user = UserID(UUID())
+            for payload in ["not json", #"{"jti":"x","user_id":"not-a-uuid","expires_at_ms":1}"#, #"{"user_id":"\#(user)"}"#] {
+                try await caches.client.query("SELECT pg_notify('identity_revocations', \(payload))")
+            }
+            try await PostgresRevocationStore(client: caches.client).revoke(jti: "after", userID: user, expiresAt: Date().addingTimeInterval(600))
+            #expect(await eventually { cache.count == 1 }, "only the good one is held")
+            #expect(cache.isSynchronised)
+        }
+    }
+
+    @Test("a listening connection that stops answering is replaced (the ping finds it)")
+    func silentConnection() async throws {
+        try await Self.with { caches in
+            let cache = try await caches.start(pingInterval: .milliseconds(200))
+            // Stop the listener's backend (SIGSTOP): the socket stays open, nothing answers.
+            var pid: Int32 = 0
+            let rows = try await caches.client.query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND \(unescaped: Self.listenerActivity)"
+            )
+            for try await found in rows.decode(Int32.self) { pid = found }
+            #expect(pid > 0)
+            kill(pid, SIGSTOP)
+            defer { kill(pid, SIGCONT) }
+            #expect(await eventually { !cache.isSynchronised }, "the ping times out and the cache asks the database")
+            kill(pid, SIGCONT)
+            #expect(await eventually { cache.isSynchronised }, "and then listens again")
+        }
+    }
+}
