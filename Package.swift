@@ -155,7 +155,7 @@ let package = Package(
 
         // MARK: tests
         .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain", "IdentityTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
+        .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts", "IdentityTestSupport"], swiftSettings: swiftSettings),
         .target(
             name: "IdentityTestSupport",
             dependencies: [

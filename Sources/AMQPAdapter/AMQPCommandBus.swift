@@ -43,22 +43,25 @@ public final class AMQPCommandBus: CommandBus, Sendable {
             expirationMilliseconds: timeoutMilliseconds,
             deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds)
         )
-        let timer = Task { [weak self, timeout] in
-            try await Task.sleep(for: timeout)
-            self?.finish(id, with: .failure(BackendUnavailable(backend: "rabbitmq")))
-        }
-        defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            state.withLock { $0.waiting[id] = continuation }
-            Task {
-                do {
-                    try await connection.publish(
-                        exchange: "", routingKey: AMQPTopology.commandQueue, body: CommandWire.body(of: envelope.command),
-                        properties: properties
-                    )
-                } catch {
-                    finish(id, with: .failure(error))
+        // At the deadline the caller gets 503 and the body is cancelled, which forgets the wait.
+        return try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [self] in
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    state.withLock { $0.waiting[id] = continuation }
+                    if Task.isCancelled { return finish(id, with: .failure(CancellationError())) }
+                    Task {
+                        do {
+                            try await connection.publish(
+                                exchange: "", routingKey: AMQPTopology.commandQueue, body: CommandWire.body(of: envelope.command),
+                                properties: properties
+                            )
+                        } catch {
+                            finish(id, with: .failure(error))
+                        }
+                    }
                 }
+            } onCancel: {
+                finish(id, with: .failure(CancellationError()))
             }
         }
     }

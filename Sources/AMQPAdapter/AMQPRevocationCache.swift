@@ -103,19 +103,12 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     private func broadcast(_ message: RevocationMessage) async {
         guard let body = try? JSONEncoder().encode(message) else { return }
         let connection = connection
-        // Whichever comes first, the confirm (or a failure) or the deadline, lets the caller go on.
-        try? await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let once = ResumeOnce(continuation)
-            Task {
-                try? await connection.publish(
-                    exchange: AMQPTopology.revocationExchange, routingKey: "", body: body, properties: MessageProperties(persistent: false)
-                )
-                once.resume()
-            }
-            Task {
-                try? await Task.sleep(for: Self.broadcastWait)
-                once.resume()
-            }
+        // Whichever comes first, the confirm (or a failure) or the deadline, lets the caller go on;
+        // the publish itself goes on either way (it is queued on the connection's thread).
+        _ = try? await Deadline.run(Self.broadcastWait, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) {
+            try await connection.publish(
+                exchange: AMQPTopology.revocationExchange, routingKey: "", body: body, properties: MessageProperties(persistent: false)
+            )
         }
     }
 

@@ -134,15 +134,8 @@ struct HealthRoutes: Sendable {
     }
 
     static func answers(_ check: any HealthCheck) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await check.checkHealth()) != nil }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+        (try? await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: check.backendName) }) {
+            try await check.checkHealth()
+        }) != nil
     }
 }

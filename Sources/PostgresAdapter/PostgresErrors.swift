@@ -1,7 +1,6 @@
 import IdentityDomain
 import IdentityPorts
 import Logging
-import Synchronization
 import PostgresNIO
 
 /// A PostgreSQL failure that is neither an outage nor a business rule: a bug or a schema
@@ -70,63 +69,10 @@ enum PostgresErrors {
         }
     }
 
-    /// Runs `body`, giving up with `BackendUnavailable` after `timeout`, when the body is
-    /// cancelled. The caller is answered at the deadline even if the body does not notice its
-    /// cancellation at once (a task group would wait for it): the deadline is a promise to the
-    /// caller, not a request to the body.
+    /// Runs `body`, giving up with `BackendUnavailable` after `timeout` (`Deadline.run`: the
+    /// caller is answered at the deadline whatever the body does).
     static func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let race = DeadlineRace<T>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                race.start(continuation, work: Task {
-                    do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
-                }, timer: Task {
-                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                    race.finish(.failure(BackendUnavailable(backend: "postgres")))
-                })
-            }
-        } onCancel: {
-            race.finish(.failure(CancellationError()))
-        }
-    }
-}
-
-/// The body and the timer of `withDeadline`: the first to finish answers, and both are then
-/// cancelled. A cancellation that comes before the start answers at the start.
-private final class DeadlineRace<T: Sendable>: Sendable {
-    private struct State {
-        var continuation: CheckedContinuation<T, any Error>?
-        var tasks: [Task<Void, Never>] = []
-        var early: Result<T, any Error>?
-    }
-    private let state = Mutex(State())
-
-    func start(_ continuation: CheckedContinuation<T, any Error>, work: Task<Void, Never>, timer: Task<Void, Never>) {
-        let early = state.withLock { state -> Result<T, any Error>? in
-            if state.early == nil {
-                state.continuation = continuation
-                state.tasks = [work, timer]
-            }
-            return state.early
-        }
-        if let early {
-            work.cancel()
-            timer.cancel()
-            continuation.resume(with: early)
-        }
-    }
-
-    func finish(_ result: Result<T, any Error>) {
-        let (continuation, tasks) = state.withLock { state in
-            defer {
-                state.continuation = nil
-                state.tasks = []
-            }
-            if state.continuation == nil, state.early == nil { state.early = result }
-            return (state.continuation, state.tasks)
-        }
-        for task in tasks { task.cancel() }
-        continuation?.resume(with: result)
+        try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "postgres") }, body)
     }
 }
 

@@ -25,6 +25,9 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     private struct State {
         var synchronised = false
         var entries = RevocationSet()
+        /// The latest purge's instant: an announcement of an entry that lapsed before it comes
+        /// late (the purge already removed it) and is not taken in.
+        var purgedBefore = Date.distantPast
     }
 
     /// The channel the trigger announces on.
@@ -81,7 +84,12 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        update { $0.purge(expiredBefore: now) }
+        let count = state.withLock { state in
+            state.purgedBefore = max(state.purgedBefore, now)
+            state.entries.purge(expiredBefore: now)
+            return state.entries.count
+        }
+        size.record(count)
         return try await base.purgeExpired(now: now)
     }
 
@@ -158,13 +166,16 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
             return
         }
         let until = Date(timeIntervalSince1970: Double(message.expiresAtMilliseconds) / 1000)
-        update { entries in
+        let count = state.withLock { state in
+            guard until >= state.purgedBefore else { return state.entries.count }
             if let jti = message.jti {
-                entries.revoke(jti: jti, userID: userID, until: until)
+                state.entries.revoke(jti: jti, userID: userID, until: until)
             } else if let cutoff = message.cutoffMilliseconds {
-                entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: until)
+                state.entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: until)
             }
+            return state.entries.count
         }
+        size.record(count)
     }
 
     private func update(_ change: (inout RevocationSet) -> Void) {

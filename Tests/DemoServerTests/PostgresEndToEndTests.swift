@@ -24,7 +24,7 @@ struct PostgresEndToEndTests {
 
         let refused = try await runDemoServer(["serve"], environment: env)
         #expect(refused.status == 69)
-        #expect(refused.output.contains("cannot start: the database schema is out of date (2 pending migrations): run `DemoServer migrate up`"))
+        #expect(refused.output.contains("cannot start: the database schema is out of date (3 pending migrations): run `DemoServer migrate up`"))
 
         async let first = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
         async let second = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
@@ -32,12 +32,13 @@ struct PostgresEndToEndTests {
         #expect(a.status == 0 && b.status == 0, "two migrate up at once both succeed: \(a.output) \(b.output)")
         #expect([a.output, b.output].filter { $0.contains("applied 1 initial") }.count == 1, "and apply each migration once")
         #expect([a.output, b.output].filter { $0.contains("applied 2 login_throttle") }.count == 1)
+        #expect([a.output, b.output].filter { $0.contains("applied 3 revocation_notify") }.count == 1)
 
         let status = try await runDemoServer(["migrate", "status"], environment: env)
         #expect(status.status == 0 && status.output.contains("applied  1 initial") && status.output.contains("schema is up to date"))
 
         let down = try await runDemoServer(["migrate", "down", "1"], environment: env)
-        #expect(down.status == 0 && down.output.contains("undid 2 login_throttle"))
+        #expect(down.status == 0 && down.output.contains("undid 3 revocation_notify"))
         #expect(try await runDemoServer(["migrate", "down", "0"], environment: env).status != 0, "N must be 1 or more")
         #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
     }
@@ -112,7 +113,7 @@ struct PostgresEndToEndTests {
             recovered = (try? await call("GET", "\(base)/users/me", token: token))?.status == 200
             if !recovered { try await Task.sleep(for: .milliseconds(100)) }
         }
-        #expect(recovered, "requests work again once PostgreSQL is back")
+        #expect(recovered, "requests work again once PostgreSQL is back; the server's log:\n\(server.log.suffix(3000))")
         #expect(try await call("GET", "\(base)/health/ready").status == 200)
         #expect(!server.log.contains("SELECT") && !server.log.contains("INSERT"), "no SQL in the log")
     }

@@ -1,12 +1,11 @@
 import Foundation
 import IdentityPorts
 import IdentityTestSupport
-import PostgresAdapter
 import Synchronization
 import Testing
 
-/// `PostgresMigrator.withDeadline` (and every store operation, which runs under the same
-/// deadline) answers at the deadline, whatever the body does with its cancellation.
+/// `Deadline.run` (every PostgreSQL operation, readiness checks, AMQP commands) answers at the
+/// deadline, whatever the body does with its cancellation.
 @Suite("Deadlines")
 struct DeadlineTests {
     /// A gate the test opens: until then, whoever waits on it waits, cancelled or not.
@@ -40,8 +39,8 @@ struct DeadlineTests {
         }
         defer { fallback.cancel() }
         let finished = Mutex(false)
-        await #expect(throws: BackendUnavailable(backend: "postgres")) {
-            try await PostgresMigrator.withDeadline(.milliseconds(50)) {
+        await #expect(throws: BackendUnavailable(backend: "slow")) {
+            try await Deadline.run(.milliseconds(50), timeoutError: { BackendUnavailable(backend: "slow") }) {
                 await gate.wait()  // not cancellable, like a lease that never comes
                 finished.withLock { $0 = true }
             }
@@ -52,10 +51,10 @@ struct DeadlineTests {
 
     @Test("a body that ends in time gives its value or its error")
     func inTime() async throws {
-        #expect(try await PostgresMigrator.withDeadline(.seconds(60)) { 42 } == 42)
+        #expect(try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { 42 } == 42)
         struct Refused: Error, Equatable {}
         await #expect(throws: Refused()) {
-            try await PostgresMigrator.withDeadline(.seconds(60)) { throw Refused() }
+            try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { throw Refused() }
         }
     }
 
@@ -64,7 +63,7 @@ struct DeadlineTests {
         let gate = Gate()
         let bodyCancelled = Mutex(false)
         let caller = Task {
-            try await PostgresMigrator.withDeadline(.seconds(60)) {
+            try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) {
                 await withTaskCancellationHandler { await gate.wait() } onCancel: { bodyCancelled.withLock { $0 = true } }
             }
         }
@@ -72,5 +71,38 @@ struct DeadlineTests {
         await #expect(throws: CancellationError.self) { try await caller.value }
         #expect(await eventually { bodyCancelled.withLock { $0 } })
         gate.open()
+    }
+
+    @Test("operations that end in time leave no timer to fire: none of them times out later")
+    func timersAreCancelled() async throws {
+        // Each operation records whether its timer fired; an operation that was answered with
+        // its value must never see that happen (one answered by its timer, on a loaded
+        // machine, is not what this looks at).
+        let fired = Mutex(Set<Int>())
+        var answered = Set<Int>()
+        for operation in 0..<1_000 {
+            let value = try? await Deadline.run(.milliseconds(20), timeoutError: {
+                fired.withLock { _ = $0.insert(operation) }
+                return BackendUnavailable(backend: "slow")
+            }) { operation }
+            if value == operation { answered.insert(operation) }
+        }
+        #expect(!answered.isEmpty)
+        // Past every deadline: a timer that was not cancelled would have fired by now.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(fired.withLock { $0 }.isDisjoint(with: answered))
+    }
+
+    @Test("a timer fires once: a body that ends after its deadline changes nothing")
+    func lateBody() async throws {
+        let gate = Gate()
+        let caller = Task {
+            try await Deadline.run(.milliseconds(20), timeoutError: { BackendUnavailable(backend: "slow") }) {
+                await gate.wait()
+                return 1
+            }
+        }
+        await #expect(throws: BackendUnavailable(backend: "slow")) { try await caller.value }
+        gate.open()  // the body now finishes; the caller was answered once, and nothing crashes
     }
 }
