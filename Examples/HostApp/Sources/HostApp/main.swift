@@ -6,4 +6,6 @@ guard let secret = ProcessInfo.processInfo.environment["HOST_APP_JWT_SECRET"], s
     FileHandle.standardError.write(Data("set HOST_APP_JWT_SECRET to 32 or more bytes\n".utf8))
     exit(78)
 }
-try await makeApplication(jwtSecret: secret).runService()
+// HOST_APP_PORT: the port on 127.0.0.1 (8080 unless set).
+let port = Int(ProcessInfo.processInfo.environment["HOST_APP_PORT"] ?? "") ?? 8080
+try await makeApplication(jwtSecret: secret, port: port).runService()
