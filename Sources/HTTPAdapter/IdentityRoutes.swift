@@ -150,11 +150,31 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
 enum BearerToken {
     static func authenticate(_ request: Request, with service: IdentityService) async throws -> Principal {
         guard let header = request.headers[.authorization] else { throw AuthenticationRequired() }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw AuthenticationRequired() }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        guard !token.isEmpty else { throw TokenRejected.malformed }
-        return try await service.authenticator.authenticate(bearer: token)
+        return try await service.authenticator.authenticate(bearer: try token(in: header))
+    }
+
+    /// The token of `Bearer <token>` (RFC 6750 §2.1: the scheme in any case, one or more
+    /// spaces, the token; spaces and tabs around it are dropped). Read byte by byte: every
+    /// authenticated request pays for this, and Foundation's trimming, which bridges through
+    /// UTF-16, was a sixth of a host route's CPU.
+    static func token(in header: String) throws -> String {
+        let bytes = header.utf8
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var index = bytes.startIndex
+        while index < bytes.endIndex, bytes[index] == UInt8(ascii: " ") { index = bytes.index(after: index) }
+        let schemeStart = index
+        while index < bytes.endIndex, bytes[index] != UInt8(ascii: " ") { index = bytes.index(after: index) }
+        // ASCII letters compare case-insensitively with their bit 0x20 set.
+        guard bytes[schemeStart..<index].elementsEqual("bearer".utf8, by: { $0 | 0x20 == $1 }) else {
+            throw AuthenticationRequired()
+        }
+        while index < bytes.endIndex, bytes[index] == UInt8(ascii: " ") { index = bytes.index(after: index) }
+        guard index < bytes.endIndex else { throw AuthenticationRequired() }
+        var end = bytes.endIndex
+        while end > index, isBlank(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
+        while index < end, isBlank(bytes[index]) { index = bytes.index(after: index) }
+        guard index < end else { throw TokenRejected.malformed }
+        return String(header[index..<end])
     }
 }
 
