@@ -47,16 +47,14 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
         try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
-        let message = RevocationMessage(jti: jti, userID: userID.description, cutoffMilliseconds: nil,
-                                        expiresAtMilliseconds: expiresAt.epochMilliseconds)
+        let message = RevocationMessage(jti: jti, userID: userID, expiresAt: expiresAt)
         merge(message)
         await broadcast(message)
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
         try await base.revokeAll(userID: userID, issuedBefore: cutoff, until: until)
-        let message = RevocationMessage(jti: nil, userID: userID.description, cutoffMilliseconds: cutoff.epochMilliseconds,
-                                        expiresAtMilliseconds: until.epochMilliseconds)
+        let message = RevocationMessage(userID: userID, issuedBefore: cutoff, until: until)
         merge(message)
         await broadcast(message)
     }
@@ -83,14 +81,8 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
     // MARK: feed
 
     private func merge(_ message: RevocationMessage) {
-        guard let userID = UserID(message.userID) else { return }
-        let until = Date(timeIntervalSince1970: Double(message.expiresAtMilliseconds) / 1000)
         let count = state.withLock { state in
-            if let jti = message.jti {
-                state.entries.revoke(jti: jti, userID: userID, until: until)
-            } else if let cutoff = message.cutoffMilliseconds {
-                state.entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: until)
-            }
+            state.entries.apply(message)
             return state.entries.count
         }
         size.record(count)
@@ -172,20 +164,5 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         func disconnected() {
             cache.desynchronise()
         }
-    }
-}
-
-/// One revocation on the fan-out exchange: a token (`jti`) or a per-user cut-off (`cutoff_ms`).
-struct RevocationMessage: Codable, Equatable {
-    var jti: String?
-    var userID: String
-    var cutoffMilliseconds: Int64?
-    var expiresAtMilliseconds: Int64
-
-    enum CodingKeys: String, CodingKey {
-        case jti
-        case userID = "user_id"
-        case cutoffMilliseconds = "cutoff_ms"
-        case expiresAtMilliseconds = "expires_at_ms"
     }
 }

@@ -143,3 +143,59 @@ public struct RevocationSet: Sendable {
         )
     }
 }
+
+/// One revocation as it travels between instances, on the AMQP fan-out exchange
+/// `identity.revocations` and on PostgreSQL's channel `identity_revocations`: a token (`jti`)
+/// or a per-user cut-off (`cutoff_ms`), as a JSON document
+/// (`{"jti": …, "user_id": …, "expires_at_ms": …}` or `{"user_id": …, "cutoff_ms": …, "expires_at_ms": …}`).
+public struct RevocationMessage: Codable, Sendable, Equatable {
+    /// The revoked token's `jti`, for a token.
+    public var jti: String?
+    /// The user, as a UUID string.
+    public var userID: String
+    /// Tokens issued at or before this instant (epoch milliseconds) are revoked, for a cut-off.
+    public var cutoffMilliseconds: Int64?
+    /// When the entry lapses (epoch milliseconds).
+    public var expiresAtMilliseconds: Int64
+
+    /// A revoked token.
+    public init(jti: String, userID: UserID, expiresAt: Date) {
+        self.jti = jti
+        self.userID = userID.description
+        self.expiresAtMilliseconds = expiresAt.epochMilliseconds
+    }
+
+    /// A per-user cut-off.
+    public init(userID: UserID, issuedBefore cutoff: Date, until: Date) {
+        self.userID = userID.description
+        self.cutoffMilliseconds = cutoff.epochMilliseconds
+        self.expiresAtMilliseconds = until.epochMilliseconds
+    }
+
+    /// When the entry lapses.
+    public var expiresAt: Date { Date(timeIntervalSince1970: Double(expiresAtMilliseconds) / 1000) }
+
+    enum CodingKeys: String, CodingKey {
+        case jti
+        case userID = "user_id"
+        case cutoffMilliseconds = "cutoff_ms"
+        case expiresAtMilliseconds = "expires_at_ms"
+    }
+}
+
+extension RevocationSet {
+    /// Adds what `message` announces. Returns false, changing nothing, for a message that
+    /// names no valid user, or neither a token nor a cut-off.
+    @discardableResult
+    public mutating func apply(_ message: RevocationMessage) -> Bool {
+        guard let userID = UserID(message.userID) else { return false }
+        if let jti = message.jti {
+            revoke(jti: jti, userID: userID, until: message.expiresAt)
+        } else if let cutoff = message.cutoffMilliseconds {
+            revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: message.expiresAt)
+        } else {
+            return false
+        }
+        return true
+    }
+}

@@ -159,23 +159,20 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 
     /// Applies one announcement; one that does not decode is logged and skipped.
     func receive(_ payload: String) {
-        guard let message = try? JSONDecoder().decode(RevocationAnnouncement.self, from: Data(payload.utf8)),
-              let userID = UserID(message.userID)
-        else {
-            logger.warning("revocation announcement not understood; skipped", metadata: ["payload": "\(payload.prefix(200))"])
-            return
+        guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: Data(payload.utf8)) else {
+            return skip(payload)
         }
-        let until = Date(timeIntervalSince1970: Double(message.expiresAtMilliseconds) / 1000)
-        let count = state.withLock { state in
-            guard until >= state.purgedBefore else { return state.entries.count }
-            if let jti = message.jti {
-                state.entries.revoke(jti: jti, userID: userID, until: until)
-            } else if let cutoff = message.cutoffMilliseconds {
-                state.entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff, until: until)
-            }
-            return state.entries.count
+        let (applied, count) = state.withLock { state in
+            // An entry that lapsed before the last purge comes late: the purge already removed it.
+            guard message.expiresAt >= state.purgedBefore else { return (true, state.entries.count) }
+            return (state.entries.apply(message), state.entries.count)
         }
         size.record(count)
+        if !applied { skip(payload) }
+    }
+
+    private func skip(_ payload: String) {
+        logger.warning("revocation announcement not understood; skipped", metadata: ["payload": "\(payload.prefix(200))"])
     }
 
     private func update(_ change: (inout RevocationSet) -> Void) {
@@ -198,20 +195,4 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 /// The listening connection's notifications ended: it closed.
 struct ListeningEnded: Error, CustomStringConvertible {
     var description: String { "the listening connection closed" }
-}
-
-/// The trigger's payload: a token (`jti`) or a per-user cut-off (`cutoff_ms`), as on the AMQP
-/// fan-out exchange.
-struct RevocationAnnouncement: Decodable {
-    var jti: String?
-    var userID: String
-    var cutoffMilliseconds: Int64?
-    var expiresAtMilliseconds: Int64
-
-    enum CodingKeys: String, CodingKey {
-        case jti
-        case userID = "user_id"
-        case cutoffMilliseconds = "cutoff_ms"
-        case expiresAtMilliseconds = "expires_at_ms"
-    }
 }

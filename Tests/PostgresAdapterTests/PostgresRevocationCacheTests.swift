@@ -68,16 +68,24 @@ struct PostgresRevocationCacheTests {
     /// tests runs either.
     static let listenerActivity = "(query ILIKE 'LISTEN%' OR query = 'SELECT 1')"
 
-    /// The backends listening on the revocation channel, to cut them off.
-    static func terminateListeners(_ client: PostgresClient) async throws -> Int {
+    /// The backends listening on the revocation channel (there is one per running cache).
+    static func listeners(_ client: PostgresClient) async throws -> [Int32] {
         let rows = try await client.query(
             """
-            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            SELECT pid FROM pg_stat_activity
             WHERE datname = current_database() AND pid <> pg_backend_pid() AND \(unescaped: listenerActivity)
             """
         )
-        for try await count in rows.decode(Int64.self) { return Int(count) }
-        return 0
+        var pids: [Int32] = []
+        for try await pid in rows.decode(Int32.self) { pids.append(pid) }
+        return pids
+    }
+
+    /// Cuts the listening backends off; returns how many there were.
+    static func terminateListeners(_ client: PostgresClient) async throws -> Int {
+        let pids = try await listeners(client)
+        for pid in pids { try await client.query("SELECT pg_terminate_backend(\(pid))") }
+        return pids.count
     }
 
     @Test("PostgresRevocationCache passes the RevocationStore suite")
@@ -158,12 +166,9 @@ struct PostgresRevocationCacheTests {
         try await Self.with { caches in
             let cache = try await caches.start(pingInterval: .milliseconds(200))
             // Stop the listener's backend (SIGSTOP): the socket stays open, nothing answers.
-            var pid: Int32 = 0
-            let rows = try await caches.client.query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND \(unescaped: Self.listenerActivity)"
-            )
-            for try await found in rows.decode(Int32.self) { pid = found }
-            #expect(pid > 0)
+            let pids = try await Self.listeners(caches.client)
+            #expect(pids.count == 1)
+            let pid = try #require(pids.first)
             kill(pid, SIGSTOP)
             defer { kill(pid, SIGCONT) }
             #expect(await eventually { !cache.isSynchronised }, "the ping times out and the cache asks the database")
