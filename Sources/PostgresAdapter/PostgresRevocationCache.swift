@@ -95,7 +95,7 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 
     /// Listens until cancelled: connects, synchronises, follows the announcements; after a
     /// failure it forgets what it held (answers come from the database) and starts again,
-    /// waiting 0.1 s, doubling up to 5 s.
+    /// waiting 0.1 s, doubling up to 5 s while it cannot synchronise.
     public func run() async {
         await withDiscardingTaskGroup { group in
             let listener = listener
@@ -109,6 +109,8 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
                     logger.warning("revocation cache lost its database connection; asking the database until it is back",
                                    metadata: ["error": "\(error)"])
                 }
+                // After a connection that got as far as synchronising, start the backoff again.
+                if isSynchronised { delay = .milliseconds(100) }
                 desynchronise()
                 if (try? await Task.sleep(for: delay)) == nil { break }
                 delay = min(delay * 2, .seconds(5))
