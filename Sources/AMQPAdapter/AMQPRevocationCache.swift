@@ -3,7 +3,6 @@ public import IdentityDomain
 public import Foundation
 import CoreMetrics
 import Logging
-import Synchronization
 
 /// Revocations on every instance (contract §5): a `RevocationStore` over a durable `base`
 /// (PostgreSQL) with an in-memory cache that the fan-out exchange `identity.revocations` keeps
@@ -15,18 +14,11 @@ import Synchronization
 ///   snapshot; revocations only ever add up, so merging both in any order is exact. Until the
 ///   snapshot is in, and whenever the broker connection is down, `isRevoked` asks `base`.
 public final class AMQPRevocationCache: RevocationStore, Sendable {
-    private struct State {
-        /// The connection generation whose snapshot is loaded; nil while answers come from `base`.
-        var syncedGeneration: UInt64?
-        var entries = RevocationSet()
-    }
-
     private let base: any RevocationSnapshotting
     private let connection: BrokerConnection
     private let clock: any IdentityClock
     private let logger: Logger
-    private let size: Gauge
-    private let state = Mutex(State())
+    private let memory: CachedRevocations
 
     init(base: any RevocationSnapshotting, connection: BrokerConnection, clock: any IdentityClock, logger: Logger,
          metrics: any MetricsFactory) {
@@ -34,59 +26,43 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         self.connection = connection
         self.clock = clock
         self.logger = logger
-        self.size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
-        size.record(0)
+        let size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
+        self.memory = CachedRevocations { size.record($0) }
         connection.add(Feed(cache: self))
     }
 
     /// Whether answers come from the cache (true) or from `base` (false).
-    public var isSynchronised: Bool { state.withLock { $0.syncedGeneration != nil } }
+    public var isSynchronised: Bool { memory.isSynchronised }
 
     /// Entries held in memory.
-    public var count: Int { state.withLock { $0.entries.count } }
+    public var count: Int { memory.count }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
         try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
         let message = RevocationMessage(jti: jti, userID: userID, expiresAt: expiresAt)
-        merge(message)
+        memory.apply(message)
         await broadcast(message)
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
         try await base.revokeAll(userID: userID, issuedBefore: cutoff, until: until)
         let message = RevocationMessage(userID: userID, issuedBefore: cutoff, until: until)
-        merge(message)
+        memory.apply(message)
         await broadcast(message)
     }
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
-        let cached = state.withLock { state -> Bool? in
-            guard state.syncedGeneration != nil else { return nil }
-            return state.entries.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
-        }
-        if let cached { return cached }
+        if let cached = memory.answer(jti: jti, userID: userID, issuedAt: issuedAt) { return cached }
         return try await base.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
     }
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        let remaining = state.withLock { state in
-            state.entries.purge(expiredBefore: now)
-            return state.entries.count
-        }
-        size.record(remaining)
+        memory.purge(expiredBefore: now)
         return try await base.purgeExpired(now: now)
     }
 
     // MARK: feed
-
-    private func merge(_ message: RevocationMessage) {
-        let count = state.withLock { state in
-            state.entries.apply(message)
-            return state.entries.count
-        }
-        size.record(count)
-    }
 
     /// Publishes to the fan-out exchange and waits, at most `broadcastWait`, for the broker to
     /// take it: normally the other instances' queues hold it before the caller answers 204.
@@ -113,14 +89,10 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         while connection.isConnected, connection.generation == generation {
             do {
                 let snapshot = try await base.snapshot(now: clock.now())
-                let synced = state.withLock { state -> Bool in
-                    state.entries.merge(snapshot)
-                    // Only if the connection that delivered the messages is still the current one.
-                    guard connection.isConnected, connection.generation == generation else { return false }
-                    state.syncedGeneration = generation
-                    return true
+                // Only if the connection that delivered the messages is still the current one.
+                let synced = memory.synchronise(with: snapshot) {
+                    connection.isConnected && connection.generation == generation
                 }
-                size.record(count)
                 if synced {
                     logger.info("revocation cache synchronised", metadata: ["entries": "\(count)"])
                 }
@@ -131,14 +103,6 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
                 delay = min(delay * 2, .seconds(5))
             }
         }
-    }
-
-    private func desynchronise() {
-        state.withLock { state in
-            state.syncedGeneration = nil
-            state.entries.removeAll()
-        }
-        size.record(0)
     }
 
     private struct Feed: BrokerClient {
@@ -153,7 +117,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
 
         func receive(_ delivery: Delivery) {
             guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: delivery.body) else { return }
-            cache.merge(message)
+            cache.memory.apply(message)
         }
 
         func connected() {
@@ -162,7 +126,7 @@ public final class AMQPRevocationCache: RevocationStore, Sendable {
         }
 
         func disconnected() {
-            cache.desynchronise()
+            cache.memory.desynchronise()
         }
     }
 }

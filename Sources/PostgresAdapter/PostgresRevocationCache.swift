@@ -4,7 +4,6 @@ public import Foundation
 public import Logging
 public import CoreMetrics
 import PostgresNIO
-import Synchronization
 
 /// Revocations answered from memory, kept current by PostgreSQL itself: a `RevocationStore`
 /// over `PostgresRevocationStore` for instances that share a database and no broker.
@@ -22,14 +21,6 @@ import Synchronization
 /// - A write goes to the database first, so it is durable before it returns, then into this
 ///   cache at once (this instance honours it without waiting for the announcement).
 public final class PostgresRevocationCache: RevocationStore, Sendable {
-    private struct State {
-        var synchronised = false
-        var entries = RevocationSet()
-        /// The latest purge's instant: an announcement of an entry that lapsed before it comes
-        /// late (the purge already removed it) and is not taken in.
-        var purgedBefore = Date.distantPast
-    }
-
     /// The channel the trigger announces on.
     public static let channel = "identity_revocations"
 
@@ -38,8 +29,7 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     private let clock: any IdentityClock
     private let logger: Logger
     private let pingInterval: Duration
-    private let size: Gauge
-    private let state = Mutex(State())
+    private let memory: CachedRevocations
 
     /// Creates the cache over `base`; its listening connection is made with `settings` (one
     /// connection, outside the pool the stores use). Nothing is cached until `run()` has
@@ -54,42 +44,34 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         self.clock = clock
         self.logger = logger
         self.pingInterval = pingInterval
-        self.size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
-        size.record(0)
+        let size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
+        self.memory = CachedRevocations { size.record($0) }
     }
 
     /// Whether answers come from memory (true) or from the database (false).
-    public var isSynchronised: Bool { state.withLock { $0.synchronised } }
+    public var isSynchronised: Bool { memory.isSynchronised }
 
     /// Entries held in memory.
-    public var count: Int { state.withLock { $0.entries.count } }
+    public var count: Int { memory.count }
 
     public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
         try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
-        update { $0.revoke(jti: jti, userID: userID, until: expiresAt) }
+        memory.apply(RevocationMessage(jti: jti, userID: userID, expiresAt: expiresAt))
     }
 
     public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
         try await base.revokeAll(userID: userID, issuedBefore: cutoff, until: until)
-        update { $0.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff.epochMilliseconds, until: until) }
+        memory.apply(RevocationMessage(userID: userID, issuedBefore: cutoff, until: until))
     }
 
     public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
-        let cached = state.withLock { state -> Bool? in
-            state.synchronised ? state.entries.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt) : nil
-        }
-        if let cached { return cached }
+        if let cached = memory.answer(jti: jti, userID: userID, issuedAt: issuedAt) { return cached }
         return try await base.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
     }
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        let count = state.withLock { state in
-            state.purgedBefore = max(state.purgedBefore, now)
-            state.entries.purge(expiredBefore: now)
-            return state.entries.count
-        }
-        size.record(count)
+        memory.purge(expiredBefore: now)
         return try await base.purgeExpired(now: now)
     }
 
@@ -111,11 +93,11 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
                 }
                 // After a connection that got as far as synchronising, start the backoff again.
                 if isSynchronised { delay = .milliseconds(100) }
-                desynchronise()
+                memory.desynchronise()
                 if (try? await Task.sleep(for: delay)) == nil { break }
                 delay = min(delay * 2, .seconds(5))
             }
-            desynchronise()
+            memory.desynchronise()
             group.cancelAll()
         }
     }
@@ -127,13 +109,8 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         try await listener.withConnection { connection in
             try await connection.listen(on: Self.channel) { notifications in
                 let snapshot = try await base.snapshot(now: clock.now())
-                let count = state.withLock { state in
-                    state.entries.merge(snapshot)
-                    state.synchronised = true
-                    return state.entries.count
-                }
-                size.record(count)
-                logger.info("revocation cache synchronised", metadata: ["entries": "\(count)"])
+                memory.synchronise(with: snapshot)
+                logger.info("revocation cache synchronised", metadata: ["entries": "\(memory.count)"])
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for try await notification in notifications { self.receive(notification.payload) }
@@ -164,33 +141,11 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: Data(payload.utf8)) else {
             return skip(payload)
         }
-        let (applied, count) = state.withLock { state in
-            // An entry that lapsed before the last purge comes late: the purge already removed it.
-            guard message.expiresAt >= state.purgedBefore else { return (true, state.entries.count) }
-            return (state.entries.apply(message), state.entries.count)
-        }
-        size.record(count)
-        if !applied { skip(payload) }
+        if !memory.apply(message) { skip(payload) }
     }
 
     private func skip(_ payload: String) {
         logger.warning("revocation announcement not understood; skipped", metadata: ["payload": "\(payload.prefix(200))"])
-    }
-
-    private func update(_ change: (inout RevocationSet) -> Void) {
-        let count = state.withLock { state in
-            change(&state.entries)
-            return state.entries.count
-        }
-        size.record(count)
-    }
-
-    private func desynchronise() {
-        state.withLock { state in
-            state.synchronised = false
-            state.entries.removeAll()
-        }
-        size.record(0)
     }
 }
 

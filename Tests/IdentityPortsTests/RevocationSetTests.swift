@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import IdentityDomain
 import IdentityPorts
 import Testing
@@ -40,5 +41,43 @@ struct RevocationSetTests {
         #expect(set.count == 2)
         let purged = set.purge(expiredBefore: now.addingTimeInterval(1))
         #expect(purged == 1, "the token lapsed, the cut-off lasts")
+    }
+}
+
+@Suite("Cached revocations")
+struct CachedRevocationsTests {
+    let user = UserID(UUID())
+    let now = Date(timeIntervalSince1970: 1_790_000_000)
+
+    @Test("no answer until synchronised, none after a lost feed; the count reaches the gauge after every change")
+    func synchronisation() {
+        let counts = Mutex<[Int]>([])
+        let cache = CachedRevocations { count in counts.withLock { $0.append(count) } }
+        cache.apply(RevocationMessage(jti: "mine", userID: user, expiresAt: now.addingTimeInterval(60)))
+        #expect(cache.answer(jti: "mine", userID: user, issuedAt: now) == nil, "unsynchronised: ask the store")
+        let snapshot = RevocationSnapshot(tokens: [.init(jti: "old", userID: user, expiresAt: now.addingTimeInterval(60))])
+        #expect(!cache.synchronise(with: snapshot) { false }, "a feed lost meanwhile leaves it unsynchronised")
+        #expect(cache.answer(jti: "old", userID: user, issuedAt: now) == nil)
+        #expect(cache.synchronise(with: snapshot))
+        #expect(cache.answer(jti: "old", userID: user, issuedAt: now) == true)
+        #expect(cache.answer(jti: "mine", userID: user, issuedAt: now) == true, "what it held before is kept")
+        #expect(cache.answer(jti: "other", userID: user, issuedAt: now) == false)
+        cache.desynchronise()
+        #expect(!cache.isSynchronised && cache.count == 0)
+        #expect(cache.answer(jti: "old", userID: user, issuedAt: now) == nil)
+        #expect(counts.withLock { $0 } == [0, 1, 2, 2, 0])
+    }
+
+    @Test("a purge drops what expired, and a message about such an entry that comes later is not taken in")
+    func purge() {
+        let cache = CachedRevocations()
+        cache.synchronise(with: RevocationSnapshot())
+        cache.apply(RevocationMessage(jti: "short", userID: user, expiresAt: now.addingTimeInterval(-1)))
+        cache.purge(expiredBefore: now)
+        #expect(cache.count == 0)
+        #expect(cache.apply(RevocationMessage(jti: "late", userID: user, expiresAt: now.addingTimeInterval(-1))))
+        #expect(cache.count == 0 && cache.answer(jti: "late", userID: user, issuedAt: now) == false)
+        cache.apply(RevocationMessage(jti: "live", userID: user, expiresAt: now.addingTimeInterval(60)))
+        #expect(cache.answer(jti: "live", userID: user, issuedAt: now) == true)
     }
 }
