@@ -4,7 +4,7 @@ public import ServiceLifecycle
 public import CoreMetrics
 
 /// One process's link to RabbitMQ: a single connection on its own thread, shared by the
-/// pieces made from it (command bus, worker, event publisher, revocation cache).
+/// pieces made from it (command bus, worker, event publisher).
 ///
 /// Make the pieces first, then run the broker as a service (or call `start()`/`stop()`):
 /// each piece declares what it needs on every (re)connect. While the broker is unreachable
@@ -44,15 +44,6 @@ public final class AMQPBroker: Service, Sendable {
     /// Publishes events to `identity.events`.
     public func eventPublisher() -> AMQPEventPublisher {
         AMQPEventPublisher(connection: connection)
-    }
-
-    /// A revocation store over `base` with a cache fed by the fan-out exchange; its size is
-    /// the gauge `identity_revocation_cache_entries` of `metrics`.
-    public func revocationCache(
-        base: any RevocationSnapshotting, clock: any IdentityClock = SystemClock(),
-        metrics: any MetricsFactory = MetricsSystem.factory
-    ) -> AMQPRevocationCache {
-        AMQPRevocationCache(base: base, connection: connection, clock: clock, logger: logger, metrics: metrics)
     }
 
     /// Starts the connection thread.

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// It takes a token only when nothing about it is unusual: a header that is byte for byte one
 /// of the two this service writes (`{"alg":…,"typ":"JWT"}` in either key order, for the
-/// configured algorithm), a payload of the seven registered claims with plain values (strings
+/// configured algorithm), a payload of the seven registered claims and `ver` with plain values (strings
 /// of printable ASCII without escapes, non-negative decimal numbers, an `aud` string or array
 /// of strings; no whitespace, no duplicate key), and canonical unpadded base64url throughout.
 /// Anything else is **declined**, not refused: `JWTTokenService` then verifies it the general
@@ -73,6 +73,7 @@ struct TokenClaims: Equatable {
     var exp: Date?
     var nbf: Date?
     var jti: String?
+    var ver: Int64?
 }
 
 /// Canonical, unpadded base64url (RFC 7515 §2, RFC 4648 §5).
@@ -149,7 +150,7 @@ enum CompactClaimsParser {
     }
 
     /// The claims read, as bits of a mask (to refuse a duplicate without a set of strings).
-    private static let keys: [(name: String, bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti"].enumerated()
+    private static let keys: [(name: String, bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti", "ver"].enumerated()
         .map { ($0.element, UInt8(1) << UInt8($0.offset)) }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> TokenClaims? {
@@ -174,6 +175,10 @@ enum CompactClaimsParser {
             case ("iat", .number(let seconds)): claims.iat = Date(timeIntervalSince1970: seconds)
             case ("exp", .number(let seconds)): claims.exp = Date(timeIntervalSince1970: seconds)
             case ("nbf", .number(let seconds)): claims.nbf = Date(timeIntervalSince1970: seconds)
+            // An integer, as Int64 decodes it; anything else is left to the general path.
+            case ("ver", .number(let version)):
+                guard version.rounded() == version, let integer = Int64(exactly: version) else { return nil }
+                claims.ver = integer
             default: return nil
             }
         } while reader.take(UInt8(ascii: ","))

@@ -102,14 +102,19 @@ public struct JWTTokenService: TokenService {
         self.compact = CompactTokenVerifier(configuration: configuration)
     }
 
-    public func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken {
-        let issuedAt = issuedAt.truncatedToMilliseconds
-        let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime)
+    public var lifetime: TimeInterval { configuration.lifetime }
+
+    public var leeway: TimeInterval { configuration.leeway }
+
+    public func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken {
+        // NumericDate without a fraction: every JWT library reads it.
+        let issuedAt = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
+        let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime.rounded(.down))
         let jti = Self.randomTokenID()
         let payload = AccessTokenClaims(
             iss: IssuerClaim(value: configuration.issuer), aud: AudienceClaim(value: [configuration.audience]),
             sub: SubjectClaim(value: userID.description), iat: IssuedAtClaim(value: issuedAt),
-            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti)
+            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti), ver: accountVersion
         )
         let header: JWTHeader = ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"]
         let token = try await keys.sign(payload, header: header)
@@ -136,7 +141,7 @@ public struct JWTTokenService: TokenService {
             throw TokenRejected.malformed
         }
         return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
-                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value)
+                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver)
     }
 
     /// `verify` without the compact path: the reference the compact path is tested and
@@ -173,7 +178,10 @@ public struct JWTTokenService: TokenService {
         guard now.timeIntervalSince(exp) <= leeway else { throw TokenRejected.expired }
         guard iat.timeIntervalSince(now) <= leeway else { throw TokenRejected.notYetValid }
         if let nbf = claims.nbf, nbf.timeIntervalSince(now) > leeway { throw TokenRejected.notYetValid }
-        return VerifiedToken(userID: userID, jti: jti, issuedAt: iat, expiresAt: exp)
+        // A token without `ver` (issued before versions were carried) counts as version 0:
+        // every cut-off revokes it.
+        guard (claims.ver ?? 0) >= 0 else { throw TokenRejected.missingClaim }
+        return VerifiedToken(userID: userID, jti: jti, issuedAt: iat, expiresAt: exp, accountVersion: claims.ver ?? 0)
     }
 
     /// 128 random bits, base64url: unguessable and unique.
@@ -193,6 +201,8 @@ struct AccessTokenClaims: JWTPayload {
     var exp: ExpirationClaim?
     var nbf: NotBeforeClaim?
     var jti: IDClaim?
+    /// The account's version when the token was issued (our own claim).
+    var ver: Int64?
 
     /// Claims are checked by `JWTTokenService` itself, with the injected clock.
     func verify(using algorithm: some JWTAlgorithm) async throws {}

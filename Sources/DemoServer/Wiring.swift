@@ -56,28 +56,23 @@ struct Wiring: Sendable {
             let sharedThrottle = PostgresLoginThrottle(client: client, limits: limits, timeout: timeout, logger: logger)
             services = [client]
             readiness = [PostgresHealthCheck(client: client)]
-            var active: any RevocationStore = revocationStore
+            // Revocations cached in memory on every instance, kept current by the database's own
+            // numbered announcements and heartbeats (with or without a broker), so a request
+            // checks its token without a query.
+            let cache = PostgresRevocationCache(base: revocationStore, listeningWith: postgres, logger: logger, metrics: factory)
+            services.append(RevocationCacheService(cache: cache))
             if let rabbitmq = settings.rabbitmq {
-                // Distributed mode: commands over the broker, revocations cached on every instance.
+                // Distributed mode: commands over the broker.
                 let link = AMQPBroker(settings: rabbitmq, logger: logger)
-                active = link.revocationCache(base: revocationStore, clock: clock, metrics: factory)
                 let relay = OutboxRelay(outbox: store, publisher: link.eventPublisher())
                 services += [link, OutboxRelayService(relay: relay, logger: logger)]
                 readiness.append(AMQPHealthCheck(broker: link))
                 broker = link
-            } else {
-                // Without a broker: revocations cached in memory, kept current by the database's
-                // announcements, so a request checks its token without a query.
-                let cache = PostgresRevocationCache(
-                    base: revocationStore, listeningWith: postgres, clock: clock, logger: logger, metrics: factory
-                )
-                active = cache
-                services.append(RevocationCacheService(cache: cache))
             }
-            let purgedRevocations = active  // the cache, when there is one, prunes itself and its base
-            (users, outbox, revocations, throttle) = (store, store, active, sharedThrottle)
+            (users, outbox, revocations, throttle) = (store, store, cache, sharedThrottle)
             var purges: [(name: String, purge: ExpiryPurge.Task)] = [
-                ("revocations", { try await purgedRevocations.purgeExpired(now: $0) }),
+                // The cache prunes itself and its base.
+                ("revocations", { try await cache.purgeExpired(now: $0) }),
                 ("login failures", { try await sharedThrottle.purgeExpired(now: $0) }),
                 ("applied commands", { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-7 * 86_400)) }),
             ]
@@ -102,15 +97,13 @@ struct Wiring: Sendable {
             migrator = nil
             storeSummary = "sqlite(\(settings.sqlitePath))"
         } else {
-            let store = InMemoryUserStore()
-            (users, outbox, revocations) = (store, store, InMemoryRevocationStore(clock: clock))
+            let store = InMemoryUserStore(revocations: InMemoryRevocationStore(clock: clock))
+            (users, outbox, revocations) = (store, store, store.revocations)
             throttle = InMemoryLoginThrottle(limits: limits)
             migrator = nil
             storeSummary = "in-memory"
         }
-        let handler = IdentityCommandHandler(
-            users: users, outbox: outbox, revocations: revocations, clock: clock, policy: IdentityPolicy(tokenLifetime: lifetime)
-        )
+        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, tokens: tokens, clock: clock)
         var bus: any CommandBus = InProcessCommandBus(handler: handler)
         var busSummary = "in-process"
         if let broker, let rabbitmq = settings.rabbitmq {

@@ -20,7 +20,7 @@ public struct Authenticator: Sendable {
     /// The principal behind `token`; throws `TokenRejected` when it must not be honoured.
     public func authenticate(bearer token: String) async throws -> Principal {
         let verified = try await tokens.verify(token, now: clock.now())
-        if try await revocations.isRevoked(jti: verified.jti, userID: verified.userID, issuedAt: verified.issuedAt) {
+        if try await revocations.isRevoked(jti: verified.jti, userID: verified.userID, accountVersion: verified.accountVersion) {
             throw TokenRejected.revoked
         }
         return Principal(

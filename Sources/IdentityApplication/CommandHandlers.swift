@@ -10,20 +10,20 @@ public struct IdentityCommandHandler: CommandHandler {
     private let revocations: any RevocationStore
     private let clock: any IdentityClock
     private let ids: any IDGenerator
-    private let policy: IdentityPolicy
+    private let tokens: any TokenService
 
-    /// Creates the handler over the given stores.
+    /// Creates the handler over the given stores. `tokens` says how long revocations must last
+    /// (the lifetime and leeway of the tokens they revoke); it signs nothing here.
     public init(
-        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore,
-        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator(),
-        policy: IdentityPolicy = IdentityPolicy()
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, tokens: any TokenService,
+        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
     ) {
         self.users = users
         self.outbox = outbox
         self.revocations = revocations
+        self.tokens = tokens
         self.clock = clock
         self.ids = ids
-        self.policy = policy
     }
 
     public func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
@@ -103,28 +103,32 @@ public struct IdentityCommandHandler: CommandHandler {
         let changed = user.apply(name: name, email: email, passwordHash: command.passwordHash, at: clock.now())
         guard !changed.isEmpty else { return .user(UserRecord(user)) }
         let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
-        try await users.update(user, expectedVersion: version, events: [updated])
-        if changed.contains(.password) {
-            // Every token issued up to this millisecond stops working; a token issued after it works.
-            let cutoff = clock.now().truncatedToMilliseconds
-            try await revocations.revokeAll(
-                userID: user.id, issuedBefore: cutoff, until: cutoff.addingTimeInterval(policy.revocationHorizon)
-            )
-        }
+        // A new password revokes every token that carries an older account version, the
+        // caller's own included, in the same transaction as the change; a token issued from
+        // now on carries the new version and works, whatever the clocks say.
+        let revocations: [Revocation] =
+            changed.contains(.password)
+            ? [.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: clock.now()))]
+            : []
+        try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations)
         return .user(UserRecord(user))
     }
 
     private func delete(_ command: DeleteAccount) async throws -> CommandReply {
-        // Revoke first: if the delete then fails, the tokens are gone, which is the safe side.
-        // The cut-off lies past the life of any token that exists now, so none survives.
-        let horizon = clock.now().addingTimeInterval(policy.revocationHorizon)
-        try await revocations.revokeAll(userID: command.userID, issuedBefore: horizon, until: horizon)
-        try await users.delete(id: command.userID, events: [event(.userDeleted(userID: command.userID), at: clock.now())])
+        // Every token of the account, whatever its version, in the same transaction as the delete.
+        let everything = Revocation.account(
+            userID: command.userID, belowVersion: Revocation.everyVersion, until: tokens.cutoffExpiry(madeAt: clock.now())
+        )
+        try await users.delete(
+            id: command.userID, events: [event(.userDeleted(userID: command.userID), at: clock.now())], revocations: [everything]
+        )
         return .done
     }
 
     private func revoke(_ command: RevokeToken) async throws -> CommandReply {
-        try await revocations.revoke(jti: command.jti, userID: command.userID, expiresAt: command.expiresAt)
+        try await revocations.revoke(
+            jti: command.jti, userID: command.userID, until: tokens.revocationExpiry(ofTokenExpiringAt: command.expiresAt)
+        )
         let revoked = event(
             .tokenRevoked(userID: command.userID, jti: command.jti, expiresAt: command.expiresAt), at: clock.now()
         )

@@ -148,7 +148,12 @@ public struct IdentityService: Sendable {
         let command = UpdateProfile(
             userID: principal.userID, name: newName, email: newEmail, passwordHash: hash, expectedVersion: expectedVersion
         )
-        return try await record(from: send(.updateProfile(command)))
+        let updated = try await record(from: send(.updateProfile(command)))
+        if hash != nil {
+            // The change committed with its cut-off wherever it ran; honour it here at once.
+            await noteCommitted(.account(userID: principal.userID, belowVersion: Int64(updated.version), until: cutoffExpiry))
+        }
+        return updated
     }
 
     /// The rules a profile change's fields break, without side effects.
@@ -183,12 +188,15 @@ public struct IdentityService: Sendable {
     /// Deletes the caller's account and revokes all its tokens (`DELETE /users/me`).
     public func deleteAccount(_ principal: Principal) async throws {
         try await expectDone(send(.deleteAccount(DeleteAccount(userID: principal.userID))))
+        await noteCommitted(.account(userID: principal.userID, belowVersion: Revocation.everyVersion, until: cutoffExpiry))
     }
 
     /// Revokes the caller's token (`POST /auth/logout`); returns once the revocation is durable.
     public func logout(_ principal: Principal) async throws {
         let command = RevokeToken(userID: principal.userID, jti: principal.tokenID, expiresAt: principal.expiresAt)
         try await expectDone(send(.revokeToken(command)))
+        let until = deps.tokens.revocationExpiry(ofTokenExpiringAt: principal.expiresAt)
+        await noteCommitted(.token(jti: principal.tokenID, userID: principal.userID, until: until))
     }
 
     // MARK: queries
@@ -230,6 +238,14 @@ public struct IdentityService: Sendable {
     }
 
     // MARK: plumbing
+
+    /// A revocation the write side has committed (its reply says so), taken in by this
+    /// instance's revocation store before any announcement reaches it.
+    private func noteCommitted(_ revocation: Revocation) async {
+        await deps.revocations.committed([revocation])
+    }
+
+    private var cutoffExpiry: Date { deps.tokens.cutoffExpiry(madeAt: deps.clock.now()) }
 
     private func send(_ command: IdentityCommand) async throws -> CommandReply {
         try await deps.bus.dispatch(CommandEnvelope(messageID: deps.ids.makeUUID().uuidString.lowercased(), command: command))

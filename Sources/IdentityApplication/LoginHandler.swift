@@ -17,10 +17,8 @@ struct LoginHandler: Sendable {
     let dummy: DummyHash
 
     func login(email: Email, password: Password, client: String?) async throws -> IssuedToken {
-        // The token's iat is taken before the account is read: if the password changes while
-        // this login runs, the cut-off is later than iat and the token is refused.
-        let issuedAt = clock.now().truncatedToMilliseconds
-        if case .throttled(let seconds) = try await throttle.beginAttempt(email: email, client: client, now: issuedAt) {
+        let now = clock.now()
+        if case .throttled(let seconds) = try await throttle.beginAttempt(email: email, client: client, now: now) {
             throw LoginThrottled(retryAfterSeconds: seconds)
         }
         guard let user = try await users.user(email: email) else {
@@ -34,7 +32,9 @@ struct LoginHandler: Sendable {
         if hasher.needsRehash(user.passwordHash) {
             await rehash(user, password: password)
         }
-        return try await tokens.issue(for: user.id, issuedAt: issuedAt)
+        // The token carries the version read with the hash it was checked against: if the
+        // password changes while this login runs, the change's cut-off is above it.
+        return try await tokens.issue(for: user.id, accountVersion: Int64(user.version), issuedAt: now)
     }
 
     /// Best effort: a failed rehash leaves the old (still valid) hash and is retried next login.

@@ -23,8 +23,8 @@ public struct RevocationStoreConformance: Sendable {
     /// Runs every check, each on a fresh store.
     public func run() async throws {
         try await revokedTokenIsRevoked()
-        try await cutoffRevokesOnlyEarlierTokens()
-        try await laterCutoffWins()
+        try await cutoffRevokesOnlyOlderVersions()
+        try await higherCutoffWins()
         try await expiredEntriesArePurged()
         try await snapshotListsWhatHasNotExpired()
     }
@@ -34,46 +34,50 @@ public struct RevocationStoreConformance: Sendable {
     func revokedTokenIsRevoked() async throws {
         let store = try await makeStore()
         let user = UserID(UUID())
-        try await store.revoke(jti: "a", userID: user, expiresAt: now.addingTimeInterval(3600))
-        try await store.revoke(jti: "a", userID: user, expiresAt: now.addingTimeInterval(3600))
-        #expect(try await store.isRevoked(jti: "a", userID: user, issuedAt: now), "a revoked jti is revoked (twice is fine)")
-        #expect(try await !store.isRevoked(jti: "b", userID: user, issuedAt: now), "another jti of the same user is not")
+        try await store.revoke(jti: "a", userID: user, until: now.addingTimeInterval(3600))
+        try await store.revoke(jti: "a", userID: user, until: now.addingTimeInterval(3600))
+        #expect(try await store.isRevoked(jti: "a", userID: user, accountVersion: 1), "a revoked jti is revoked (twice is fine)")
+        #expect(try await !store.isRevoked(jti: "b", userID: user, accountVersion: 1), "another jti of the same user is not")
     }
 
-    func cutoffRevokesOnlyEarlierTokens() async throws {
+    func cutoffRevokesOnlyOlderVersions() async throws {
         let store = try await makeStore()
         let user = UserID(UUID())
         let other = UserID(UUID())
-        try await store.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(3600))
-        #expect(try await store.isRevoked(jti: "x", userID: user, issuedAt: now.addingTimeInterval(-0.001)),
-                "a token issued a millisecond before the cut-off is revoked")
-        #expect(try await store.isRevoked(jti: "y", userID: user, issuedAt: now),
-                "a token issued in the very millisecond of the cut-off is revoked (the safe side)")
-        #expect(try await !store.isRevoked(jti: "z", userID: user, issuedAt: now.addingTimeInterval(0.001)),
-                "a token issued a millisecond after the cut-off, within the same second, is not")
-        #expect(try await !store.isRevoked(jti: "x", userID: other, issuedAt: now.addingTimeInterval(-10)),
-                "another user's tokens are untouched")
+        let gone = UserID(UUID())
+        try await store.revokeAll(userID: user, belowVersion: 3, until: now.addingTimeInterval(3600))
+        try await store.revokeAll(userID: gone, belowVersion: Revocation.everyVersion, until: now.addingTimeInterval(3600))
+        #expect(try await store.isRevoked(jti: "x", userID: user, accountVersion: 2), "a token of an older version is revoked")
+        #expect(try await store.isRevoked(jti: "w", userID: user, accountVersion: 0), "so is a token that carries no version (0)")
+        #expect(try await !store.isRevoked(jti: "y", userID: user, accountVersion: 3),
+                "a token of the version the cut-off names works (issued after the change, whatever the clocks say)")
+        #expect(try await !store.isRevoked(jti: "z", userID: user, accountVersion: 4), "and so does a later one")
+        #expect(try await !store.isRevoked(jti: "x", userID: other, accountVersion: 1), "another user's tokens are untouched")
+        #expect(try await store.isRevoked(jti: "v", userID: gone, accountVersion: Int64(Int32.max)),
+                "a deleted account's cut-off revokes every version")
     }
 
-    func laterCutoffWins() async throws {
+    func higherCutoffWins() async throws {
         let store = try await makeStore()
         let user = UserID(UUID())
-        try await store.revokeAll(userID: user, issuedBefore: now.addingTimeInterval(10), until: now.addingTimeInterval(3600))
-        try await store.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(3600))
-        #expect(try await store.isRevoked(jti: "x", userID: user, issuedAt: now.addingTimeInterval(5)),
-                "an earlier cut-off does not undo a later one")
+        try await store.revokeAll(userID: user, belowVersion: 7, until: now.addingTimeInterval(3600))
+        try await store.revokeAll(userID: user, belowVersion: 4, until: now.addingTimeInterval(60))
+        #expect(try await store.isRevoked(jti: "x", userID: user, accountVersion: 5), "a lower cut-off does not undo a higher one")
+        #expect(try await store.purgeExpired(now: now.addingTimeInterval(120)) == 0, "nor does its shorter life shorten the entry")
+        #expect(try await store.isRevoked(jti: "x", userID: user, accountVersion: 6))
     }
 
     func expiredEntriesArePurged() async throws {
         let store = try await makeStore()
         let user = UserID(UUID())
-        try await store.revoke(jti: "short", userID: user, expiresAt: now.addingTimeInterval(60))
-        try await store.revoke(jti: "long", userID: user, expiresAt: now.addingTimeInterval(7200))
-        try await store.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(60))
+        try await store.revoke(jti: "short", userID: user, until: now.addingTimeInterval(60))
+        try await store.revoke(jti: "long", userID: user, until: now.addingTimeInterval(7200))
+        try await store.revokeAll(userID: user, belowVersion: 2, until: now.addingTimeInterval(60))
+        #expect(try await store.purgeExpired(now: now.addingTimeInterval(60)) == 0, "an entry lasts through its `until` instant")
         let purged = try await store.purgeExpired(now: now.addingTimeInterval(120))
         #expect(purged == 2, "the expired token entry and the expired cut-off are purged")
-        #expect(try await store.isRevoked(jti: "long", userID: user, issuedAt: now), "an unexpired entry stays")
-        #expect(try await !store.isRevoked(jti: "short", userID: user, issuedAt: now.addingTimeInterval(-1)),
+        #expect(try await store.isRevoked(jti: "long", userID: user, accountVersion: 2), "an unexpired entry stays")
+        #expect(try await !store.isRevoked(jti: "short", userID: user, accountVersion: 1),
                 "a purged entry no longer counts (its token has expired anyway)")
     }
 
@@ -82,13 +86,13 @@ public struct RevocationStoreConformance: Sendable {
         guard let store = try await makeStore() as? any RevocationSnapshotting else { return }
         let user = UserID(UUID())
         let other = UserID(UUID())
-        try await store.revoke(jti: "gone", userID: user, expiresAt: now.addingTimeInterval(-1))
-        try await store.revoke(jti: "kept", userID: user, expiresAt: now.addingTimeInterval(600))
-        try await store.revokeAll(userID: other, issuedBefore: now.addingTimeInterval(-5), until: now.addingTimeInterval(600))
-        try await store.revokeAll(userID: user, issuedBefore: now, until: now.addingTimeInterval(-1))
+        try await store.revoke(jti: "gone", userID: user, until: now.addingTimeInterval(-1))
+        try await store.revoke(jti: "kept", userID: user, until: now.addingTimeInterval(600))
+        try await store.revokeAll(userID: other, belowVersion: 5, until: now.addingTimeInterval(600))
+        try await store.revokeAll(userID: user, belowVersion: 9, until: now.addingTimeInterval(-1))
         let snapshot = try await store.snapshot(now: now)
         #expect(snapshot.tokens == [.init(jti: "kept", userID: user, expiresAt: now.addingTimeInterval(600))])
-        #expect(snapshot.cutoffs == [.init(userID: other, issuedBefore: now.addingTimeInterval(-5), until: now.addingTimeInterval(600))],
-                "expired entries are left out; cut-offs keep millisecond precision")
+        #expect(snapshot.cutoffs == [.init(userID: other, belowVersion: 5, until: now.addingTimeInterval(600))],
+                "expired entries are left out")
     }
 }

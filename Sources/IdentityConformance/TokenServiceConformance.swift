@@ -10,7 +10,7 @@ import Testing
 ///     try await TokenServiceConformance(service: myService, lifetime: 3600).run()
 /// }
 /// ```
-/// `lifetime` is the service's token lifetime in seconds; its leeway must be at most 5 s.
+/// `lifetime` is the service's token lifetime in whole seconds; its leeway must be at most 5 s.
 public struct TokenServiceConformance: Sendable {
     private let service: any TokenService
     private let lifetime: TimeInterval
@@ -25,19 +25,27 @@ public struct TokenServiceConformance: Sendable {
     public func run() async throws {
         let user = UserID(UUID())
         let now = Fixture.epoch
-        let issued = try await service.issue(for: user, issuedAt: now)
+        #expect(service.lifetime == lifetime, "the service reports the lifetime its tokens get")
+        #expect((0...5).contains(service.leeway), "and a leeway of at most 5 s")
+        let issued = try await service.issue(for: user, accountVersion: 7, issuedAt: now)
         #expect(issued.expiresAt.timeIntervalSince(issued.issuedAt) == lifetime, "exp is iat + lifetime")
         #expect(issued.expiresIn == Int(lifetime), "expires_in is the lifetime in seconds")
-        #expect(abs(issued.issuedAt.timeIntervalSince(now)) < 0.001, "iat keeps millisecond precision")
+        #expect(issued.issuedAt.timeIntervalSince1970 == now.timeIntervalSince1970.rounded(.down),
+                "iat is a whole second (NumericDate without a fraction), the one the token was issued in")
 
         let verified = try await service.verify(issued.token, now: now.addingTimeInterval(1))
         #expect(verified.userID == user, "sub round-trips")
         #expect(verified.jti == issued.jti, "jti round-trips")
-        #expect(verified.issuedAt == issued.issuedAt, "iat round-trips to the millisecond")
+        #expect(verified.issuedAt == issued.issuedAt, "iat round-trips")
         #expect(verified.expiresAt == issued.expiresAt, "exp round-trips")
+        #expect(verified.accountVersion == 7, "the account version round-trips")
+        #expect(service.revocationExpiry(ofTokenExpiringAt: issued.expiresAt) >= issued.expiresAt.addingTimeInterval(service.leeway),
+                "a revocation outlives the token's acceptance (exp plus the leeway)")
+        #expect(service.cutoffExpiry(madeAt: now) >= issued.expiresAt.addingTimeInterval(service.leeway),
+                "a cut-off made now outlives every token issued until now")
 
         var ids = Set<String>()
-        for _ in 0..<200 { ids.insert(try await service.issue(for: user, issuedAt: now).jti) }
+        for _ in 0..<200 { ids.insert(try await service.issue(for: user, accountVersion: 1, issuedAt: now).jti) }
         #expect(ids.count == 200, "every token gets a fresh jti")
         #expect(issued.jti.utf8.count >= 21, "a jti is long enough to carry 122 random bits")
 

@@ -13,6 +13,9 @@ public struct UserRecord: Sendable, Equatable, Codable {
     public let createdAt: Date
     /// Last change time.
     public let updatedAt: Date
+    /// The account's version (`User.version`): what an `ETag` is made of, and what a password
+    /// change's cut-off names.
+    public let version: Int
 
     /// Creates the record from an account.
     public init(_ user: User) {
@@ -21,6 +24,7 @@ public struct UserRecord: Sendable, Equatable, Codable {
         self.name = user.name.value
         self.createdAt = user.createdAt
         self.updatedAt = user.updatedAt
+        self.version = user.version
     }
 }
 

@@ -7,7 +7,7 @@ public struct IssuedToken: Sendable, Equatable {
     public let token: String
     /// Its unique id (`jti`).
     public let jti: String
-    /// When it was issued (`iat`, millisecond precision).
+    /// When it was issued (`iat`, whole seconds).
     public let issuedAt: Date
     /// When it expires (`exp`).
     public let expiresAt: Date
@@ -34,13 +34,16 @@ public struct VerifiedToken: Sendable, Equatable {
     public let issuedAt: Date
     /// `exp`
     public let expiresAt: Date
+    /// `ver`: the account's version when the token was issued (0 when the token has none).
+    public let accountVersion: Int64
 
     /// Creates the value.
-    public init(userID: UserID, jti: String, issuedAt: Date, expiresAt: Date) {
+    public init(userID: UserID, jti: String, issuedAt: Date, expiresAt: Date, accountVersion: Int64) {
         self.userID = userID
         self.jti = jti
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
+        self.accountVersion = accountVersion
     }
 }
 
@@ -79,12 +82,37 @@ public struct TokenRejected: Error, Sendable, Hashable, CustomStringConvertible 
 }
 
 /// Issues and verifies access tokens.
+///
+/// The token service is the one place that knows how long tokens live and how much clock
+/// leeway verification grants, so revocations are sized from it (`revocationExpiry(ofTokenExpiringAt:)`,
+/// `cutoffExpiry(madeAt:)`) and cannot be configured apart from the tokens they revoke.
 public protocol TokenService: Sendable {
-    /// Signs a token for `userID` issued at `issuedAt`.
-    func issue(for userID: UserID, issuedAt: Date) async throws -> IssuedToken
+    /// How long a token lives: `exp - iat`.
+    var lifetime: TimeInterval { get }
+    /// How far past `exp` (and before `iat`/`nbf`) a token is still accepted.
+    var leeway: TimeInterval { get }
+    /// Signs a token for `userID`, whose account is at `accountVersion`, issued at `issuedAt`
+    /// (truncated to whole seconds: `iat`, `exp` and `nbf` are integers).
+    func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken
     /// Verifies signature, algorithm and claims at `now`; throws `TokenRejected`.
     ///
     /// Runs on the caller's executor (`nonisolated(nonsending)`): every authenticated request
     /// pays for it, and a few microseconds of CPU are not worth a hop to another thread.
     nonisolated(nonsending) func verify(_ token: String, now: Date) async throws -> VerifiedToken
+}
+
+extension TokenService {
+    /// Until when the revocation of a token expiring at `exp` must be kept: past `exp` plus the
+    /// leeway by one more leeway, so that an instance whose clock runs up to a leeway ahead
+    /// never purges it while another instance still accepts the token.
+    public func revocationExpiry(ofTokenExpiringAt exp: Date) -> Date {
+        exp.addingTimeInterval(2 * leeway)
+    }
+
+    /// Until when a cut-off made at `now` (by this instance's clock) must be kept: it must
+    /// outlive every token issued before it, by any instance, whose clock may differ from this
+    /// one's by up to the leeway.
+    public func cutoffExpiry(madeAt now: Date) -> Date {
+        now.addingTimeInterval(lifetime + 3 * leeway)
+    }
 }

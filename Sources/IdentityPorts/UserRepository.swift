@@ -12,13 +12,27 @@ public protocol UserRepository: Sendable {
     func user(email: Email) async throws -> User?
     /// Stores a new account. Throws `IdentityError.emailTaken` when the canonical email is in use.
     func insert(_ user: User, events: [IdentityEvent]) async throws
-    /// Replaces the stored account whose version is `expectedVersion`.
+    /// Replaces the stored account whose version is `expectedVersion`, and writes
+    /// `revocations` to the revocation store in the same transaction: both commit or neither.
     ///
     /// Throws `IdentityError.userNotFound` when it is gone, `.concurrentUpdate` when its
     /// version differs, and `.emailTaken` when the new email belongs to another account.
-    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws
-    /// Deletes the account; throws `IdentityError.userNotFound` when it is gone.
-    func delete(id: UserID, events: [IdentityEvent]) async throws
+    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws
+    /// Deletes the account and writes `revocations` in the same transaction; throws
+    /// `IdentityError.userNotFound` when it is gone.
+    func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws
+}
+
+extension UserRepository {
+    /// Replaces the stored account, revoking nothing.
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
+        try await update(user, expectedVersion: expectedVersion, events: events, revocations: [])
+    }
+
+    /// Deletes the account, revoking nothing.
+    public func delete(id: UserID, events: [IdentityEvent]) async throws {
+        try await delete(id: id, events: events, revocations: [])
+    }
 }
 
 /// Events waiting to be published, in commit order (the transactional outbox).

@@ -1,49 +1,74 @@
 public import IdentityPorts
 public import IdentityDomain
 public import Foundation
+import Synchronization
 
-/// Revoked tokens and per-user cut-offs in memory. Expired entries are purged as it goes
+/// Revoked tokens and per-account cut-offs in memory. Expired entries are purged as it goes
 /// (at most once a minute, on a write) and by `purgeExpired(now:)`.
-public actor InMemoryRevocationStore: RevocationSnapshotting {
-    private var entries = RevocationSet()
+///
+/// State sits behind a lock rather than in an actor: answering `isRevoked` on every
+/// authenticated request costs no hop, and `InMemoryUserStore` writes a change's revocations
+/// in the same step as the change itself.
+public final class InMemoryRevocationStore: RevocationSnapshotting {
+    private struct State {
+        var entries = RevocationSet()
+        var lastPurge: Date
+        var writeFailure: (any Error)?
+    }
+
+    private let state: Mutex<State>
     private let clock: any IdentityClock
-    private var lastPurge: Date
 
     /// Creates an empty store; `clock` drives the automatic purge.
     public init(clock: any IdentityClock = SystemClock()) {
         self.clock = clock
-        self.lastPurge = clock.now()
+        self.state = Mutex(State(lastPurge: clock.now()))
     }
 
     /// How many entries (tokens and cut-offs) are held.
-    public var count: Int { entries.count }
+    public var count: Int { state.withLock { $0.entries.count } }
 
-    public func revoke(jti: String, userID: UserID, expiresAt: Date) {
-        entries.revoke(jti: jti, userID: userID, until: expiresAt)
-        purgeIfDue()
+    public func revoke(jti: String, userID: UserID, until: Date) throws {
+        try write([.token(jti: jti, userID: userID, until: until)])
     }
 
-    public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) {
-        entries.revokeAll(userID: userID, issuedBeforeMilliseconds: cutoff.epochMilliseconds, until: until)
-        purgeIfDue()
+    public func revokeAll(userID: UserID, belowVersion: Int64, until: Date) throws {
+        try write([.account(userID: userID, belowVersion: belowVersion, until: until)])
     }
 
-    public func isRevoked(jti: String, userID: UserID, issuedAt: Date) -> Bool {
-        entries.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
+    public func isRevoked(jti: String, userID: UserID, accountVersion: Int64) -> Bool {
+        state.withLock { $0.entries.isRevoked(jti: jti, userID: userID, accountVersion: accountVersion) }
     }
 
     @discardableResult
     public func purgeExpired(now: Date) -> Int {
-        lastPurge = now
-        return entries.purge(expiredBefore: now)
+        state.withLock { state in
+            state.lastPurge = now
+            return state.entries.purge(expiredBefore: now)
+        }
     }
 
     public func snapshot(now: Date) -> RevocationSnapshot {
-        entries.snapshot(now: now)
+        state.withLock { $0.entries.snapshot(now: now) }
     }
 
-    private func purgeIfDue() {
+    /// Makes every later write throw `error` (nil: writes work again), to show that a change and
+    /// its revocation commit together or not at all.
+    @_spi(FaultInjection) public func failWrites(with error: (any Error)?) {
+        state.withLock { $0.writeFailure = error }
+    }
+
+    /// Adds `revocations` in one step, or nothing when writes are made to fail.
+    func write(_ revocations: [Revocation]) throws {
+        guard !revocations.isEmpty else { return }
         let now = clock.now()
-        if now.timeIntervalSince(lastPurge) >= 60 { purgeExpired(now: now) }
+        try state.withLock { (state: inout State) throws in
+            if let failure = state.writeFailure { throw failure }
+            for revocation in revocations { state.entries.apply(revocation) }
+            if now.timeIntervalSince(state.lastPurge) >= 60 {
+                state.lastPurge = now
+                state.entries.purge(expiredBefore: now)
+            }
+        }
     }
 }

@@ -3,7 +3,9 @@ public import IdentityDomain
 import Foundation
 
 /// Accounts and their outbox in memory. One actor holds both, so a row change and its events
-/// commit together, as in a database transaction.
+/// commit together, as in a database transaction; a change's revocations are written to
+/// `revocations` in the same step, before anything else changes, so a failed revocation write
+/// leaves the account as it was.
 ///
 /// The outbox keeps at most `outboxCapacity` unpublished events: in embedded mode nothing
 /// relays them, and memory must not grow without bound. `droppedEvents` counts the overflow.
@@ -19,10 +21,13 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
     private let outboxCapacity: Int
     /// Unpublished events discarded because the outbox was full.
     public private(set) var droppedEvents = 0
+    /// Where the revocations of a password change or a deletion are written.
+    public nonisolated let revocations: InMemoryRevocationStore
 
-    /// Creates an empty store.
-    public init(outboxCapacity: Int = 10_000) {
+    /// Creates an empty store whose changes revoke tokens in `revocations`.
+    public init(outboxCapacity: Int = 10_000, revocations: InMemoryRevocationStore = InMemoryRevocationStore()) {
         self.outboxCapacity = max(1, outboxCapacity)
+        self.revocations = revocations
     }
 
     /// How many accounts exist.
@@ -45,12 +50,13 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         enqueue(events, message: message)
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) throws {
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) throws {
         let message = try unappliedMessage()
         guard let stored = users[user.id] else { throw IdentityError.userNotFound }
         guard stored.version == expectedVersion else { throw IdentityError.concurrentUpdate }
+        if stored.email != user.email, idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
+        try self.revocations.write(revocations)
         if stored.email != user.email {
-            if idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
             idsByEmail[stored.email] = nil
             idsByEmail[user.email] = user.id
         }
@@ -58,8 +64,10 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         enqueue(events, message: message)
     }
 
-    public func delete(id: UserID, events: [IdentityEvent]) throws {
+    public func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) throws {
         let message = try unappliedMessage()
+        guard users[id] != nil else { throw IdentityError.userNotFound }
+        try self.revocations.write(revocations)
         guard let stored = users.removeValue(forKey: id) else { throw IdentityError.userNotFound }
         idsByEmail[stored.email] = nil
         enqueue(events, message: message)

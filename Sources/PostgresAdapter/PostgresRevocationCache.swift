@@ -6,46 +6,55 @@ public import CoreMetrics
 import PostgresNIO
 
 /// Revocations answered from memory, kept current by PostgreSQL itself: a `RevocationStore`
-/// over `PostgresRevocationStore` for instances that share a database and no broker.
+/// over `PostgresRevocationStore` for every instance that shares the database.
 ///
-/// Every write to the revocation tables is announced on the channel `identity_revocations`
-/// when its transaction commits (a trigger of migration 0003, so writes by any instance, or
-/// by hand, count). The cache holds one connection of its own that listens on it:
+/// Every revocation written is numbered in one gap-free order and announced with its number on
+/// the channel `identity_revocations` when its transaction commits (triggers of migrations 0003
+/// and 0004, so writes by any instance, or by hand, count). The cache holds one connection of its
+/// own that listens on it:
 ///
-/// - `run()` connects, `LISTEN`s, then loads the store's snapshot; whatever commits after the
-///   `LISTEN` is announced and whatever committed before is in the snapshot, and revocations
-///   only add up, so the two merged are exact. Only then does `isRevoked` answer from memory.
-/// - While that connection is down, being re-established or not yet synchronised, `isRevoked`
-///   asks the database, as `PostgresRevocationStore` does. A ping every `pingInterval` finds a
-///   connection that died without a word.
+/// - `run()` connects, `LISTEN`s, then catches up: it reads every revocation numbered after the
+///   place it has, and the newest place, in one snapshot. Whatever commits after the `LISTEN` is
+///   announced, so from then on it has everything; only then does `isRevoked` answer from memory.
+/// - A message numbered past the next one expected, or a heartbeat naming a later place than the
+///   cache has, is a gap: the cache asks the database until it has caught up again.
+/// - Every `heartbeatInterval` the cache announces the newest place through the pool, so
+///   heartbeats travel the same path as revocations. A cache that hears nothing, neither its own
+///   heartbeats nor another's, within `silenceLimit` (1 s) answers from the database; silent for
+///   three times that, it drops the connection and connects again. A link that is up but silent
+///   (a paused network, a pooler that does not deliver notifications) is found this way.
+/// - While the connection is down, being re-established or catching up, `isRevoked` asks the
+///   database, as `PostgresRevocationStore` does. Nothing held is forgotten (revocations only add
+///   up, and expire by themselves), so a reconnect reads only what it missed.
 /// - A write goes to the database first, so it is durable before it returns, then into this
-///   cache at once (this instance honours it without waiting for the announcement).
+///   cache at once (this instance honours it without waiting for the announcement); so do the
+///   revocations of changes this instance made or was told of (`committed(_:)`).
 public final class PostgresRevocationCache: RevocationStore, Sendable {
-    /// The channel the trigger announces on.
+    /// The channel the triggers announce on.
     public static let channel = "identity_revocations"
 
     private let base: PostgresRevocationStore
     private let listener: PostgresClient
-    private let clock: any IdentityClock
     private let logger: Logger
-    private let pingInterval: Duration
+    private let heartbeatInterval: Duration
+    private let silenceLimit: Duration
     private let memory: CachedRevocations
 
     /// Creates the cache over `base`; its listening connection is made with `settings` (one
-    /// connection, outside the pool the stores use). Nothing is cached until `run()` has
-    /// synchronised.
+    /// connection, outside the pool the stores use). Nothing is answered from memory until
+    /// `run()` has caught up.
     public init(base: PostgresRevocationStore, listeningWith settings: PostgresConnectionSettings,
-                clock: any IdentityClock = SystemClock(), pingInterval: Duration = .seconds(10),
+                heartbeatInterval: Duration = .milliseconds(250), silenceLimit: Duration = .seconds(1),
                 logger: Logger = Logger(label: "identity.postgres"), metrics: any MetricsFactory = MetricsSystem.factory) {
         var one = settings
         one.poolSize = 1
         self.base = base
         self.listener = one.makeClient(logger: logger)
-        self.clock = clock
         self.logger = logger
-        self.pingInterval = pingInterval
+        self.heartbeatInterval = heartbeatInterval
+        self.silenceLimit = silenceLimit
         let size = Gauge(label: "identity_revocation_cache_entries", dimensions: [], factory: metrics)
-        self.memory = CachedRevocations { size.record($0) }
+        self.memory = CachedRevocations(silenceLimit: silenceLimit) { size.record($0) }
     }
 
     /// Whether answers come from memory (true) or from the database (false).
@@ -54,19 +63,26 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     /// Entries held in memory.
     public var count: Int { memory.count }
 
-    public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
-        try await base.revoke(jti: jti, userID: userID, expiresAt: expiresAt)
-        memory.apply(RevocationMessage(jti: jti, userID: userID, expiresAt: expiresAt))
+    /// The place in the order of revocations up to which the cache has every one.
+    public var lastSequence: Int64 { memory.lastSequence }
+
+    public func revoke(jti: String, userID: UserID, until: Date) async throws {
+        try await base.revoke(jti: jti, userID: userID, until: until)
+        memory.apply([.token(jti: jti, userID: userID, until: until)])
     }
 
-    public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
-        try await base.revokeAll(userID: userID, issuedBefore: cutoff, until: until)
-        memory.apply(RevocationMessage(userID: userID, issuedBefore: cutoff, until: until))
+    public func revokeAll(userID: UserID, belowVersion: Int64, until: Date) async throws {
+        try await base.revokeAll(userID: userID, belowVersion: belowVersion, until: until)
+        memory.apply([.account(userID: userID, belowVersion: belowVersion, until: until)])
     }
 
-    public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
-        if let cached = memory.answer(jti: jti, userID: userID, issuedAt: issuedAt) { return cached }
-        return try await base.isRevoked(jti: jti, userID: userID, issuedAt: issuedAt)
+    public func committed(_ revocations: [Revocation]) async {
+        memory.apply(revocations)
+    }
+
+    public func isRevoked(jti: String, userID: UserID, accountVersion: Int64) async throws -> Bool {
+        if let cached = memory.answer(jti: jti, userID: userID, accountVersion: accountVersion) { return cached }
+        return try await base.isRevoked(jti: jti, userID: userID, accountVersion: accountVersion)
     }
 
     @discardableResult
@@ -75,23 +91,24 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         return try await base.purgeExpired(now: now)
     }
 
-    /// Listens until cancelled: connects, synchronises, follows the announcements; after a
-    /// failure it forgets what it held (answers come from the database) and starts again,
-    /// waiting 0.1 s, doubling up to 5 s while it cannot synchronise.
+    /// Listens until cancelled: connects, catches up, follows the announcements; after a
+    /// failure it answers from the database and starts again, waiting 0.1 s, doubling up to
+    /// 5 s while it cannot catch up. Heartbeats go out all along.
     public func run() async {
         await withDiscardingTaskGroup { group in
             let listener = listener
             group.addTask { await listener.run() }
+            group.addTask { await self.sendHeartbeats() }
             var delay = Duration.milliseconds(100)
             while !Task.isCancelled {
                 do {
                     try await listenOnce()
                 } catch {
                     if Task.isCancelled { break }
-                    logger.warning("revocation cache lost its database connection; asking the database until it is back",
+                    logger.warning("revocation cache lost its feed; asking the database until it has caught up again",
                                    metadata: ["error": "\(error)"])
                 }
-                // After a connection that got as far as synchronising, start the backoff again.
+                // After a connection that got as far as catching up, start the backoff again.
                 if isSynchronised { delay = .milliseconds(100) }
                 memory.desynchronise()
                 if (try? await Task.sleep(for: delay)) == nil { break }
@@ -102,33 +119,34 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         }
     }
 
+    private func sendHeartbeats() async {
+        while (try? await Task.sleep(for: heartbeatInterval)) != nil {
+            do {
+                try await base.announceHeartbeat()
+            } catch {
+                logger.debug("revocation heartbeat not sent", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// One listening connection's life: returns or throws when it ends.
     private func listenOnce() async throws {
-        let pingInterval = pingInterval
-        let logger = logger
+        let (gaps, gapFound) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try await listener.withConnection { connection in
             try await connection.listen(on: Self.channel) { notifications in
-                let snapshot = try await base.snapshot(now: clock.now())
-                memory.synchronise(with: snapshot)
-                logger.info("revocation cache synchronised", metadata: ["entries": "\(memory.count)"])
+                try await catchUp()
+                logger.info("revocation cache caught up", metadata: ["entries": "\(memory.count)", "last": "\(memory.lastSequence)"])
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        for try await notification in notifications { self.receive(notification.payload) }
+                        for try await notification in notifications where self.receive(notification.payload) == .gap {
+                            gapFound.yield()
+                        }
                         throw ListeningEnded()
                     }
                     group.addTask {
-                        while true {
-                            try await Task.sleep(for: pingInterval)
-                            do {
-                                _ = try await PostgresErrors.withDeadline(.seconds(5)) {
-                                    try await connection.query("SELECT 1", logger: logger)
-                                }
-                            } catch {
-                                try? await connection.close()
-                                throw error
-                            }
-                        }
+                        for await _ in gaps { try await self.catchUp() }
                     }
+                    group.addTask { try await self.watchForSilence(on: connection) }
                     try await group.next()
                     group.cancelAll()
                 }
@@ -136,12 +154,33 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         }
     }
 
-    /// Applies one announcement; one that does not decode is logged and skipped.
-    func receive(_ payload: String) {
-        guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: Data(payload.utf8)) else {
-            return skip(payload)
+    /// Reads what came after the place the cache has and answers from memory again.
+    private func catchUp() async throws {
+        let (last, messages) = try await base.changes(after: memory.lastSequence)
+        memory.synchronise(with: messages, upTo: last)
+    }
+
+    /// Ends the connection when nothing has been heard on it for three silence limits (answers
+    /// already come from the database after one).
+    private func watchForSilence(on connection: PostgresConnection) async throws {
+        while true {
+            try await Task.sleep(for: heartbeatInterval)
+            if memory.silence > silenceLimit * 3 {
+                _ = try? await PostgresErrors.withDeadline(.seconds(1)) { try await connection.close() }
+                throw FeedSilent(limit: silenceLimit * 3)
+            }
         }
-        if !memory.apply(message) { skip(payload) }
+    }
+
+    /// Applies one announcement; one that does not decode is logged and skipped.
+    func receive(_ payload: String) -> CachedRevocations.Reception {
+        guard let message = try? JSONDecoder().decode(RevocationMessage.self, from: Data(payload.utf8)) else {
+            skip(payload)
+            return .notUnderstood
+        }
+        let reception = memory.receive(message)
+        if reception == .notUnderstood { skip(payload) }
+        return reception
     }
 
     private func skip(_ payload: String) {
@@ -152,4 +191,10 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 /// The listening connection's notifications ended: it closed.
 struct ListeningEnded: Error, CustomStringConvertible {
     var description: String { "the listening connection closed" }
+}
+
+/// Nothing, not even a heartbeat, arrived on the listening connection for too long.
+struct FeedSilent: Error, CustomStringConvertible {
+    let limit: Duration
+    var description: String { "no announcement or heartbeat arrived for \(limit)" }
 }

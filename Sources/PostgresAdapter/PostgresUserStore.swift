@@ -4,7 +4,8 @@ public import PostgresNIO
 public import Foundation
 import Logging
 
-/// Accounts and the outbox in PostgreSQL. Every write and its events commit in one transaction.
+/// Accounts and the outbox in PostgreSQL. Every write, its events and its revocations commit in
+/// one transaction.
 ///
 /// Takes a `PostgresClient` that the host runs (`client.run()`), so an embedder can share its
 /// pool. Published events are deleted from the outbox; until a relay publishes them they stay.
@@ -49,7 +50,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
         }
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
@@ -67,17 +68,19 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
                     let exists = try await connection.query("SELECT 1 FROM identity_users WHERE id = \(user.id.uuid)", logger: logger)
                     throw try await Self.count(exists) == 0 ? IdentityError.userNotFound : IdentityError.concurrentUpdate
                 }
+                try await PostgresRevocationStore.write(revocations, on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
         }
     }
 
-    public func delete(id: UserID, events: [IdentityEvent]) async throws {
+    public func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
                 guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
+                try await PostgresRevocationStore.write(revocations, on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
         }

@@ -47,7 +47,7 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         }
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await database.transaction { connection in
             try await Self.recordCommandMessage(on: connection)
             let existing = try await connection.query(
@@ -67,15 +67,17 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
             } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed: identity_users.email") {
                 throw IdentityError.emailTaken
             }
+            try await SQLiteRevocationStore.write(revocations, on: connection)
             try await Self.append(events, on: connection)
         }
     }
 
-    public func delete(id: UserID, events: [IdentityEvent]) async throws {
+    public func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await database.transaction { connection in
             try await Self.recordCommandMessage(on: connection)
             let gone = try await connection.query("DELETE FROM identity_users WHERE id = ? RETURNING id", [.text(id.description)])
             guard !gone.isEmpty else { throw IdentityError.userNotFound }
+            try await SQLiteRevocationStore.write(revocations, on: connection)
             try await Self.append(events, on: connection)
         }
     }
@@ -171,7 +173,7 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
     }
 }
 
-/// Revoked tokens and per-user cut-offs in SQLite. A revocation is durable when `revoke` returns.
+/// Revoked tokens and per-account cut-offs in SQLite. A revocation is durable when `revoke` returns.
 public struct SQLiteRevocationStore: RevocationSnapshotting {
     private let database: IdentitySQLiteDatabase
 
@@ -180,39 +182,52 @@ public struct SQLiteRevocationStore: RevocationSnapshotting {
         self.database = database
     }
 
-    public func revoke(jti: String, userID: UserID, expiresAt: Date) async throws {
+    public func revoke(jti: String, userID: UserID, until: Date) async throws {
         try await database.exclusive { connection in
-            _ = try await connection.query(
-                """
-                INSERT INTO identity_revoked_tokens (jti, user_id, expires_ms) VALUES (?, ?, ?)
-                ON CONFLICT (jti) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)
-                """,
-                [.text(jti), .text(userID.description), expiresAt.sqliteMilliseconds]
-            )
+            try await Self.write([.token(jti: jti, userID: userID, until: until)], on: connection)
         }
     }
 
-    public func revokeAll(userID: UserID, issuedBefore cutoff: Date, until: Date) async throws {
+    public func revokeAll(userID: UserID, belowVersion: Int64, until: Date) async throws {
         try await database.exclusive { connection in
-            _ = try await connection.query(
-                """
-                INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_ms) VALUES (?, ?, ?)
-                ON CONFLICT (user_id) DO UPDATE SET
-                    cutoff_ms = max(cutoff_ms, excluded.cutoff_ms), expires_ms = max(expires_ms, excluded.expires_ms)
-                """,
-                [.text(userID.description), cutoff.sqliteMilliseconds, until.sqliteMilliseconds]
-            )
+            try await Self.write([.account(userID: userID, belowVersion: belowVersion, until: until)], on: connection)
         }
     }
 
-    public func isRevoked(jti: String, userID: UserID, issuedAt: Date) async throws -> Bool {
+    /// Writes `revocations` on `connection`, in the caller's transaction if it has one. Entries
+    /// only add up: the later expiry and the higher version win.
+    static func write(_ revocations: [Revocation], on connection: SQLiteConnection) async throws {
+        for revocation in revocations {
+            switch revocation {
+            case .token(let jti, let userID, let until):
+                _ = try await connection.query(
+                    """
+                    INSERT INTO identity_revoked_tokens (jti, user_id, expires_ms) VALUES (?, ?, ?)
+                    ON CONFLICT (jti) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)
+                    """,
+                    [.text(jti), .text(userID.description), until.sqliteMilliseconds]
+                )
+            case .account(let userID, let version, let until):
+                _ = try await connection.query(
+                    """
+                    INSERT INTO identity_account_cutoffs (user_id, below_version, expires_ms) VALUES (?, ?, ?)
+                    ON CONFLICT (user_id) DO UPDATE SET
+                        below_version = max(below_version, excluded.below_version), expires_ms = max(expires_ms, excluded.expires_ms)
+                    """,
+                    [.text(userID.description), .integer(Int(version)), until.sqliteMilliseconds]
+                )
+            }
+        }
+    }
+
+    public func isRevoked(jti: String, userID: UserID, accountVersion: Int64) async throws -> Bool {
         try await database.exclusive { connection in
             let rows = try await connection.query(
                 """
                 SELECT EXISTS (SELECT 1 FROM identity_revoked_tokens WHERE jti = ?)
-                    OR EXISTS (SELECT 1 FROM identity_token_cutoffs WHERE user_id = ? AND cutoff_ms >= ?) AS revoked
+                    OR EXISTS (SELECT 1 FROM identity_account_cutoffs WHERE user_id = ? AND below_version > ?) AS revoked
                 """,
-                [.text(jti), .text(userID.description), issuedAt.sqliteMilliseconds]
+                [.text(jti), .text(userID.description), .integer(Int(accountVersion))]
             )
             return rows.first?.column("revoked")?.integer == 1
         }
@@ -224,7 +239,7 @@ public struct SQLiteRevocationStore: RevocationSnapshotting {
             let tokens = try await connection.query(
                 "DELETE FROM identity_revoked_tokens WHERE expires_ms < ? RETURNING 1", [now.sqliteMilliseconds])
             let cutoffs = try await connection.query(
-                "DELETE FROM identity_token_cutoffs WHERE expires_ms < ? RETURNING 1", [now.sqliteMilliseconds])
+                "DELETE FROM identity_account_cutoffs WHERE expires_ms < ? RETURNING 1", [now.sqliteMilliseconds])
             return tokens.count + cutoffs.count
         }
     }
@@ -240,12 +255,11 @@ public struct SQLiteRevocationStore: RevocationSnapshotting {
                 snapshot.tokens.append(.init(jti: jti, userID: user, expiresAt: Date(sqliteMilliseconds: expires)))
             }
             for row in try await connection.query(
-                "SELECT user_id, cutoff_ms, expires_ms FROM identity_token_cutoffs WHERE expires_ms >= ?", [now.sqliteMilliseconds])
+                "SELECT user_id, below_version, expires_ms FROM identity_account_cutoffs WHERE expires_ms >= ?", [now.sqliteMilliseconds])
             {
-                guard let user = row.column("user_id")?.string.flatMap(UserID.init), let cutoff = row.column("cutoff_ms")?.integer,
+                guard let user = row.column("user_id")?.string.flatMap(UserID.init), let version = row.column("below_version")?.integer,
                       let expires = row.column("expires_ms")?.integer else { continue }
-                snapshot.cutoffs.append(.init(userID: user, issuedBefore: Date(sqliteMilliseconds: cutoff),
-                                              until: Date(sqliteMilliseconds: expires)))
+                snapshot.cutoffs.append(.init(userID: user, belowVersion: Int64(version), until: Date(sqliteMilliseconds: expires)))
             }
             return snapshot
         }

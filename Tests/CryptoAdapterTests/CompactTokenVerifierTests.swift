@@ -77,13 +77,14 @@ struct CompactTokenVerifierTests {
           arguments: JWTAlgorithmName.allCases)
     func issuedTokens(algorithm: JWTAlgorithmName) async throws {
         let service = try await service(algorithm)
-        let issued = try await service.issue(for: user, issuedAt: now)
+        let issued = try await service.issue(for: user, accountVersion: 3, issuedAt: now)
         guard case .signed(let claims) = service.verifyCompactly(issued.token) else {
             Issue.record("an issued token is declined: \(issued.token)")
             return
         }
         #expect(claims.sub == user.description && claims.jti == issued.jti && claims.aud == ["identity"])
-        #expect(claims.iat == issued.issuedAt && claims.exp == issued.expiresAt, "the times to the millisecond")
+        #expect(claims.iat == issued.issuedAt && claims.exp == issued.expiresAt, "the times, in whole seconds")
+        #expect(claims.ver == 3, "and the account version")
         #expect(try await service.verify(issued.token, now: now) == service.verifyGenerally(issued.token, now: now))
 
         let payload = payload()

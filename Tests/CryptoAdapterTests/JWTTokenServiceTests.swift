@@ -46,16 +46,23 @@ struct JWTTokenServiceTests {
         #expect(verified.userID == user)
     }
 
-    @Test("writes iss, aud, sub, iat, exp and jti, with alg and typ in the header")
+    @Test("writes iss, aud, sub, iat, exp, jti and ver, with alg and typ in the header; iat and exp as integers")
     func claimsWritten() async throws {
-        let token = try await service().issue(for: user, issuedAt: now).token
+        let token = try await service().issue(for: user, accountVersion: 2, issuedAt: now.addingTimeInterval(0.789)).token
         let parts = token.split(separator: ".")
         let header = try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[0].utf8)))) as? [String: Any]
         let payload = try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[1].utf8)))) as? [String: Any]
         #expect(header?["alg"] as? String == "HS256")
         #expect(header?["typ"] as? String == "JWT")
-        #expect(Set(payload?.keys.map { $0 } ?? []) == ["iss", "aud", "sub", "iat", "exp", "jti"])
+        #expect(Set(payload?.keys.map { $0 } ?? []) == ["iss", "aud", "sub", "iat", "exp", "jti", "ver"])
         #expect(payload?["sub"] as? String == user.description)
+        #expect(payload?["ver"] as? Int == 2)
+        // NumericDate without a fraction, as every JWT library reads it: the digits alone.
+        let text = String(decoding: try #require(Base64URL.decode(parts[1].utf8)), as: UTF8.self)
+        let iat = try #require(text.firstMatch(of: #/"iat":([0-9.eE+-]+)/#)?.output.1)
+        let exp = try #require(text.firstMatch(of: #/"exp":([0-9.eE+-]+)/#)?.output.1)
+        #expect(iat.allSatisfy(\.isNumber) && exp.allSatisfy(\.isNumber), "iat \(iat) and exp \(exp) are integers")
+        #expect(Int(iat) == Int(now.addingTimeInterval(0.789).timeIntervalSince1970), "iat is the second the token was issued in")
     }
 
     @Test("alg none is refused, with or without a signature")

@@ -3,18 +3,19 @@ import IdentityApplication
 import IdentityDomain
 import IdentityPorts
 import InMemoryAdapter
+import IdentityTestSupport
 import Synchronization
 import Testing
 
 @Suite("Redelivered commands and the outbox relay")
 struct RedeliveryAndRelayTests {
     let store = InMemoryUserStore()
-    var handler: IdentityCommandHandler {
-        IdentityCommandHandler(users: store, outbox: store, revocations: InMemoryRevocationStore())
-    }
 
     func deliver(_ envelope: CommandEnvelope) async throws -> CommandReply {
-        try await CommandContext.$messageID.withValue(envelope.messageID) { try await handler.handle(envelope) }
+        let handler = IdentityCommandHandler(
+            users: store, outbox: store, revocations: store.revocations, tokens: try await TestIdentity.makeTokens()
+        )
+        return try await CommandContext.$messageID.withValue(envelope.messageID) { try await handler.handle(envelope) }
     }
 
     @Test("a command delivered twice is applied once, and the second delivery gets the same account back")

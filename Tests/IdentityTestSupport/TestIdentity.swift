@@ -25,17 +25,21 @@ public struct TestIdentity: Sendable {
     /// Token lifetime in seconds.
     public static let lifetime: TimeInterval = 3600
 
+    /// The token service every test identity signs with.
+    public static func makeTokens() async throws -> any TokenService {
+        await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
+    }
+
     /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts.
     public static func make(
         limits: LoginThrottleLimits = LoginThrottleLimits(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
         clock: ManualClock = ManualClock(Date())
     ) async throws -> TestIdentity {
-        let store = InMemoryUserStore()
         let revocations = InMemoryRevocationStore(clock: clock)
-        let policy = IdentityPolicy(tokenLifetime: lifetime)
+        let store = InMemoryUserStore(revocations: revocations)
         let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
-        let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
-        let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, clock: clock, policy: policy)
+        let tokens = try await makeTokens()
+        let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, tokens: tokens, clock: clock)
         let service = IdentityService(IdentityDependencies(
             users: store, outbox: store, revocations: revocations, hasher: hasher, tokens: tokens,
             throttle: InMemoryLoginThrottle(limits: limits), bus: InProcessCommandBus(handler: handler), clock: clock
@@ -47,12 +51,12 @@ public struct TestIdentity: Sendable {
     public static func service(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()
     ) async throws -> IdentityService {
-        let policy = IdentityPolicy(tokenLifetime: lifetime)
-        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, clock: clock, policy: policy)
+        let tokens = try await makeTokens()
+        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, tokens: tokens, clock: clock)
         return IdentityService(IdentityDependencies(
             users: users, outbox: outbox, revocations: revocations,
             hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1)),
-            tokens: await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime)),
+            tokens: tokens,
             throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler), clock: clock
         ))
     }

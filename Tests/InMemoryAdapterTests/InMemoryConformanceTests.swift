@@ -3,7 +3,7 @@ import IdentityApplication
 import IdentityConformance
 import IdentityDomain
 import IdentityPorts
-import InMemoryAdapter
+@_spi(FaultInjection) import InMemoryAdapter
 import Testing
 
 @Suite("In-memory adapters pass the conformance suites")
@@ -16,6 +16,18 @@ struct InMemoryConformanceTests {
     @Test("InMemoryRevocationStore is a RevocationStore")
     func revocationStore() async throws {
         try await RevocationStoreConformance { InMemoryRevocationStore(clock: ManualClock()) }.run()
+    }
+
+    @Test("InMemoryUserStore writes a change's revocations with the change, or neither")
+    func changeRevocations() async throws {
+        try await ChangeRevocationConformance(
+            makeStores: { let store = InMemoryUserStore(); return (store, store.revocations) },
+            makeStoresFailingRevocations: {
+                let store = InMemoryUserStore()
+                store.revocations.failWrites(with: InjectedFault())
+                return (store, store.revocations)
+            }
+        ).run()
     }
 
     @Test("InMemoryLoginThrottle is a LoginThrottle")
@@ -48,11 +60,11 @@ struct InMemoryBoundsTests {
         let clock = ManualClock()
         let store = InMemoryRevocationStore(clock: clock)
         let user = UserID(UUID())
-        await store.revoke(jti: "old", userID: user, expiresAt: clock.now().addingTimeInterval(30))
-        #expect(await store.count == 1)
+        try store.revoke(jti: "old", userID: user, until: clock.now().addingTimeInterval(30))
+        #expect(store.count == 1)
         clock.advance(by: 120)
-        await store.revoke(jti: "new", userID: user, expiresAt: clock.now().addingTimeInterval(30))
-        #expect(await store.count == 1, "the expired entry went when the next write found a purge due")
+        try store.revoke(jti: "new", userID: user, until: clock.now().addingTimeInterval(30))
+        #expect(store.count == 1, "the expired entry went when the next write found a purge due")
     }
 
     @Test("throttle keys whose failures left the window are forgotten")
@@ -66,4 +78,9 @@ struct InMemoryBoundsTests {
         _ = await throttle.beginAttempt(email: try Email("late@example.com"), client: nil, now: start.addingTimeInterval(3600))
         #expect(await throttle.trackedKeys == 1)
     }
+}
+
+/// The failure a test makes a write throw.
+struct InjectedFault: Error, CustomStringConvertible {
+    var description: String { "injected fault" }
 }

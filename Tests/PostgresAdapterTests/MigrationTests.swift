@@ -13,8 +13,8 @@ struct MigrationTests {
     }
 
     static let schema: Set<String> = [
-        "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_token_cutoffs", "identity_processed_messages",
-        "identity_login_failures",
+        "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_account_cutoffs", "identity_processed_messages",
+        "identity_login_failures", "identity_revocation_sequence",
     ]
 
     @Test("the shipped migrations are numbered, named, and each has its down")

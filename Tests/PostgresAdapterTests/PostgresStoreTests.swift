@@ -21,7 +21,7 @@ struct PostgresStoreTests {
     static func reset(_ client: PostgresClient) async throws {
         try await client.query(
             """
-            TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_token_cutoffs,
+            TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_account_cutoffs,
                      identity_processed_messages, identity_login_failures
             """
         )
@@ -35,6 +35,36 @@ struct PostgresStoreTests {
                 let store = PostgresUserStore(client: client)
                 return (store, store)
             }.run()
+        }
+    }
+
+    @Test("PostgresUserStore writes a change's revocations in its transaction: both commit or neither (a trigger fails the second write)")
+    func changeRevocations() async throws {
+        try await Self.withMigrated { client in
+            let stores: @Sendable () -> (users: any UserRepository, revocations: any RevocationStore) = {
+                (PostgresUserStore(client: client), PostgresRevocationStore(client: client))
+            }
+            try await client.query(
+                """
+                CREATE FUNCTION identity_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'injected failure of a revocation write'; END $$
+                """
+            )
+            try await ChangeRevocationConformance(
+                makeStores: {
+                    try await Self.reset(client)
+                    try await client.query("DROP TRIGGER IF EXISTS identity_test_fail ON identity_account_cutoffs")
+                    return stores()
+                },
+                makeStoresFailingRevocations: {
+                    try await Self.reset(client)
+                    try await client.query("DROP TRIGGER IF EXISTS identity_test_fail ON identity_account_cutoffs")
+                    try await client.query(
+                        "CREATE TRIGGER identity_test_fail BEFORE INSERT OR UPDATE ON identity_account_cutoffs FOR EACH ROW EXECUTE FUNCTION identity_test_fail()"
+                    )
+                    return stores()
+                }
+            ).run()
         }
     }
 
