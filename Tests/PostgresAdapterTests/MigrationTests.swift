@@ -1,4 +1,6 @@
 import Foundation
+import IdentityDomain
+import IdentityPorts
 @testable import PostgresAdapter
 import PostgresNIO
 import Testing
@@ -47,6 +49,34 @@ struct MigrationTests {
             #expect(try await migrator.up().count == all)
             #expect(try await tables(client).isSuperset(of: Self.schema))
             #expect(try await migrator.down(0).isEmpty)
+        }
+    }
+
+    @Test("0004 turns time cut-offs into version cut-offs and numbers the revocations already there, so a cache reads them")
+    func orderedRevocationsUpgrade() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            _ = try await migrator.up()
+            _ = try await migrator.down(1)  // the schema of 0003: cut-offs by time, no numbers
+            let (ada, gone) = (UUID(), UUID())
+            try await client.query(
+                """
+                INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version)
+                VALUES (\(ada), 'ada@example.com', 'Ada', '$argon2id$x', now(), now(), 3)
+                """
+            )
+            try await client.query(
+                "INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_at) VALUES (\(ada), 1, now() + interval '1 hour'), (\(gone), 1, now() + interval '1 hour')"
+            )
+            try await client.query("INSERT INTO identity_revoked_tokens (jti, user_id, expires_at) VALUES ('old', \(ada), now() + interval '1 hour')")
+            #expect(try await migrator.up().map(\.version) == [4])
+            let store = PostgresRevocationStore(client: client)
+            #expect(try await store.isRevoked(jti: "any", userID: UserID(ada), accountVersion: 2), "the account's older tokens stay revoked")
+            #expect(try await store.isRevoked(jti: "any", userID: UserID(ada), accountVersion: 0), "tokens without a version too")
+            #expect(try await !store.isRevoked(jti: "any", userID: UserID(ada), accountVersion: 3), "a token of its current version works")
+            #expect(try await store.isRevoked(jti: "any", userID: UserID(gone), accountVersion: 1_000_000), "a deleted account's, all")
+            let (last, messages) = try await store.changes(after: 0)
+            #expect(last == 3 && Set(messages.compactMap(\.sequence)) == [1, 2, 3], "every row already there is numbered: a cache reads it")
         }
     }
 

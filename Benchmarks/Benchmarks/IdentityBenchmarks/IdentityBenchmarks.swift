@@ -61,7 +61,7 @@ final class Fixture: @unchecked Sendable {
     func prepareTokens() async throws {
         let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: String(repeating: "s", count: 32)))
         self.tokens = tokens
-        token = try await tokens.issue(for: UserID(UUID()), issuedAt: now).token
+        token = try await tokens.issue(for: UserID(UUID()), accountVersion: 1, issuedAt: now).token
     }
 }
 

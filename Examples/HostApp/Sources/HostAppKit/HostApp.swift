@@ -9,11 +9,10 @@ import InMemoryAdapter
 public func makeApplication(jwtSecret: String, port: Int = 8080) async throws -> some ApplicationProtocol {
     // --- wiring: our adapters (in memory, Argon2id, JWT) ---
     let store = InMemoryUserStore()
-    let revocations = InMemoryRevocationStore()
-    let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations)
+    let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: jwtSecret))
+    let handler = IdentityCommandHandler(users: store, outbox: store, revocations: store.revocations, tokens: tokens)
     let identity = IdentityService(IdentityDependencies(
-        users: store, outbox: store, revocations: revocations, hasher: Argon2idHasher(),
-        tokens: await JWTTokenService(configuration: try TokenConfiguration(secret: jwtSecret)),
+        users: store, outbox: store, revocations: store.revocations, hasher: Argon2idHasher(), tokens: tokens,
         throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler)
     ))
     let router = Router(context: IdentityRequestContext.self)
