@@ -22,8 +22,8 @@ struct AMQPAdapterTests {
         let link = broker(settings)
         defer { link.stop() }
         try await CommandBusConformance { handler in
-            let bus = link.commandBus(local: handler)
-            _ = link.worker(handler: handler)
+            let bus = link.commandBus(local: handler, keys: try TestBroker.keys())
+            _ = link.worker(handler: handler, keys: try TestBroker.keys())
             link.start()
             #expect(await eventually { link.isConnected })
             return bus
@@ -111,7 +111,7 @@ struct AMQPAdapterTests {
         defer { link.stop() }
         let base = InMemoryRevocationStore()
         let cache = link.revocationCache(base: base)
-        let bus = link.commandBus(local: RefusingHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
         link.start()
         let started = ContinuousClock.now
         await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
@@ -132,7 +132,7 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-delivery-limit")
         let link = broker(settings)
         defer { link.stop() }
-        _ = link.commandBus(local: RefusingHandler())  // declares the queues
+        _ = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())  // declares the queues
         link.start()
         #expect(await eventually { link.isConnected })
         try await link.connection.publish(
@@ -158,14 +158,16 @@ struct AMQPAdapterTests {
         defer { link.stop() }
         let store = InMemoryUserStore()
         let handler = IdentityCommandHandler(users: store, outbox: store, revocations: InMemoryRevocationStore())
-        let bus = link.commandBus(local: handler)
-        _ = link.worker(handler: handler)
+        let bus = link.commandBus(local: handler, keys: try TestBroker.keys())
+        _ = link.worker(handler: handler, keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
+        // Signed, so that it is the decoding that refuses them.
+        let keys = try TestBroker.keys()
         for (type, body) in [("DeleteAccount", "not json"), ("DropTables", "{}"), ("RegisterUser", #"{"email":1}"#)] {
             try await link.connection.publish(
                 exchange: "", routingKey: AMQPTopology.commandQueue, body: Data(body.utf8),
-                properties: MessageProperties(messageID: "poison-\(type)", type: type)
+                properties: keys.sign(MessageProperties(messageID: "poison-\(type)", type: type), body: Data(body.utf8))
             )
         }
         let email = try Email("after.poison@example.com")
@@ -181,8 +183,8 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-worker-down")
         let link = broker(settings)
         defer { link.stop() }
-        let bus = link.commandBus(local: RefusingHandler())
-        _ = link.worker(handler: UnavailableHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
+        _ = link.worker(handler: UnavailableHandler(), keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         let started = ContinuousClock.now
@@ -198,7 +200,7 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
         let link = broker(settings)
         defer { link.stop() }
-        let bus = link.commandBus(local: RefusingHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
@@ -213,14 +215,15 @@ struct AMQPAdapterTests {
         let link = broker(settings)
         defer { link.stop() }
         let handler = CountingHandler()
-        _ = link.worker(handler: handler)
+        _ = link.worker(handler: handler, keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         let past = Int64(Date().timeIntervalSince1970 * 1000) - 1000
+        // Signed, so that it is the deadline that refuses it.
+        let body = Data(#"{"userID":"6a2f41a0-0000-4000-8000-000000000000"}"#.utf8)
         try await link.connection.publish(
-            exchange: "", routingKey: AMQPTopology.commandQueue,
-            body: Data(#"{"userID":"6a2f41a0-0000-4000-8000-000000000000"}"#.utf8),
-            properties: MessageProperties(messageID: "late", type: "DeleteAccount", deadlineMilliseconds: past)
+            exchange: "", routingKey: AMQPTopology.commandQueue, body: body,
+            properties: try TestBroker.keys().sign(MessageProperties(messageID: "late", type: "DeleteAccount", deadlineMilliseconds: past), body: body)
         )
         #expect(try await eventually { try await deadLetters(link).count == 1 })
         #expect(handler.count == 0, "the handler never saw it")

@@ -114,4 +114,12 @@ struct CommandSigningTests {
             try CommandSigningKeys([Self.key, Data()])
         }
     }
+
+    @Test("an untrusted property is logged at most 64 characters long, printable ASCII only")
+    func loggable() {
+        #expect(AMQPCommandWorker.loggable("m-1:ok_fine.") == "m-1:ok_fine.")
+        #expect(AMQPCommandWorker.loggable("line\nbreak \u{1b}[31m") == "line?break???31m")
+        #expect(AMQPCommandWorker.loggable(String(repeating: "x", count: 100)).count == 64)
+        #expect(AMQPCommandWorker.loggable(nil) == "(none)")
+    }
 }

@@ -256,7 +256,8 @@ func migrated(_ postgres: PrivatePostgres, _ broker: [String: String], _ extra: 
     // The private server's 1 s deadline suits its outage test; on a loaded machine a worker's
     // transaction may take longer, and these tests are about delivery, not the deadline.
     let env = EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }
-        .merging(["POSTGRES_TIMEOUT_SECONDS": "30"]) { $1 }.merging(extra) { $1 }
+        .merging(["POSTGRES_TIMEOUT_SECONDS": "30", "COMMAND_SIGNING_KEY": "distributed-tests-command-signing-key-0123456789"]) { $1 }
+        .merging(extra) { $1 }
     let migration = try await runDemoServer(["migrate", "up"], environment: env)
     try #require(migration.status == 0, "migrate up: \(migration.output)")
     return env
