@@ -107,6 +107,7 @@ let package = Package(
             dependencies: [
                 "IdentityPorts",
                 "CRabbitMQ",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -1,7 +1,6 @@
 public import IdentityPorts
 public import Logging
 public import ServiceLifecycle
-public import CoreMetrics
 
 /// One process's link to RabbitMQ: a single connection on its own thread, shared by the
 /// pieces made from it (command bus, worker, event publisher).
@@ -23,20 +22,22 @@ public final class AMQPBroker: Service, Sendable {
     /// Whether the connection is up right now.
     public var isConnected: Bool { connection.isConnected }
 
-    /// A command bus over the broker; `local` applies the commands that do not travel (`RevokeToken`).
-    public func commandBus(local: any CommandHandler) -> AMQPCommandBus {
-        AMQPCommandBus(connection: connection, local: local)
+    /// A command bus over the broker that signs every command with the first of `keys`;
+    /// `local` applies the commands that do not travel (`RevokeToken`).
+    public func commandBus(local: any CommandHandler, keys: CommandSigningKeys) -> AMQPCommandBus {
+        AMQPCommandBus(connection: connection, local: local, keys: keys)
     }
 
     /// A worker that applies commands from `identity.commands` with `handler`, up to
-    /// `prefetch` at a time. `beforeAcknowledging` runs after a command is applied and before
-    /// its reply and acknowledgement: a hook for fault-injection tests.
+    /// `prefetch` at a time, if one of `keys` verifies their MAC (otherwise it dead-letters
+    /// them). `beforeAcknowledging` runs after a command is applied and before its reply and
+    /// acknowledgement: a hook for fault-injection tests.
     public func worker(
-        handler: any CommandHandler, prefetch: Int = 16,
+        handler: any CommandHandler, keys: CommandSigningKeys, prefetch: Int = 16,
         beforeAcknowledging: (@Sendable (CommandEnvelope) -> Void)? = nil
     ) -> AMQPCommandWorker {
         AMQPCommandWorker(
-            connection: connection, handler: handler, prefetch: max(1, prefetch), logger: logger,
+            connection: connection, handler: handler, keys: keys, prefetch: max(1, prefetch), logger: logger,
             beforeAcknowledging: beforeAcknowledging
         )
     }

@@ -7,13 +7,15 @@ import Synchronization
 /// `identity.commands` with `message_id`, `correlation_id` and `reply_to`, and the caller
 /// awaits a worker's reply on this instance's exclusive reply queue. With the broker down it
 /// fails at once, and after `AMQPSettings.commandTimeout` without a reply it gives up; both
-/// throw `BackendUnavailable` (503).
+/// throw `BackendUnavailable` (503). Every command carries a MAC made with the first of
+/// `CommandSigningKeys` (header `x-identity-mac`), without which no worker applies it.
 ///
 /// `RevokeToken` does not travel: it is applied by `local` in this process, straight to the
 /// database, so that a logout is durable before its 204 and works while the broker is down.
 public final class AMQPCommandBus: CommandBus, Sendable {
     private let connection: BrokerConnection
     private let local: any CommandHandler
+    private let keys: CommandSigningKeys
     private let timeout: Duration
     private let state = Mutex(State())
 
@@ -22,9 +24,10 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         var waiting: [String: CheckedContinuation<CommandReply, any Error>] = [:]
     }
 
-    init(connection: BrokerConnection, local: any CommandHandler) {
+    init(connection: BrokerConnection, local: any CommandHandler, keys: CommandSigningKeys) {
         self.connection = connection
         self.local = local
+        self.keys = keys
         self.timeout = connection.settings.commandTimeout
         connection.add(ReplyConsumer(bus: self))
     }
@@ -38,11 +41,12 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         }
         let id = envelope.messageID
         let timeoutMilliseconds = timeout.wholeMilliseconds
-        let properties = MessageProperties(
+        let body = CommandWire.body(of: envelope.command)
+        let properties = keys.sign(MessageProperties(
             messageID: id, correlationID: id, replyTo: replyQueue, type: envelope.command.name,
             expirationMilliseconds: timeoutMilliseconds,
             deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds)
-        )
+        ), body: body)
         // At the deadline the caller gets 503 and the body is cancelled, which forgets the wait.
         return try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [self] in
             try await withTaskCancellationHandler {
@@ -52,7 +56,7 @@ public final class AMQPCommandBus: CommandBus, Sendable {
                     Task {
                         do {
                             try await connection.publish(
-                                exchange: "", routingKey: AMQPTopology.commandQueue, body: CommandWire.body(of: envelope.command),
+                                exchange: "", routingKey: AMQPTopology.commandQueue, body: body,
                                 properties: properties
                             )
                         } catch {

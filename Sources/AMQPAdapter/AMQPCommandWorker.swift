@@ -8,23 +8,27 @@ import Logging
 /// The handler runs under `CommandContext.messageID`, so the stores record the message id in
 /// the transaction of the change and a redelivered command is applied once. The reply goes
 /// to the message's `reply_to`, and the message is acknowledged only after that: a worker
-/// that dies first leaves it to be redelivered. A message that cannot be decoded, or whose
+/// that dies first leaves it to be redelivered. A message without a MAC that one of
+/// `CommandSigningKeys` verifies is dead-lettered unapplied and unanswered, with one warning
+/// that names neither its body nor a key. A message that cannot be decoded, or whose
 /// command fails on an infrastructure error (the caller is told 503), is dead-lettered to
 /// `identity.commands.dlq`; one that keeps killing workers is dead-lettered by the broker on
 /// its fifth delivery.
 public final class AMQPCommandWorker: Sendable {
     private let connection: BrokerConnection
     private let handler: any CommandHandler
+    private let keys: CommandSigningKeys
     private let prefetch: Int
     private let logger: Logger
     private let beforeAcknowledging: (@Sendable (CommandEnvelope) -> Void)?
 
     init(
-        connection: BrokerConnection, handler: any CommandHandler, prefetch: Int, logger: Logger,
+        connection: BrokerConnection, handler: any CommandHandler, keys: CommandSigningKeys, prefetch: Int, logger: Logger,
         beforeAcknowledging: (@Sendable (CommandEnvelope) -> Void)?
     ) {
         self.connection = connection
         self.handler = handler
+        self.keys = keys
         self.prefetch = prefetch
         self.logger = logger
         self.beforeAcknowledging = beforeAcknowledging
@@ -32,6 +36,15 @@ public final class AMQPCommandWorker: Sendable {
     }
 
     private func process(_ delivery: Delivery) async {
+        if case .failure(let refusal) = keys.verify(delivery) {
+            // Not from an identity process (or altered on the way): never applied, never
+            // answered (its reply_to is as untrusted as the rest).
+            logger.warning("dead-lettering a command without a valid MAC", metadata: [
+                "reason": "\(refusal)", "message_id": "\(Self.loggable(delivery.messageID))",
+            ])
+            settle(delivery, reply: nil, requeue: false)
+            return
+        }
         let envelope: CommandEnvelope
         do {
             guard let id = delivery.messageID, !id.isEmpty else {
@@ -70,6 +83,12 @@ public final class AMQPCommandWorker: Sendable {
             logger.warning("a command failed; replying 503 and dead-lettering it", metadata: metadata)
             settle(delivery, reply: CommandWire.unavailableBody(backend: backend), requeue: false)
         }
+    }
+
+    /// An untrusted property, fit for a log line: at most 64 characters, printable ASCII only.
+    static func loggable(_ value: String?) -> String {
+        guard let value else { return "(none)" }
+        return String(value.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) ? $0 : "?" })
     }
 
     /// Replies (when there is a reply to send and somewhere to send it), then acknowledges,

@@ -62,8 +62,6 @@ public enum AMQPTopology {
     public static let deadLetterQueue = "identity.commands.dlq"
     /// Durable topic exchange of events; the routing key is the event type.
     public static let eventExchange = "identity.events"
-    /// Fan-out exchange that carries revocations to every instance's cache.
-    public static let revocationExchange = "identity.revocations"
     /// Redeliveries a command may have: the fifth delivery of a failing command is its last.
     public static let deliveryLimit = 4
 }

@@ -29,6 +29,8 @@ struct Delivery: Sendable {
     let deliveryCount: Int
     /// Epoch milliseconds after which the sender no longer waits for the reply, if given.
     let deadlineMilliseconds: Int64?
+    /// The header `x-identity-mac`, if given as a string.
+    let mac: String?
 }
 
 /// Something that uses the connection: it declares what it needs after every (re)connect and

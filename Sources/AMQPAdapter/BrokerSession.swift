@@ -12,6 +12,8 @@ struct MessageProperties: Sendable {
     var expirationMilliseconds: Int?
     /// Sent as the header `x-identity-deadline-ms`.
     var deadlineMilliseconds: Int64?
+    /// Sent as the header `x-identity-mac` (`CommandSigningKeys.sign`).
+    var mac: String?
     var persistent = true
 }
 
@@ -110,11 +112,12 @@ final class BrokerSession {
         confirmed: ((Bool) -> Void)? = nil
     ) throws(BrokerError) {
         let strings = [properties.messageID, properties.correlationID, properties.replyTo, properties.type,
-                       properties.expirationMilliseconds.map(String.init)].map { $0.flatMap { strdup($0) } }
+                       properties.expirationMilliseconds.map(String.init), properties.mac].map { $0.flatMap { strdup($0) } }
         defer { strings.forEach { free($0) } }
         let fields = identity_amqp_message_properties(
             message_id: strings[0], correlation_id: strings[1], reply_to: strings[2], type: strings[3],
-            expiration: strings[4], deadline_ms: properties.deadlineMilliseconds ?? 0, persistent: properties.persistent ? 1 : 0
+            expiration: strings[4], deadline_ms: properties.deadlineMilliseconds ?? 0, mac: strings[5],
+            persistent: properties.persistent ? 1 : 0
         )
         let status = body.withUnsafeBytes { raw in
             identity_amqp_publish(connection, exchange, routingKey, raw.baseAddress, raw.count, fields)
@@ -191,12 +194,13 @@ final class BrokerSession {
         let hasCount = identity_amqp_integer_header(&envelope, "x-delivery-count", &count) != 0
         var deadline: Int64 = 0
         let hasDeadline = identity_amqp_integer_header(&envelope, "x-identity-deadline-ms", &deadline) != 0
+        let mac = identity_amqp_string_header(&envelope, "x-identity-mac")
         return Delivery(
             tag: envelope.delivery_tag, generation: generation, consumerTag: Self.string(envelope.consumer_tag),
             body: Self.data(identity_amqp_body(&envelope)), messageID: property("message_id"),
             correlationID: property("correlation_id"), replyTo: property("reply_to"), type: property("type"),
             redelivered: envelope.redelivered != 0, deliveryCount: hasCount ? Int(count) : 0,
-            deadlineMilliseconds: hasDeadline ? deadline : nil
+            deadlineMilliseconds: hasDeadline ? deadline : nil, mac: mac.len == 0 ? nil : Self.string(mac)
         )
     }
 

@@ -192,6 +192,7 @@ typedef struct {
     const char *type;
     const char *expiration;  /* milliseconds, as text */
     long long deadline_ms;   /* header x-identity-deadline-ms when > 0 */
+    const char *mac;         /* header x-identity-mac when not empty */
     int persistent;
 } identity_amqp_message_properties;
 
@@ -222,14 +223,24 @@ static inline int identity_amqp_publish(amqp_connection_state_t conn, const char
         props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
         props.expiration = amqp_cstring_bytes(in.expiration);
     }
-    amqp_table_entry_t header;
+    amqp_table_entry_t headers[2];
+    int count = 0;
     if (in.deadline_ms > 0) {
-        header.key = amqp_cstring_bytes("x-identity-deadline-ms");
-        header.value.kind = AMQP_FIELD_KIND_I64;
-        header.value.value.i64 = in.deadline_ms;
+        headers[count].key = amqp_cstring_bytes("x-identity-deadline-ms");
+        headers[count].value.kind = AMQP_FIELD_KIND_I64;
+        headers[count].value.value.i64 = in.deadline_ms;
+        count++;
+    }
+    if (in.mac && in.mac[0]) {
+        headers[count].key = amqp_cstring_bytes("x-identity-mac");
+        headers[count].value.kind = AMQP_FIELD_KIND_UTF8;
+        headers[count].value.value.bytes = amqp_cstring_bytes(in.mac);
+        count++;
+    }
+    if (count > 0) {
         props._flags |= AMQP_BASIC_HEADERS_FLAG;
-        props.headers.num_entries = 1;
-        props.headers.entries = &header;
+        props.headers.num_entries = count;
+        props.headers.entries = headers;
     }
     amqp_bytes_t bytes;
     bytes.len = body_length;
@@ -354,6 +365,21 @@ static inline int identity_amqp_integer_header(const amqp_envelope_t *envelope, 
         }
     }
     return 0;
+}
+
+/* A string header (long string or byte array) of the envelope; length 0 when absent or of
+   another kind. */
+static inline amqp_bytes_t identity_amqp_string_header(const amqp_envelope_t *envelope, const char *name) {
+    const amqp_basic_properties_t *p = &envelope->message.properties;
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return amqp_empty_bytes;
+    size_t length = strlen(name);
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *entry = &p->headers.entries[i];
+        if (entry->key.len != length || memcmp(entry->key.bytes, name, length) != 0) continue;
+        if (entry->value.kind == AMQP_FIELD_KIND_UTF8 || entry->value.kind == AMQP_FIELD_KIND_BYTES) return entry->value.value.bytes;
+        return amqp_empty_bytes;
+    }
+    return amqp_empty_bytes;
 }
 
 /* Fetches one message from a queue (basic.get, acknowledged at once): 1 got one, 0 empty. */

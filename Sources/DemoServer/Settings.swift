@@ -25,6 +25,9 @@ struct Settings {
     var sqlitePath = "identity.sqlite"
     var postgresTimeoutSeconds = 5
     var rabbitmq: AMQPSettings?
+    /// The keys that sign and verify commands on the broker (`COMMAND_SIGNING_KEY`); set
+    /// whenever `rabbitmq` is.
+    var commandSigningKeys: CommandSigningKeys?
     /// Fault injection for tests only: a worker exits after applying a command, before acknowledging it.
     var exitBeforeAcknowledging = false
     var trustedProxies = TrustedProxies.none
@@ -97,6 +100,20 @@ struct Settings {
         let rabbitTLS = try reader.flag("RABBITMQ_TLS")
         let rabbitPort = try reader.integer("RABBITMQ_PORT", in: 1...65_535) ?? (rabbitTLS ? 5671 : 5672)
         let commandTimeout = try reader.integer("COMMAND_TIMEOUT_SECONDS", in: 1...300) ?? 5
+        if let list = reader.string("COMMAND_SIGNING_KEY") {
+            // A comma-separated list during a rotation: the first signs, all verify. Never
+            // echo a key, nor a part of one.
+            let keys = list.split(separator: ",", omittingEmptySubsequences: false)
+                .map { Data($0.trimmingCharacters(in: .whitespaces).utf8) }
+            do {
+                commandSigningKeys = try CommandSigningKeys(keys)
+            } catch {
+                throw ConfigurationError("COMMAND_SIGNING_KEY: \(error)")
+            }
+            if let jwtSecret, keys.contains(Data(jwtSecret.utf8)) {
+                throw ConfigurationError("COMMAND_SIGNING_KEY must not be JWT_SECRET (one secret, one purpose)")
+            }
+        }
         if let host = reader.string("RABBITMQ_HOST") {
             // Distributed mode: every instance must share the store and the signing key.
             guard postgres != nil else {
@@ -104,6 +121,11 @@ struct Settings {
             }
             guard jwtSecret != nil else {
                 throw ConfigurationError("RABBITMQ_HOST is set, so JWT_SECRET must be too (every instance must verify every token)")
+            }
+            guard commandSigningKeys != nil else {
+                throw ConfigurationError(
+                    "RABBITMQ_HOST is set, so COMMAND_SIGNING_KEY must be too (at least 32 bytes; workers apply only commands signed with it)"
+                )
             }
             rabbitmq = AMQPSettings(
                 host: host, port: rabbitPort, username: reader.string("RABBITMQ_USER") ?? "guest",

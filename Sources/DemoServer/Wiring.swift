@@ -107,7 +107,10 @@ struct Wiring: Sendable {
         var bus: any CommandBus = InProcessCommandBus(handler: handler)
         var busSummary = "in-process"
         if let broker, let rabbitmq = settings.rabbitmq {
-            bus = broker.commandBus(local: handler)
+            guard let keys = settings.commandSigningKeys else {
+                throw ConfigurationError("RABBITMQ_HOST is set, so COMMAND_SIGNING_KEY must be too")
+            }
+            bus = broker.commandBus(local: handler, keys: keys)
             let consumes = role != .serve(worker: false)
             if consumes {
                 var fault: (@Sendable (CommandEnvelope) -> Void)?
@@ -115,9 +118,11 @@ struct Wiring: Sendable {
                     // Fault injection for the redelivery test: die after the commit, before the ack.
                     fault = { _ in _exit(86) }
                 }
-                _ = broker.worker(handler: handler, beforeAcknowledging: fault)
+                _ = broker.worker(handler: handler, keys: keys, beforeAcknowledging: fault)
             }
-            busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off")"
+            // Key ids, never keys: which key signs, and how many more are accepted.
+            let accepted = keys.keyIDs.count > 1 ? "+\(keys.keyIDs.count - 1)" : ""
+            busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off") signing-key=\(keys.keyIDs[0])\(accepted)"
         }
         self.service = IdentityService(IdentityDependencies(
             users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true),

@@ -9,7 +9,7 @@ import UnixSignals
 /// `DemoServer worker`: applies commands from the broker and relays the outbox; no HTTP.
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Consume commands from RabbitMQ (needs RABBITMQ_HOST and POSTGRES_HOST)."
+        abstract: "Consume commands from RabbitMQ (needs RABBITMQ_HOST, POSTGRES_HOST and COMMAND_SIGNING_KEY)."
     )
 
     func run() async throws {

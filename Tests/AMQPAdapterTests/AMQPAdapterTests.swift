@@ -22,8 +22,8 @@ struct AMQPAdapterTests {
         let link = broker(settings)
         defer { link.stop() }
         try await CommandBusConformance { handler in
-            let bus = link.commandBus(local: handler)
-            _ = link.worker(handler: handler)
+            let bus = link.commandBus(local: handler, keys: try TestBroker.keys())
+            _ = link.worker(handler: handler, keys: try TestBroker.keys())
             link.start()
             #expect(await eventually { link.isConnected })
             return bus
@@ -64,7 +64,7 @@ struct AMQPAdapterTests {
         let closed = AMQPSettings(host: "127.0.0.1", port: 1, connectTimeout: .seconds(1))
         let link = broker(closed)
         defer { link.stop() }
-        let bus = link.commandBus(local: RefusingHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
         link.start()
         let started = ContinuousClock.now
         await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
@@ -81,7 +81,7 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-delivery-limit")
         let link = broker(settings)
         defer { link.stop() }
-        _ = link.commandBus(local: RefusingHandler())  // declares the queues
+        _ = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())  // declares the queues
         link.start()
         #expect(await eventually { link.isConnected })
         try await link.connection.publish(
@@ -109,14 +109,16 @@ struct AMQPAdapterTests {
         let handler = IdentityCommandHandler(
             users: store, outbox: store, revocations: store.revocations, tokens: try await TestIdentity.makeTokens()
         )
-        let bus = link.commandBus(local: handler)
-        _ = link.worker(handler: handler)
+        let bus = link.commandBus(local: handler, keys: try TestBroker.keys())
+        _ = link.worker(handler: handler, keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
+        // Signed, so that it is the decoding that refuses them.
+        let keys = try TestBroker.keys()
         for (type, body) in [("DeleteAccount", "not json"), ("DropTables", "{}"), ("RegisterUser", #"{"email":1}"#)] {
             try await link.connection.publish(
                 exchange: "", routingKey: AMQPTopology.commandQueue, body: Data(body.utf8),
-                properties: MessageProperties(messageID: "poison-\(type)", type: type)
+                properties: keys.sign(MessageProperties(messageID: "poison-\(type)", type: type), body: Data(body.utf8))
             )
         }
         let email = try Email("after.poison@example.com")
@@ -132,8 +134,8 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-worker-down")
         let link = broker(settings)
         defer { link.stop() }
-        let bus = link.commandBus(local: RefusingHandler())
-        _ = link.worker(handler: UnavailableHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
+        _ = link.worker(handler: UnavailableHandler(), keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         let started = ContinuousClock.now
@@ -149,7 +151,7 @@ struct AMQPAdapterTests {
         let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
         let link = broker(settings)
         defer { link.stop() }
-        let bus = link.commandBus(local: RefusingHandler())
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
@@ -164,14 +166,15 @@ struct AMQPAdapterTests {
         let link = broker(settings)
         defer { link.stop() }
         let handler = CountingHandler()
-        _ = link.worker(handler: handler)
+        _ = link.worker(handler: handler, keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
         let past = Int64(Date().timeIntervalSince1970 * 1000) - 1000
+        // Signed, so that it is the deadline that refuses it.
+        let body = Data(#"{"userID":"6a2f41a0-0000-4000-8000-000000000000"}"#.utf8)
         try await link.connection.publish(
-            exchange: "", routingKey: AMQPTopology.commandQueue,
-            body: Data(#"{"userID":"6a2f41a0-0000-4000-8000-000000000000"}"#.utf8),
-            properties: MessageProperties(messageID: "late", type: "DeleteAccount", deadlineMilliseconds: past)
+            exchange: "", routingKey: AMQPTopology.commandQueue, body: body,
+            properties: try TestBroker.keys().sign(MessageProperties(messageID: "late", type: "DeleteAccount", deadlineMilliseconds: past), body: body)
         )
         #expect(try await eventually { try await deadLetters(link).count == 1 })
         #expect(handler.count == 0, "the handler never saw it")

@@ -57,6 +57,11 @@ enum TestBroker {
         }
     }
 
+    /// The command signing keys of the tests' identity processes (a test fixture, not a secret).
+    static func keys() throws -> CommandSigningKeys {
+        try CommandSigningKeys([Data("amqp-adapter-tests-command-key-0123456789".utf8)])
+    }
+
     static let logger: Logger = {
         var logger = Logger(label: "amqp-test")
         logger.logLevel = .warning

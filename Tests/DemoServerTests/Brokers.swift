@@ -44,12 +44,17 @@ enum TestRabbitMQ {
         )
     }
 
-    /// Runs a short pika peer command to completion; returns its exit status and output.
-    static func peer(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    /// The distributed demo servers' `COMMAND_SIGNING_KEY` (a test fixture, not a secret).
+    static let commandKey = "distributed-tests-command-signing-key-0123456789"
+
+    /// Runs a short pika peer command to completion; returns its exit status and output. With
+    /// `signing`, the peer signs what it publishes with `commandKey`.
+    static func peer(_ arguments: [String], signing: Bool = false) async throws -> (status: Int32, output: String) {
         let out = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let quoted = ([python, peerScript] + arguments).map { "'\($0)'" }.joined(separator: " ")
-        let status = try await runShell("timeout 60 \(quoted) > '\(out)' 2>&1")
+        let key = signing ? "IDENTITY_PEER_COMMAND_KEY='\(commandKey)' " : ""
+        let status = try await runShell("\(key)timeout 60 \(quoted) > '\(out)' 2>&1")
         return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
     }
 

@@ -108,7 +108,7 @@ struct DistributedTests {
         }
         print("MEASURED revocation A→B after 204 (ms): \(percentiles(delays)); PUT /users/me round trip via broker (ms): \(percentiles(trips))")
 
-        try await poisonGoesToTheDeadLetterQueue(broker, base: baseA, token: fresh)
+        try await poisonGoesToTheDeadLetterQueue(broker, base: baseA, token: fresh, userID: id)
         let metrics = try String(contentsOf: try #require(URL(string: "\(baseA)/metrics")), encoding: .utf8)
         #expect(metrics.contains("identity_revocation_cache_entries"), "the cache size is exported")
         let timed = metrics.split(separator: "\n").first { $0.hasPrefix(#"identity_command_bus_duration_seconds_count{command="UpdateProfile"}"#) }
@@ -120,13 +120,31 @@ struct DistributedTests {
         try checkEventSchemas(events.log)
     }
 
-    func poisonGoesToTheDeadLetterQueue(_ broker: [String: String], base: String, token: String) async throws {
-        let poison = try await TestRabbitMQ.peer(["publish", TestRabbitMQ.url(broker), "identity.commands", "DeleteAccount", "not json"])
-        #expect(poison.status == 0, "pika publishes: \(poison.output)")
+    /// Commands from pika: an unsigned one (an outsider's) and a signed undecodable one are
+    /// dead-lettered and not applied; one signed by pika from the documentation alone is applied.
+    func poisonGoesToTheDeadLetterQueue(_ broker: [String: String], base: String, token: String, userID: String) async throws {
+        let url = TestRabbitMQ.url(broker)
+        let forged = try await TestRabbitMQ.peer(["publish", url, "identity.commands", "DeleteAccount", #"{"userID":"\#(userID)"}"#])
+        #expect(forged.status == 0, "pika publishes: \(forged.output)")
         #expect(try await eventually { try await TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 1 },
+                "the unsigned command is dead-lettered")
+        #expect(try await call("GET", "\(base)/users/me", token: token).status == 200, "and not applied")
+
+        let poison = try await TestRabbitMQ.peer(["publish", url, "identity.commands", "DeleteAccount", "not json"], signing: true)
+        #expect(poison.status == 0, "pika publishes: \(poison.output)")
+        #expect(try await eventually { try await TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 2 },
                 "the undecodable command is dead-lettered")
+
+        let signed = try await TestRabbitMQ.peer(
+            ["publish", url, "identity.commands", "UpdateProfile", #"{"userID":"\#(userID)","name":"Signed by pika"}"#], signing: true
+        )
+        #expect(signed.status == 0, "pika publishes: \(signed.output)")
+        #expect(try await eventually {
+            try await call("GET", "\(base)/users/me", token: token).json["name"] as? String == "Signed by pika"
+        }, "a command pika signed as documented is applied")
         let after = try await call("PUT", "\(base)/users/me", json: #"{"name":"After the poison"}"#, token: token)
         #expect(after.status == 200, "and the worker carries on")
+        #expect(try await TestRabbitMQ.messageCount(broker, queue: "identity.commands.dlq") == 2)
     }
 
     func checkEventSchemas(_ log: String) throws {
@@ -257,7 +275,7 @@ func migrated(_ postgres: PrivatePostgres, _ broker: [String: String], _ extra: 
     // The private server's 1 s deadline suits its outage test; on a loaded machine a worker's
     // transaction may take longer, and these tests are about delivery, not the deadline.
     let env = EndToEndTests.environment.merging(postgres.environment) { $1 }.merging(broker) { $1 }
-        .merging(["POSTGRES_TIMEOUT_SECONDS": "30"]) { $1 }.merging(extra) { $1 }
+        .merging(["POSTGRES_TIMEOUT_SECONDS": "30", "COMMAND_SIGNING_KEY": TestRabbitMQ.commandKey]) { $1 }.merging(extra) { $1 }
     let migration = try await runDemoServer(["migrate", "up"], environment: env)
     try #require(migration.status == 0, "migrate up: \(migration.output)")
     return env

@@ -36,6 +36,8 @@ struct SettingsTests {
         ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
         ("TRUSTED_PROXIES", "10.0.0.0/33"), ("TRUSTED_PROXIES", "proxy.local"), ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
         ("RABBITMQ_TLS", "maybe"), ("COMMAND_TIMEOUT_SECONDS", "0"), ("IDENTITY_TEST_EXIT_BEFORE_ACK", "sometimes"),
+        ("COMMAND_SIGNING_KEY", "too-short"), ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ",short"),
+        ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ","),
     ])
     func invalid(name: String, value: String) throws {
         #expect {
@@ -51,6 +53,12 @@ struct SettingsTests {
         #expect {
             try settings(["JWT_SECRET": "tiny-secret-value"])
         } throws: { !"\($0)".contains("tiny-secret-value") }
+        let long = String(repeating: "a-long-enough-command-key-", count: 2)
+        for value in ["tiny-command-key", "\(long),tiny-command-key", "tiny-command-key,\(long)"] {
+            #expect {
+                try settings(["COMMAND_SIGNING_KEY": value])
+            } throws: { !"\($0)".contains("tiny-command-key") && !"\($0)".contains(long) }
+        }
     }
 
     @Test(".env lines: comments, export, quotes, inline comments; a bad line names its number")
@@ -96,7 +104,11 @@ struct SettingsTests {
         #expect(try settings([:]).rabbitmq == nil)
         #expect { try settings(["RABBITMQ_HOST": "mq"].merging(secret) { $1 }) } throws: { "\($0)".hasPrefix("RABBITMQ_HOST") && "\($0)".contains("POSTGRES_HOST") }
         #expect { try settings(["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db"]) } throws: { "\($0)".contains("JWT_SECRET must be too") }
-        let base = ["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db"].merging(secret) { $1 }
+        #expect { try settings(["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db"].merging(secret) { $1 }) } throws: {
+            "\($0)".hasPrefix("RABBITMQ_HOST is set, so COMMAND_SIGNING_KEY must be too")
+        }
+        let base = ["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db", "COMMAND_SIGNING_KEY": String(repeating: "c", count: 32)]
+            .merging(secret) { $1 }
         let defaults = try #require(try settings(base).rabbitmq)
         #expect(defaults == AMQPSettings(host: "mq", port: 5672, username: "guest", password: "guest", virtualHost: "/",
                                          tls: nil, commandTimeout: .seconds(5)))
@@ -107,5 +119,20 @@ struct SettingsTests {
         #expect(given.port == 5671 && given.tls == AMQPSettings.TLS(caFile: "/ca.pem") && given.virtualHost == "v")
         #expect(given.commandTimeout == .seconds(9) && given.username == "u")
         #expect(given.summary == "amqps://u@mq:5671", "the summary never shows the password")
+    }
+
+    @Test("COMMAND_SIGNING_KEY: one key, or a comma-separated list whose first signs; never JWT_SECRET")
+    func commandSigningKey() throws {
+        #expect(try settings([:]).commandSigningKeys == nil)
+        let one = try #require(try settings(["COMMAND_SIGNING_KEY": String(repeating: "c", count: 32)]).commandSigningKeys)
+        #expect(one.keyIDs.count == 1)
+        let new = String(repeating: "n", count: 40), old = String(repeating: "o", count: 32)
+        let rotating = try #require(try settings(["COMMAND_SIGNING_KEY": "\(new) , \(old)"]).commandSigningKeys)
+        #expect(rotating.keyIDs == [try CommandSigningKeys([Data(new.utf8)]).keyIDs[0], try CommandSigningKeys([Data(old.utf8)]).keyIDs[0]],
+                "both keys, trimmed, the first signing")
+        let secret = String(repeating: "s", count: 32)
+        #expect { try settings(["JWT_SECRET": secret, "COMMAND_SIGNING_KEY": "\(new),\(secret)"]) } throws: {
+            "\($0)" == "COMMAND_SIGNING_KEY must not be JWT_SECRET (one secret, one purpose)"
+        }
     }
 }

@@ -5,12 +5,21 @@
                                        READY, then one JSON line per event until an event of
                                        type LAST arrives or SECONDS pass
     amqp_peer.py publish URL QUEUE TYPE BODY
-                                       publish BODY with the given type property to QUEUE
+                                       publish BODY with the given type property and a fresh
+                                       message_id to QUEUE; signed (x-identity-mac, as
+                                       Docs/messaging.md specifies) when the environment has
+                                       IDENTITY_PEER_COMMAND_KEY
     amqp_peer.py count URL QUEUE       print how many messages QUEUE holds
 """
+import base64
+import hashlib
+import hmac
 import json
+import os
+import struct
 import sys
 import time
+import uuid
 
 import pika
 
@@ -47,10 +56,36 @@ def consume(url, seconds, last):
     connection.close()
 
 
+def command_mac(key, message_id, correlation_id, reply_to, type_, deadline_ms, body):
+    """The header x-identity-mac, version 1, written from the documentation alone."""
+
+    def field(value):
+        if value is None or len(value) == 0:
+            return b"\x00"
+        return b"\x01" + struct.pack(">Q", len(value)) + value
+
+    def text(value):
+        return None if value is None else value.encode()
+
+    message = b"identity-command-v1" + b"".join([
+        field(text(message_id)), field(text(correlation_id)), field(text(reply_to)), field(text(type_)),
+        field(None if deadline_ms is None else str(deadline_ms).encode()), field(body),
+    ])
+    code = hmac.new(key, message, hashlib.sha256).digest()
+    key_id = hmac.new(key, b"identity-command-key-id", hashlib.sha256).digest()[:4].hex()
+    return "v1." + key_id + "." + base64.urlsafe_b64encode(code).rstrip(b"=").decode()
+
+
 def publish(url, queue, type_, body):
     connection = connect(url)
     channel = connection.channel()
-    channel.basic_publish("", queue, body.encode(), pika.BasicProperties(type=type_, message_id="poison", delivery_mode=2))
+    message_id = str(uuid.uuid4())
+    headers = None
+    key = os.environ.get("IDENTITY_PEER_COMMAND_KEY")
+    if key:
+        headers = {"x-identity-mac": command_mac(key.encode(), message_id, None, None, type_, None, body.encode())}
+    properties = pika.BasicProperties(type=type_, message_id=message_id, delivery_mode=2, headers=headers)
+    channel.basic_publish("", queue, body.encode(), properties)
     connection.close()
 
 
