@@ -5,6 +5,7 @@ import NIOCore
 public import CoreMetrics
 import CArgon2
 import Foundation
+import Synchronization
 
 /// Argon2id cost parameters. Defaults are OWASP's: 19 MiB, 2 passes, 1 lane.
 ///
@@ -94,11 +95,18 @@ public struct Argon2Error: Error, Sendable, Equatable, CustomStringConvertible {
 /// another system (`$2a$`, `$2b$`, `$2y$`), which always need a rehash.
 ///
 /// Hashing blocks a thread for tens of milliseconds, so every call runs on a thread pool
-/// (NIO's shared blocking pool by default), never on the caller's event loop.
+/// (NIO's shared blocking pool by default), never on the caller's event loop. At most
+/// `queueLimit` calls wait for a thread of the pool at once; one more throws
+/// `HashingOverloaded` at once instead of queueing without bound (contract §3).
 public struct Argon2idHasher: PasswordHasher {
     /// The parameters new hashes are made with.
     public let parameters: Argon2Parameters
+    /// How many hashes and verifications may wait for a thread at once (`HASH_QUEUE_LIMIT`).
+    public var queueLimit: Int { queue.limit }
+    /// The default `queueLimit`: 128 waiting, so 50 simultaneous logins all go through.
+    public static let defaultQueueLimit = 128
     private let pool: NIOThreadPool
+    private let queue: HashingQueue
     private let hashTimer: CoreMetrics.Timer
     private let verifyTimer: CoreMetrics.Timer
     private let yieldsToOtherWork: Bool
@@ -110,12 +118,16 @@ public struct Argon2idHasher: PasswordHasher {
     /// (nice 10, on Linux) while they hash: a storm of logins then uses the CPU that reads
     /// leave over instead of taking it from the event loops. Give such a hasher a pool of its
     /// own (`Argon2idHasher.makePool()`), since the priority stays with the threads.
+    ///
+    /// `queueLimit` (at least 1) bounds the calls of this hasher that wait for a thread; work
+    /// that others put on the same pool is not counted.
     public init(
         parameters: Argon2Parameters = .recommended, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
-        yieldsToOtherWork: Bool = false
+        yieldsToOtherWork: Bool = false, queueLimit: Int = Argon2idHasher.defaultQueueLimit
     ) {
         self.parameters = parameters
         self.pool = pool
+        self.queue = HashingQueue(limit: max(1, queueLimit))
         self.yieldsToOtherWork = yieldsToOtherWork
         self.hashTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "hash")], factory: metrics)
         self.verifyTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "verify")], factory: metrics)
@@ -151,10 +163,18 @@ public struct Argon2idHasher: PasswordHasher {
         return pool
     }
 
+    /// How many hashes and verifications of this hasher are waiting for a thread now.
+    public var waitingJobs: Int { queue.waiting }
+
     /// Runs blocking work on the pool, timing the work itself (not the wait for a thread).
+    /// Throws `HashingOverloaded` at once when `queueLimit` calls are already waiting.
     private func onPool<T: Sendable>(timer: CoreMetrics.Timer, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        let ticket = try queue.enter()
+        // A job that never starts (cancelled while queued, pool stopped) leaves the queue here.
+        defer { ticket.leave() }
         let yields = yieldsToOtherWork
         return try await pool.runIfActive {
+            ticket.leave()
             // A syscall of a microsecond before tens of milliseconds of hashing; idempotent.
             if yields { _ = identity_lower_thread_priority(10) }
             let start = DispatchTime.now().uptimeNanoseconds
@@ -188,6 +208,48 @@ public struct Argon2idHasher: PasswordHasher {
         }
         guard code == ARGON2_OK.rawValue else { throw Argon2Error.library(code) }
         return String(decoding: encoded.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Counts the calls of one hasher that wait for a thread, and refuses one more than the limit.
+final class HashingQueue: Sendable {
+    let limit: Int
+    private let count = Mutex(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var waiting: Int { count.withLock { $0 } }
+
+    /// Takes a place in the queue; throws `HashingOverloaded` when `limit` are taken.
+    func enter() throws(HashingOverloaded) -> Ticket {
+        let admitted = count.withLock { waiting in
+            guard waiting < limit else { return false }
+            waiting += 1
+            return true
+        }
+        guard admitted else { throw HashingOverloaded(limit: limit) }
+        return Ticket(queue: self)
+    }
+
+    fileprivate func release() {
+        count.withLock { $0 -= 1 }
+    }
+
+    /// One place in the queue, given back once however often `leave` is called.
+    final class Ticket: Sendable {
+        private let queue: HashingQueue
+        private let left = Atomic(false)
+
+        fileprivate init(queue: HashingQueue) {
+            self.queue = queue
+        }
+
+        /// Gives the place back: when the job starts, or when it ends without starting.
+        func leave() {
+            if left.exchange(true, ordering: .acquiringAndReleasing) == false { queue.release() }
+        }
     }
 }
 

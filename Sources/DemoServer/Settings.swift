@@ -21,6 +21,8 @@ struct Settings {
     var argon2MemoryKiB: UInt32 = 19_456
     var argon2Iterations: UInt32 = 2
     var argon2Parallelism: UInt32 = 1
+    /// Hashes and verifications that may wait for a thread before the next is refused (503).
+    var hashQueueLimit = Argon2idHasher.defaultQueueLimit
     var postgres: PostgresConnectionSettings?
     /// Without PostgreSQL: the SQLite file of the embedded store, or `:memory:` for the in-memory store.
     var sqlitePath = "identity.sqlite"
@@ -80,6 +82,7 @@ struct Settings {
                 "ARGON2_MEMORY_KIB × ARGON2_ITERATIONS must be at most \(Argon2Parameters.maximumWork) (got \(argon2MemoryKiB) × \(argon2Iterations))"
             )
         }
+        hashQueueLimit = try reader.integer("HASH_QUEUE_LIMIT", in: 1...1_000_000) ?? hashQueueLimit
         let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
         let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 16
         postgresTimeoutSeconds = try reader.integer("POSTGRES_TIMEOUT_SECONDS", in: 1...300) ?? postgresTimeoutSeconds

@@ -25,15 +25,16 @@ public struct TestIdentity: Sendable {
     /// Token lifetime in seconds.
     public static let lifetime: TimeInterval = 3600
 
-    /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts.
+    /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts, and
+    /// `hasher`, when given, replaces the Argon2id hasher made with them.
     public static func make(
         limits: LoginThrottleLimits = LoginThrottleLimits(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
-        clock: ManualClock = ManualClock(Date())
+        clock: ManualClock = ManualClock(Date()), hasher: (any PasswordHasher)? = nil
     ) async throws -> TestIdentity {
         let store = InMemoryUserStore()
         let revocations = InMemoryRevocationStore(clock: clock)
         let policy = IdentityPolicy(tokenLifetime: lifetime)
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
+        let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
         let tokens = await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
         let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, clock: clock, policy: policy)
         let service = IdentityService(IdentityDependencies(
