@@ -18,10 +18,15 @@ struct HashingQueueTests {
             let hash = try await jam.hasher.hash(password)
             try await jam.jam()
             let waiting = try await jam.fill(2, against: hash)
-            await #expect(throws: HashingOverloaded(limit: 2)) { try await jam.hasher.verify(password, against: hash) }
-            await #expect(throws: HashingOverloaded(limit: 2)) { try await jam.hasher.hash(password) }
+            let (hasher, password) = (jam.hasher, password)
             await #expect(throws: HashingOverloaded(limit: 2)) {
-                try await jam.hasher.verify(password, against: "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS")
+                try await jam.refusedAtOnce { try await hasher.verify(password, against: hash) }
+            }
+            await #expect(throws: HashingOverloaded(limit: 2)) { try await jam.refusedAtOnce { try await hasher.hash(password) } }
+            await #expect(throws: HashingOverloaded(limit: 2)) {
+                try await jam.refusedAtOnce {
+                    try await hasher.verify(password, against: "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS")
+                }
             }
             #expect(jam.hasher.waitingJobs == 2, "a refused call takes no place")
             jam.release()
@@ -37,8 +42,11 @@ struct HashingQueueTests {
             let hash = try await jam.hasher.hash(password)
             try await jam.jam()
             let waiting = try await jam.fill(1, against: hash)
-            #expect(try await !jam.hasher.verify(password, against: "$argon2id$v=19$m=64,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
-            #expect(try await !jam.hasher.verify(password, against: "not a hash"))
+            let (hasher, password) = (jam.hasher, password)
+            #expect(try await !jam.refusedAtOnce {
+                try await hasher.verify(password, against: "$argon2id$v=19$m=64,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            })
+            #expect(try await !jam.refusedAtOnce { try await hasher.verify(password, against: "not a hash") })
             jam.release()
             for task in waiting { #expect(try await task.value) }
         }

@@ -23,19 +23,25 @@ struct LoadSheddingTests {
                 try await jam.jam()
                 let waiting = try await jam.fill(1, against: hash)
 
-                let login = try await client.postJSON("/auth/login", #"{"email":"ada@example.com","password":"\#(password)"}"#)
+                let login = try await jam.refusedAtOnce {
+                    try await client.postJSON("/auth/login", #"{"email":"ada@example.com","password":"\#(password)"}"#)
+                }
                 let problem = try login.expectProblem(.serviceUnavailable)
                 #expect(login.headers[.retryAfter] == "1")
                 #expect((problem["detail"] as? String)?.contains("overloaded") == true)
                 #expect(problem["type"] as? String == "urn:identity:problem:unavailable")
 
-                let register = try await client.postJSON("/users", #"{"email":"bob@example.com","password":"\#(password)","name":"Bob"}"#)
+                let register = try await jam.refusedAtOnce {
+                    try await client.postJSON("/users", #"{"email":"bob@example.com","password":"\#(password)","name":"Bob"}"#)
+                }
                 try register.expectProblem(.serviceUnavailable)
                 #expect(register.headers[.retryAfter] == "1")
                 var headers: HTTPFields = [.authorization: "Bearer \(token)"]
-                let change = try await client.postJSON(
-                    "/users/me", #"{"password":"another good password","current_password":"\#(password)"}"#, headers: headers, method: .put
-                )
+                let change = try await jam.refusedAtOnce { [headers] in
+                    try await client.postJSON(
+                        "/users/me", #"{"password":"another good password","current_password":"\#(password)"}"#, headers: headers, method: .put
+                    )
+                }
                 try change.expectProblem(.serviceUnavailable)
                 #expect(change.headers[.retryAfter] == "1")
 

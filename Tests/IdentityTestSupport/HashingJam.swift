@@ -62,6 +62,29 @@ public final class HashingJam: Sendable {
         return tasks
     }
 
+    /// Runs `call`, which should be answered without waiting for the held thread. Should it join
+    /// the queue instead (a broken limit), the jam is released so that it ends, and `JamError`
+    /// is thrown: the test fails instead of hanging. Whatever `call` returns or throws is passed on.
+    public func refusedAtOnce<T: Sendable>(_ call: @escaping @Sendable () async throws -> T) async throws -> T {
+        let hasher = self.hasher
+        let before = hasher.waitingJobs
+        let attempt = Task { try await call() }
+        let watcher = Task { [self] in
+            while !Task.isCancelled {
+                if hasher.waitingJobs > before {
+                    release()
+                    return true
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return false
+        }
+        let result = await attempt.result
+        watcher.cancel()
+        if await watcher.value { throw JamError(description: "the call waited for a hashing thread instead of being refused") }
+        return try result.get()
+    }
+
     /// How many calls of `hasher` wait for the thread now.
     public var waitingJobs: Int { hasher.waitingJobs }
 
