@@ -5,8 +5,14 @@ import NIOCore
 public import CoreMetrics
 import CArgon2
 import Foundation
+import Synchronization
 
 /// Argon2id cost parameters. Defaults are OWASP's: 19 MiB, 2 passes, 1 lane.
+///
+/// The same caps bound the parameters new hashes are made with and the costs a stored hash
+/// may claim before it is handed to libargon2 (`maximumMemoryKiB`, `maximumIterations`,
+/// `maximumParallelism`, `maximumWork`): a row or an imported file cannot make one login
+/// take a gigabyte-minute, and the server always verifies its own hashes.
 public struct Argon2Parameters: Sendable, Equatable, CustomStringConvertible {
     /// Memory cost in KiB (`m`).
     public var memoryKiB: UInt32
@@ -26,16 +32,40 @@ public struct Argon2Parameters: Sendable, Equatable, CustomStringConvertible {
         return parameters
     }
 
-    /// Creates parameters; throws `Argon2Error` when libargon2 would refuse them.
+    /// The most memory a hash may use: 1 GiB (libsodium's "sensitive" level), in KiB.
+    public static let maximumMemoryKiB: UInt32 = 1_048_576
+    /// The most passes a hash may make.
+    public static let maximumIterations: UInt32 = 100
+    /// The most lanes a hash may have; libargon2 starts a thread per lane.
+    public static let maximumParallelism: UInt32 = 16
+    /// The most work a hash may cost, memory × passes in KiB: 4 GiB-passes (1 GiB × 4, or
+    /// 64 MiB × 64), a few seconds of one core.
+    public static let maximumWork: UInt64 = 4_194_304
+    /// The longest salt and hash accepted, in bytes.
+    public static let maximumLength = 64
+
+    /// Creates parameters; throws `Argon2Error` when libargon2 would refuse them or they
+    /// exceed the caps above.
     public init(memoryKiB: UInt32 = 19_456, iterations: UInt32 = 2, parallelism: UInt32 = 1,
                 saltLength: Int = 16, hashLength: Int = 32) throws {
-        guard (1...0xFF_FFFF).contains(parallelism) else { throw Argon2Error.invalidParameters("parallelism must be 1 or more") }
+        guard (1...Self.maximumParallelism).contains(parallelism) else {
+            throw Argon2Error.invalidParameters("parallelism must be from 1 to \(Self.maximumParallelism)")
+        }
         guard memoryKiB >= 8 * parallelism else {
             throw Argon2Error.invalidParameters("memory must be at least 8 KiB per lane")
         }
-        guard memoryKiB <= 4_194_304 else { throw Argon2Error.invalidParameters("memory must be at most 4 GiB") }
-        guard iterations >= 1 else { throw Argon2Error.invalidParameters("iterations must be 1 or more") }
-        guard saltLength >= 8, hashLength >= 16 else { throw Argon2Error.invalidParameters("salt ≥ 8 and hash ≥ 16 bytes") }
+        guard memoryKiB <= Self.maximumMemoryKiB else {
+            throw Argon2Error.invalidParameters("memory must be at most \(Self.maximumMemoryKiB) KiB (1 GiB)")
+        }
+        guard (1...Self.maximumIterations).contains(iterations) else {
+            throw Argon2Error.invalidParameters("iterations must be from 1 to \(Self.maximumIterations)")
+        }
+        guard UInt64(memoryKiB) * UInt64(iterations) <= Self.maximumWork else {
+            throw Argon2Error.invalidParameters("memory × iterations must be at most \(Self.maximumWork) KiB (4 GiB-passes)")
+        }
+        guard (8...Self.maximumLength).contains(saltLength), (16...Self.maximumLength).contains(hashLength) else {
+            throw Argon2Error.invalidParameters("salt must be 8 to \(Self.maximumLength) bytes and hash 16 to \(Self.maximumLength)")
+        }
         self.memoryKiB = memoryKiB
         self.iterations = iterations
         self.parallelism = parallelism
@@ -65,11 +95,18 @@ public struct Argon2Error: Error, Sendable, Equatable, CustomStringConvertible {
 /// another system (`$2a$`, `$2b$`, `$2y$`), which always need a rehash.
 ///
 /// Hashing blocks a thread for tens of milliseconds, so every call runs on a thread pool
-/// (NIO's shared blocking pool by default), never on the caller's event loop.
+/// (NIO's shared blocking pool by default), never on the caller's event loop. At most
+/// `queueLimit` calls wait for a thread of the pool at once; one more throws
+/// `HashingOverloaded` at once instead of queueing without bound (contract §3).
 public struct Argon2idHasher: PasswordHasher {
     /// The parameters new hashes are made with.
     public let parameters: Argon2Parameters
+    /// How many hashes and verifications may wait for a thread at once (`HASH_QUEUE_LIMIT`).
+    public var queueLimit: Int { queue.limit }
+    /// The default `queueLimit`: 128 waiting, so 50 simultaneous logins all go through.
+    public static let defaultQueueLimit = 128
     private let pool: NIOThreadPool
+    private let queue: HashingQueue
     private let hashTimer: CoreMetrics.Timer
     private let verifyTimer: CoreMetrics.Timer
     private let yieldsToOtherWork: Bool
@@ -81,12 +118,16 @@ public struct Argon2idHasher: PasswordHasher {
     /// (nice 10, on Linux) while they hash: a storm of logins then uses the CPU that reads
     /// leave over instead of taking it from the event loops. Give such a hasher a pool of its
     /// own (`Argon2idHasher.makePool()`), since the priority stays with the threads.
+    ///
+    /// `queueLimit` (at least 1) bounds the calls of this hasher that wait for a thread; work
+    /// that others put on the same pool is not counted.
     public init(
         parameters: Argon2Parameters = .recommended, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
-        yieldsToOtherWork: Bool = false
+        yieldsToOtherWork: Bool = false, queueLimit: Int = Argon2idHasher.defaultQueueLimit
     ) {
         self.parameters = parameters
         self.pool = pool
+        self.queue = HashingQueue(limit: max(1, queueLimit))
         self.yieldsToOtherWork = yieldsToOtherWork
         self.hashTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "hash")], factory: metrics)
         self.verifyTimer = CoreMetrics.Timer(label: "identity_password_hash_duration_seconds", dimensions: [("operation", "verify")], factory: metrics)
@@ -122,10 +163,18 @@ public struct Argon2idHasher: PasswordHasher {
         return pool
     }
 
+    /// How many hashes and verifications of this hasher are waiting for a thread now.
+    public var waitingJobs: Int { queue.waiting }
+
     /// Runs blocking work on the pool, timing the work itself (not the wait for a thread).
+    /// Throws `HashingOverloaded` at once when `queueLimit` calls are already waiting.
     private func onPool<T: Sendable>(timer: CoreMetrics.Timer, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        let ticket = try queue.enter()
+        // A job that never starts (cancelled while queued, pool stopped) leaves the queue here.
+        defer { ticket.leave() }
         let yields = yieldsToOtherWork
         return try await pool.runIfActive {
+            ticket.leave()
             // A syscall of a microsecond before tens of milliseconds of hashing; idempotent.
             if yields { _ = identity_lower_thread_priority(10) }
             let start = DispatchTime.now().uptimeNanoseconds
@@ -162,36 +211,102 @@ public struct Argon2idHasher: PasswordHasher {
     }
 }
 
+/// Counts the calls of one hasher that wait for a thread, and refuses one more than the limit.
+final class HashingQueue: Sendable {
+    let limit: Int
+    private let count = Mutex(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    var waiting: Int { count.withLock { $0 } }
+
+    /// Takes a place in the queue; throws `HashingOverloaded` when `limit` are taken.
+    func enter() throws(HashingOverloaded) -> Ticket {
+        let admitted = count.withLock { waiting in
+            guard waiting < limit else { return false }
+            waiting += 1
+            return true
+        }
+        guard admitted else { throw HashingOverloaded(limit: limit) }
+        return Ticket(queue: self)
+    }
+
+    fileprivate func release() {
+        count.withLock { $0 -= 1 }
+    }
+
+    /// One place in the queue, given back once however often `leave` is called.
+    final class Ticket: Sendable {
+        private let queue: HashingQueue
+        private let left = Atomic(false)
+
+        fileprivate init(queue: HashingQueue) {
+            self.queue = queue
+        }
+
+        /// Gives the place back: when the job starts, or when it ends without starting.
+        func leave() {
+            if left.exchange(true, ordering: .acquiringAndReleasing) == false { queue.release() }
+        }
+    }
+}
+
 /// The parameters written in an Argon2id PHC string.
 struct Argon2PHC: Equatable {
     var version: Int
     var memoryKiB: UInt32
     var iterations: UInt32
     var parallelism: UInt32
+    /// Bytes of salt and of hash, from the lengths of their unpadded base64.
+    var saltLength: Int
+    var hashLength: Int
 
     /// Whether libargon2 may be handed this string: version 19 (or the older 16), and costs
-    /// that `Argon2Parameters` accepts, so a stored hash cannot claim gigabytes.
+    /// and lengths that `Argon2Parameters` accepts, so a stored hash cannot claim gigabytes,
+    /// billions of passes or a thread per lane by the hundred.
     var isVerifiable: Bool {
         [16, 19].contains(version)
-            && (try? Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations, parallelism: parallelism)) != nil
+            && (try? Argon2Parameters(
+                memoryKiB: memoryKiB, iterations: iterations, parallelism: parallelism, saltLength: saltLength, hashLength: hashLength
+            )) != nil
     }
 
-    /// Parses `$argon2id$v=19$m=..,t=..,p=..$salt$hash`; nil for anything else.
+    /// Parses `$argon2id$v=19$m=..,t=..,p=..$salt$hash` as libargon2 writes it (the three costs
+    /// in that order, decimal digits only, salt and hash in unpadded base64); nil for anything else.
     init?(_ phc: String) {
         let fields = phc.split(separator: "$", omittingEmptySubsequences: false)
         guard fields.count == 6, fields[0].isEmpty, fields[1] == "argon2id", fields[2].hasPrefix("v="),
-              let version = Int(fields[2].dropFirst(2)), !fields[4].isEmpty, !fields[5].isEmpty
+              let version = Self.decimal(fields[2].dropFirst(2)),
+              let saltLength = Self.base64Length(fields[4]), let hashLength = Self.base64Length(fields[5])
         else { return nil }
-        var values: [Substring: UInt32] = [:]
-        for pair in fields[3].split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2, let value = UInt32(kv[1]) else { return nil }
-            values[kv[0]] = value
-        }
-        guard let m = values["m"], let t = values["t"], let p = values["p"], values.count == 3 else { return nil }
-        self.version = version
+        let costs = fields[3].split(separator: ",", omittingEmptySubsequences: false)
+        guard costs.count == 3, costs[0].hasPrefix("m="), costs[1].hasPrefix("t="), costs[2].hasPrefix("p="),
+              let m = Self.decimal(costs[0].dropFirst(2)), let t = Self.decimal(costs[1].dropFirst(2)),
+              let p = Self.decimal(costs[2].dropFirst(2))
+        else { return nil }
+        self.version = Int(version)
         self.memoryKiB = m
         self.iterations = t
         self.parallelism = p
+        self.saltLength = saltLength
+        self.hashLength = hashLength
+    }
+
+    /// 1–10 decimal digits that fit in 32 bits (no sign, no spaces); nil otherwise.
+    private static func decimal(_ text: Substring) -> UInt32? {
+        guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return UInt32(text)
+    }
+
+    /// The bytes encoded by unpadded standard base64 `text`; nil when it is not such base64.
+    private static func base64Length(_ text: Substring) -> Int? {
+        let count = text.utf8.count
+        guard count > 0, count % 4 != 1, text.utf8.allSatisfy({ byte in
+            (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte)
+                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/")
+        }) else { return nil }
+        return count * 3 / 4
     }
 }

@@ -11,13 +11,14 @@ enum BcryptVerifier {
     /// The highest cost accepted (2^16 rounds): a stored hash must not be able to stall a thread.
     static let maximumCost = 16
 
-    /// Whether `hash` looks like a bcrypt hash this verifier handles.
+    /// Whether `hash` looks like a bcrypt hash this verifier handles: a known variant, a cost
+    /// of two decimal digits from 4 to `maximumCost`, and 53 characters of bcrypt's base64.
     static func handles(_ hash: String) -> Bool {
         let bytes = Array(hash.utf8)
         guard bytes.count == 60, bytes[0] == UInt8(ascii: "$"), bytes[1] == UInt8(ascii: "2"),
               [UInt8(ascii: "a"), UInt8(ascii: "b"), UInt8(ascii: "y")].contains(bytes[2]), bytes[3] == UInt8(ascii: "$"),
-              bytes[6] == UInt8(ascii: "$"), let cost = Int(String(decoding: bytes[4..<6], as: UTF8.self)),
-              (4...maximumCost).contains(cost)
+              bytes[6] == UInt8(ascii: "$"), bytes[4..<6].allSatisfy({ (0x30...0x39).contains($0) }),
+              let cost = Int(String(decoding: bytes[4..<6], as: UTF8.self)), (4...maximumCost).contains(cost)
         else { return false }
         return bytes[7...].allSatisfy { byte in
             byte == UInt8(ascii: ".") || byte == UInt8(ascii: "/") || (byte >= 0x30 && byte <= 0x39)

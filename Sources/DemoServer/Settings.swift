@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import CryptoAdapter
 import HTTPAdapter
 import PostgresAdapter
 import AMQPAdapter
@@ -20,6 +21,8 @@ struct Settings {
     var argon2MemoryKiB: UInt32 = 19_456
     var argon2Iterations: UInt32 = 2
     var argon2Parallelism: UInt32 = 1
+    /// Hashes and verifications that may wait for a thread before the next is refused (503).
+    var hashQueueLimit = Argon2idHasher.defaultQueueLimit
     var postgres: PostgresConnectionSettings?
     /// Without PostgreSQL: the SQLite file of the embedded store, or `:memory:` for the in-memory store.
     var sqlitePath = "identity.sqlite"
@@ -66,12 +69,23 @@ struct Settings {
         loginMaxFailures = try reader.integer("LOGIN_MAX_FAILURES", in: 1...1_000_000) ?? loginMaxFailures
         loginFailureWindowSeconds = try reader.integer("LOGIN_FAILURE_WINDOW_SECONDS", in: 1...31_536_000) ?? loginFailureWindowSeconds
         loginMaxFailuresPerClient = try reader.integer("LOGIN_MAX_FAILURES_PER_CLIENT", in: 1...100_000_000) ?? loginMaxFailuresPerClient
-        argon2MemoryKiB = try reader.integer("ARGON2_MEMORY_KIB", in: 8...4_194_304).map(UInt32.init) ?? argon2MemoryKiB
-        argon2Iterations = try reader.integer("ARGON2_ITERATIONS", in: 1...100).map(UInt32.init) ?? argon2Iterations
-        argon2Parallelism = try reader.integer("ARGON2_PARALLELISM", in: 1...64).map(UInt32.init) ?? argon2Parallelism
+        // The caps that stored hashes are held to too (Argon2Parameters), so the server can
+        // always verify the hashes it makes.
+        argon2MemoryKiB = try reader.integer("ARGON2_MEMORY_KIB", in: 8...Int(Argon2Parameters.maximumMemoryKiB))
+            .map(UInt32.init) ?? argon2MemoryKiB
+        argon2Iterations = try reader.integer("ARGON2_ITERATIONS", in: 1...Int(Argon2Parameters.maximumIterations))
+            .map(UInt32.init) ?? argon2Iterations
+        argon2Parallelism = try reader.integer("ARGON2_PARALLELISM", in: 1...Int(Argon2Parameters.maximumParallelism))
+            .map(UInt32.init) ?? argon2Parallelism
         guard argon2MemoryKiB >= 8 * argon2Parallelism else {
             throw ConfigurationError("ARGON2_MEMORY_KIB must be at least 8 × ARGON2_PARALLELISM (got \(argon2MemoryKiB))")
         }
+        guard UInt64(argon2MemoryKiB) * UInt64(argon2Iterations) <= Argon2Parameters.maximumWork else {
+            throw ConfigurationError(
+                "ARGON2_MEMORY_KIB × ARGON2_ITERATIONS must be at most \(Argon2Parameters.maximumWork) (got \(argon2MemoryKiB) × \(argon2Iterations))"
+            )
+        }
+        hashQueueLimit = try reader.integer("HASH_QUEUE_LIMIT", in: 1...1_000_000) ?? hashQueueLimit
         let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
         let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 16
         postgresTimeoutSeconds = try reader.integer("POSTGRES_TIMEOUT_SECONDS", in: 1...300) ?? postgresTimeoutSeconds

@@ -125,7 +125,10 @@ struct Wiring: Sendable {
             busSummary = "amqp(\(rabbitmq.summary)) worker=\(consumes ? "on" : "off") signing-key=\(keys.keyIDs[0])\(accepted)"
         }
         self.service = IdentityService(IdentityDependencies(
-            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true),
+            users: users, outbox: outbox, revocations: revocations, hasher: Argon2idHasher(
+                parameters: argon2, pool: Argon2idHasher.makePool(), metrics: factory, yieldsToOtherWork: true,
+                queueLimit: settings.hashQueueLimit
+            ),
             tokens: tokens, throttle: throttle, bus: MeasuredCommandBus(bus, factory: factory),
             clock: clock
         ))
@@ -134,7 +137,7 @@ struct Wiring: Sendable {
         }
         self.readiness = readiness
         self.services = services
-        self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2)) tokens=\(settings.jwtAlgorithm)"
+        self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2),queue=\(settings.hashQueueLimit)) tokens=\(settings.jwtAlgorithm)"
     }
 
     /// Without a broker nothing relays events: a store keeps only the newest, as the in-memory

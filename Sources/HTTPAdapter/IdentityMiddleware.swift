@@ -1,5 +1,6 @@
 import Hummingbird
 import HTTPTypes
+import IdentityPorts
 import Logging
 import Foundation
 
@@ -30,7 +31,10 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
                     headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")]
                 )
             }
-            if problem.status == .serviceUnavailable {
+            if error is HashingOverloaded {
+                // Shed load is counted by the request metrics (503); a line each would flood the log.
+                context.logger.debug("request shed: password hashing overloaded")
+            } else if problem.status == .serviceUnavailable {
                 context.logger.warning("backend unavailable", metadata: ["error": "\(error)"])
             } else if problem.status.code >= 500 {
                 context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error))): \(error)"])

@@ -111,10 +111,11 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
 
     // MARK: helpers
 
-    /// The client address that login throttling counts: the socket peer, or behind trusted
-    /// proxies the first untrusted `X-Forwarded-For` hop.
+    /// The client that login throttling counts: the socket peer, or behind trusted proxies the
+    /// first untrusted `X-Forwarded-For` hop; keyed per IPv4 address and per IPv6 /64.
     func clientAddress(_ request: Request, _ context: Context) -> String? {
         trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor])
+            .map(IPAddress.throttlingKey(for:))
     }
 
     /// The principal of the request's bearer token.

@@ -114,6 +114,10 @@ extension Problem {
             return Problem(.unauthorized, detail: "a bearer token is required", headers: [.wwwAuthenticate: "Bearer"])
         case let error as MalformedJSON:
             return Problem(.badRequest, title: "Malformed JSON", detail: error.description)
+        case let error as HashingOverloaded:
+            // Load shedding (contract §3): only routes that hash get here.
+            return Problem(.serviceUnavailable, title: "Overloaded", detail: error.description,
+                           headers: [.retryAfter: String(error.retryAfterSeconds)])
         case let error as BackendUnavailable:
             return Problem(.serviceUnavailable, detail: error.description, headers: [.retryAfter: "1"])
         case let error as HTTPError:

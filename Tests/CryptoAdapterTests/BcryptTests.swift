@@ -1,5 +1,6 @@
 @testable import CryptoAdapter
 import IdentityDomain
+import NIOPosix
 import Testing
 
 @Suite("Imported bcrypt hashes")
@@ -29,10 +30,24 @@ struct BcryptTests {
         "$2x$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // unknown variant
         "$2b$31$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // cost 31 would stall a thread
         "$2b$04$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQo!S",    // bad alphabet
+        "$2b$17$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // cost 17: one above the cap
+        "$2y$99$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // cost 99
+        "$2b$03$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // cost 3: below bcrypt's minimum
+        "$2b$+5$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // a signed cost
+        "$2b$ 5$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",    // a space in the cost
     ])
     func malformed(hash: String) async throws {
         #expect(try await !hasher.verify(try Password("correct horse battery"), against: hash))
         #expect(!hasher.recognizes(hash), "an importer refuses it")
+        // A pool that never started fails any job handed to it: verify answers without one.
+        let unpooled = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: NIOThreadPool(numberOfThreads: 1))
+        #expect(try await !unpooled.verify(try Password("correct horse battery"), against: hash), "refused before crypt")
+    }
+
+    @Test("cost 16, the cap, is still recognized")
+    func atTheCap() {
+        #expect(hasher.recognizes("$2b$16$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS"))
+        #expect(BcryptVerifier.maximumCost == 16)
     }
 
     @Test("comparison takes every byte into account")

@@ -18,6 +18,7 @@ struct SettingsTests {
         #expect(settings.jwtAlgorithm == "HS256" && settings.jwtExpireMinutes == 60 && settings.jwtSecret == nil)
         #expect(settings.loginMaxFailures == 5 && settings.loginFailureWindowSeconds == 900 && settings.loginMaxFailuresPerClient == 100)
         #expect(settings.argon2MemoryKiB == 19_456 && settings.argon2Iterations == 2 && settings.argon2Parallelism == 1)
+        #expect(settings.hashQueueLimit == 128)
         #expect(settings.logLevel == .info)
     }
 
@@ -33,7 +34,8 @@ struct SettingsTests {
         ("PORT", "eighty"), ("PORT", "70000"), ("LOG_LEVEL", "loud"), ("JWT_ALGORITHM", "none"), ("JWT_ALGORITHM", "RS256"),
         ("JWT_EXPIRE_MINUTES", "0"), ("JWT_SECRET", "too-short"), ("LOGIN_MAX_FAILURES", "-1"),
         ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("ARGON2_MEMORY_KIB", "4"), ("ARGON2_ITERATIONS", "0"),
-        ("ARGON2_PARALLELISM", "x"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
+        ("ARGON2_PARALLELISM", "x"), ("ARGON2_MEMORY_KIB", "4194304"), ("ARGON2_ITERATIONS", "101"), ("ARGON2_PARALLELISM", "17"),
+        ("HASH_QUEUE_LIMIT", "0"), ("HASH_QUEUE_LIMIT", "many"), ("HASH_QUEUE_LIMIT", "-1"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"),
         ("TRUSTED_PROXIES", "10.0.0.0/33"), ("TRUSTED_PROXIES", "proxy.local"), ("POSTGRES_POOL_SIZE", "0"), ("POSTGRES_TLS", "maybe"), ("POSTGRES_TIMEOUT_SECONDS", "0"),
         ("RABBITMQ_TLS", "maybe"), ("COMMAND_TIMEOUT_SECONDS", "0"), ("IDENTITY_TEST_EXIT_BEFORE_ACK", "sometimes"),
         ("COMMAND_SIGNING_KEY", "too-short"), ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ",short"),
@@ -45,6 +47,23 @@ struct SettingsTests {
         } throws: { error in
             let line = "\(error)"
             return line.hasPrefix(name) && !line.contains("\n")
+        }
+    }
+
+    @Test("HASH_QUEUE_LIMIT and the Argon2 costs at their caps are read")
+    func hashingLimits() throws {
+        let settings = try settings(["HASH_QUEUE_LIMIT": "16", "ARGON2_MEMORY_KIB": "1048576", "ARGON2_ITERATIONS": "4", "ARGON2_PARALLELISM": "16"])
+        #expect(settings.hashQueueLimit == 16)
+        #expect(settings.argon2MemoryKiB == 1_048_576 && settings.argon2Iterations == 4 && settings.argon2Parallelism == 16)
+    }
+
+    @Test("Argon2 costs whose work (memory × passes) exceeds the cap stop start-up with one line naming them")
+    func argon2Work() {
+        #expect {
+            try settings(["ARGON2_MEMORY_KIB": "1048576", "ARGON2_ITERATIONS": "5"])
+        } throws: { error in
+            let line = "\(error)"
+            return line.hasPrefix("ARGON2_MEMORY_KIB × ARGON2_ITERATIONS") && !line.contains("\n")
         }
     }
 

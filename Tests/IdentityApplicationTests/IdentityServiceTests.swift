@@ -270,6 +270,21 @@ struct IdentityServiceTests {
         _ = try await identity.service.login(email: "legacy@example.com", password: "correct horse battery", client: nil)
     }
 
+    @Test("an import whose hash claims costs past the caps is refused at password_hash", arguments: [
+        "$argon2id$v=19$m=64,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$argon2id$v=19$m=1048576,t=1,p=4294967295$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$argon2id$v=19$m=1048576,t=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "$2b$17$abcdefghijklmnopqrstuuqREtd3VJD2QVZbuFskFSLk6eRIrQoOS",
+    ])
+    func importRefusesAbsurdCosts(hash: String) async throws {
+        let identity = try await TestIdentity.make()
+        #expect(identity.service.importErrors(email: "a@example.com", name: "A", passwordHash: hash).map(\.pointer) == ["/password_hash"])
+        #expect(identity.service.importErrors(
+            email: "a@example.com", name: "A", passwordHash: "$argon2id$v=19$m=1048576,t=4,p=16$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+        ).isEmpty, "at the caps it is accepted")
+    }
+
     @Test("an import with a bad email, name or hash is refused field by field, never echoing the hash; a taken email gives emailTaken")
     func importRefusals() async throws {
         let identity = try await TestIdentity.make()

@@ -30,14 +30,15 @@ public struct TestIdentity: Sendable {
         await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
     }
 
-    /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts.
+    /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts, and
+    /// `hasher`, when given, replaces the Argon2id hasher made with them.
     public static func make(
         limits: LoginThrottleLimits = LoginThrottleLimits(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
-        clock: ManualClock = ManualClock(Date())
+        clock: ManualClock = ManualClock(Date()), hasher: (any PasswordHasher)? = nil
     ) async throws -> TestIdentity {
         let revocations = InMemoryRevocationStore(clock: clock)
         let store = InMemoryUserStore(revocations: revocations)
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
+        let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
         let tokens = try await makeTokens()
         let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, tokens: tokens, clock: clock)
         let service = IdentityService(IdentityDependencies(
