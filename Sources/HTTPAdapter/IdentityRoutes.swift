@@ -16,12 +16,12 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         var fields = try await RequestBody.jsonObject(of: request)
         let (email, password, name) = try RequestDecoding.registration(&fields)
         let user = try await service.register(email: email, password: password, name: name)
-        return jsonResponse(.created, Views.selfView(user), headers: [.location: "/users/\(user.id)"])
+        return selfViewResponse(.created, user, headers: [.location: "/users/\(user.id)"])
     }
 
     func me(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try await authenticate(request)
-        return jsonResponse(.ok, Views.selfView(try await service.me(principal)))
+        return selfViewResponse(.ok, try await service.me(principal))
     }
 
     func updateMe(_ request: Request, _ context: Context) async throws -> Response {
@@ -38,9 +38,10 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
             )
         }
         let user = try await service.updateProfile(
-            principal, name: name, email: email, password: password, currentPassword: current, client: clientAddress(request, context)
+            principal, name: name, email: email, password: password, currentPassword: current, client: clientAddress(request, context),
+            ifMatch: EntityTag.versions(ifMatch: request.headers[values: .ifMatch])
         )
-        return jsonResponse(.ok, Views.selfView(user))
+        return selfViewResponse(.ok, user)
     }
 
     func deleteMe(_ request: Request, _ context: Context) async throws -> Response {
@@ -56,7 +57,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         }
         switch try await service.user(id: id, for: principal) {
         case .own(let record):
-            return jsonResponse(.ok, Views.selfView(record))
+            return selfViewResponse(.ok, record)
         case .publicProfile(let id, let name, let createdAt):
             return jsonResponse(.ok, Views.publicView(id: id, name: name, createdAt: createdAt))
         }
@@ -185,6 +186,32 @@ func jsonResponse(_ status: HTTPResponse.Status, _ body: String, headers: HTTPFi
     fields[.contentType] = "application/json"
     if !cacheable { fields[.cacheControl] = "no-store" }
     return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+}
+
+/// A self view, with the account's version as its strong `ETag` (what `If-Match` names).
+func selfViewResponse(_ status: HTTPResponse.Status, _ user: UserRecord, headers: HTTPFields = [:]) -> Response {
+    var fields = headers
+    fields[.eTag] = EntityTag.of(user)
+    return jsonResponse(status, Views.selfView(user), headers: fields)
+}
+
+/// The account version as an entity tag (`"v3"`), and back from `If-Match`.
+enum EntityTag {
+    static func of(_ user: UserRecord) -> String { "\"v\(user.version)\"" }
+
+    /// The versions an `If-Match` field names: nil when there is none, or `*` (any current
+    /// account); otherwise the versions of its strong tags, where a weak or foreign tag names
+    /// none (RFC 9110 §13.1.1: If-Match compares strongly), so an empty list never matches.
+    static func versions(ifMatch values: [String]) -> [Int]? {
+        let tags = values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !tags.isEmpty, !tags.contains("*") else { return nil }
+        return tags.compactMap { tag -> Int? in
+            guard tag.hasPrefix("\"v"), tag.hasSuffix("\""), tag.count > 3 else { return nil }
+            let digits = tag.dropFirst(2).dropLast()
+            guard digits.count <= 18, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+            return Int(digits)
+        }
+    }
 }
 
 /// 204, not cacheable.

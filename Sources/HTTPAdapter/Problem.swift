@@ -38,6 +38,7 @@ public struct Problem: Error, Sendable, CustomStringConvertible {
         case 404: "urn:identity:problem:not-found"
         case 405: "urn:identity:problem:method-not-allowed"
         case 409: "urn:identity:problem:conflict"
+        case 412: "urn:identity:problem:precondition-failed"
         case 413: "urn:identity:problem:content-too-large"
         case 415: "urn:identity:problem:unsupported-media-type"
         case 422: "urn:identity:problem:validation"
@@ -96,6 +97,7 @@ extension Problem {
             switch error {
             case .emailTaken: return Problem(.conflict, title: "Email taken", detail: error.description)
             case .concurrentUpdate: return Problem(.conflict, title: "Conflict", detail: error.description)
+            case .preconditionFailed: return Problem(.preconditionFailed, title: "Precondition failed", detail: error.description)
             case .userNotFound: return Problem(.notFound, detail: error.description)
             case .wrongCurrentPassword: return Problem(.forbidden, title: "Wrong current password", detail: error.description)
             case .invalidCredentials:

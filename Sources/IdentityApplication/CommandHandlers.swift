@@ -55,6 +55,7 @@ public struct IdentityCommandHandler: CommandHandler {
             case .emailTaken: return .rejected(.emailTaken)
             case .userNotFound: return .rejected(.userNotFound)
             case .concurrentUpdate: return .rejected(.concurrentUpdate)
+            case .preconditionFailed: return .rejected(.preconditionFailed)
             default: throw error
             }
         } catch is ValidationError {
@@ -93,25 +94,39 @@ public struct IdentityCommandHandler: CommandHandler {
         return .user(UserRecord(user))
     }
 
+    /// How often a change without precondition is re-applied to a fresh read when another
+    /// change committed in between (each retry means another writer won a race).
+    static let updateAttempts = 32
+
     private func update(_ command: UpdateProfile) async throws -> CommandReply {
-        guard var user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
-        if let expected = command.expectedVersion, expected != user.version { return .rejected(.concurrentUpdate) }
         let name = try command.name.map { name throws(ValidationError) in try DisplayName(name) }
         let email = try command.email.map { email throws(ValidationError) in try Email(email) }
         if let hash = command.passwordHash, !hash.hasPrefix("$") { return .rejected(.invalidCommand) }
-        let version = user.version
-        let changed = user.apply(name: name, email: email, passwordHash: command.passwordHash, at: clock.now())
-        guard !changed.isEmpty else { return .user(UserRecord(user)) }
-        let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
-        // A new password revokes every token that carries an older account version, the
-        // caller's own included, in the same transaction as the change; a token issued from
-        // now on carries the new version and works, whatever the clocks say.
-        let revocations: [Revocation] =
-            changed.contains(.password)
-            ? [.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: clock.now()))]
-            : []
-        try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations)
-        return .user(UserRecord(user))
+        for attempt in 1...Self.updateAttempts {
+            guard var user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
+            if let versions = command.ifMatchVersions, !versions.contains(user.version) { return .rejected(.preconditionFailed) }
+            if let expected = command.expectedVersion, expected != user.version { return .rejected(.concurrentUpdate) }
+            let version = user.version
+            let changed = user.apply(name: name, email: email, passwordHash: command.passwordHash, at: clock.now())
+            guard !changed.isEmpty else { return .user(UserRecord(user)) }
+            let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
+            // A new password revokes every token that carries an older account version, the
+            // caller's own included, in the same transaction as the change; a token issued from
+            // now on carries the new version and works, whatever the clocks say.
+            let revocations: [Revocation] =
+                changed.contains(.password)
+                ? [.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: clock.now()))]
+                : []
+            do {
+                try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations)
+                return .user(UserRecord(user))
+            } catch let error as IdentityError where error == .concurrentUpdate && attempt < Self.updateAttempts {
+                // Another change committed between the read and the write: apply this one to the
+                // account as it now stands (each field: the last writer wins).
+                continue
+            }
+        }
+        return .rejected(.concurrentUpdate)
     }
 
     private func delete(_ command: DeleteAccount) async throws -> CommandReply {

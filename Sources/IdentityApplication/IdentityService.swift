@@ -124,36 +124,56 @@ public struct IdentityService: Sendable {
     /// Changes the caller's profile (`PUT /users/me`). `currentPassword` is required when the
     /// email or password changes; its checks count against the same throttle as logins (for the
     /// account's email and `client`), so a stolen token cannot be used to guess the password.
+    ///
+    /// `ifMatch` is the caller's precondition (the versions of `If-Match`): the change applies
+    /// only to an account at one of them, else `IdentityError.preconditionFailed`. Without it, a
+    /// change that races another is applied after it, never refused for the race.
     public func updateProfile(
-        _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?, client: String? = nil
+        _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?, client: String? = nil,
+        ifMatch: [Int]? = nil
     ) async throws -> UserRecord {
         let (input, errors) = Self.parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword)
         guard let (newName, newEmail, newPassword, current) = input else { throw ValidationError(errors) }
+        // A sensitive change applies to the version its current password was checked against;
+        // when another change commits in between, the check is made again on the new version.
+        // The check comes before the new password's hash: a wrong one costs a single hash.
         let sensitive = newEmail != nil || newPassword != nil
-
         var expectedVersion: Int?
-        if sensitive, let current {
-            guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
-            let now = deps.clock.now().truncatedToMilliseconds  // as a login counts it
-            if case .throttled(let seconds) = try await deps.throttle.beginAttempt(email: user.email, client: client, now: now) {
-                throw LoginThrottled(retryAfterSeconds: seconds)
-            }
-            guard try await deps.hasher.verify(current, against: user.passwordHash) else {
-                throw IdentityError.wrongCurrentPassword
-            }
-            try await deps.throttle.recordSuccess(email: user.email, client: client)
-            expectedVersion = user.version
-        }
+        if sensitive, let current { expectedVersion = try await verifyCurrentPassword(current, of: principal, client: client) }
         let hash = try await newPassword.asyncMap { try await deps.hasher.hash($0) }
-        let command = UpdateProfile(
-            userID: principal.userID, name: newName, email: newEmail, passwordHash: hash, expectedVersion: expectedVersion
-        )
-        let updated = try await record(from: send(.updateProfile(command)))
-        if hash != nil {
-            // The change committed with its cut-off wherever it ran; honour it here at once.
-            await noteCommitted(.account(userID: principal.userID, belowVersion: Int64(updated.version), until: cutoffExpiry))
+        for attempt in 1...Self.sensitiveAttempts {
+            if attempt > 1, let current { expectedVersion = try await verifyCurrentPassword(current, of: principal, client: client) }
+            let command = UpdateProfile(
+                userID: principal.userID, name: newName, email: newEmail, passwordHash: hash, expectedVersion: expectedVersion,
+                ifMatchVersions: ifMatch
+            )
+            let reply = try await send(.updateProfile(command))
+            if case .rejected(.concurrentUpdate) = reply, expectedVersion != nil, attempt < Self.sensitiveAttempts { continue }
+            let updated = try record(from: reply)
+            if hash != nil {
+                // The change committed with its cut-off wherever it ran; honour it here at once.
+                await noteCommitted(.account(userID: principal.userID, belowVersion: Int64(updated.version), until: cutoffExpiry))
+            }
+            return updated
         }
-        return updated
+        throw IdentityError.concurrentUpdate
+    }
+
+    private static let sensitiveAttempts = 5
+
+    /// Checks `current` against the account's hash, counted by the login throttle; returns the
+    /// version it was checked against.
+    private func verifyCurrentPassword(_ current: Password, of principal: Principal, client: String?) async throws -> Int {
+        guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
+        let now = deps.clock.now().truncatedToMilliseconds  // as a login counts it
+        if case .throttled(let seconds) = try await deps.throttle.beginAttempt(email: user.email, client: client, now: now) {
+            throw LoginThrottled(retryAfterSeconds: seconds)
+        }
+        guard try await deps.hasher.verify(current, against: user.passwordHash) else {
+            throw IdentityError.wrongCurrentPassword
+        }
+        try await deps.throttle.recordSuccess(email: user.email, client: client)
+        return user.version
     }
 
     /// The rules a profile change's fields break, without side effects.
@@ -273,6 +293,7 @@ public struct IdentityService: Sendable {
         // The caller's own account vanished under a valid token: the token no longer counts.
         case .userNotFound: TokenRejected.unknownUser
         case .concurrentUpdate: IdentityError.concurrentUpdate
+        case .preconditionFailed: IdentityError.preconditionFailed
         case .invalidCommand: UnexpectedReply(reply: .rejected(rejection))
         }
     }

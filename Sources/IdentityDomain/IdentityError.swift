@@ -2,7 +2,7 @@
 public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case emailTaken, userNotFound, invalidCredentials, wrongCurrentPassword, concurrentUpdate
-        case currentPasswordRequired
+        case currentPasswordRequired, preconditionFailed
     }
 
     private let kind: Kind
@@ -20,6 +20,8 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
     public static let concurrentUpdate = IdentityError(.concurrentUpdate)
     /// Changing email or password needs `current_password` (422).
     public static let currentPasswordRequired = IdentityError(.currentPasswordRequired)
+    /// The account is no longer at the version the caller's precondition (`If-Match`) names (412).
+    public static let preconditionFailed = IdentityError(.preconditionFailed)
 
     public var description: String {
         switch kind {
@@ -29,6 +31,7 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
         case .wrongCurrentPassword: "current_password is wrong"
         case .concurrentUpdate: "the account was changed concurrently; retry"
         case .currentPasswordRequired: "current_password is required to change email or password"
+        case .preconditionFailed: "the account has changed since the version If-Match names; nothing was changed"
         }
     }
 }

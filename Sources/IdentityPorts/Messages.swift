@@ -55,16 +55,25 @@ public struct UpdateProfile: Sendable, Equatable, Codable {
     public let email: String?
     /// PHC string of the new password, if changing.
     public let passwordHash: String?
-    /// The version that `current_password` was verified against: the change applies only to it.
+    /// The version that `current_password` was verified against: the change applies only to it
+    /// (otherwise `concurrentUpdate`, and the caller verifies again).
     public let expectedVersion: Int?
+    /// The caller's precondition (`If-Match`): the change applies only if the account is at one
+    /// of these versions (otherwise `preconditionFailed`); nil for none. Without either
+    /// precondition, a concurrent change is not an error: the command is applied to the account
+    /// as it then stands.
+    public let ifMatchVersions: [Int]?
 
     /// Creates the command.
-    public init(userID: UserID, name: DisplayName?, email: Email?, passwordHash: String?, expectedVersion: Int?) {
+    public init(
+        userID: UserID, name: DisplayName?, email: Email?, passwordHash: String?, expectedVersion: Int?, ifMatchVersions: [Int]? = nil
+    ) {
         self.userID = userID
         self.name = name?.value
         self.email = email?.value
         self.passwordHash = passwordHash
         self.expectedVersion = expectedVersion
+        self.ifMatchVersions = ifMatchVersions
     }
 }
 
@@ -164,4 +173,6 @@ public enum CommandRejection: String, Sendable, Equatable, Codable {
     case userNotFound = "user_not_found"
     case concurrentUpdate = "concurrent_update"
     case invalidCommand = "invalid_command"
+    /// The account is not at any version the command's precondition names.
+    case preconditionFailed = "precondition_failed"
 }

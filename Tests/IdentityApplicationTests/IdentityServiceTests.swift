@@ -315,3 +315,106 @@ struct IdentityServiceTests {
                 "a command without a PHC string is refused")
     }
 }
+
+@Suite("Concurrent changes of one account")
+struct ConcurrentChangeTests {
+    let password = "correct horse battery"
+
+    @Test("renames that race are all applied (each re-read and re-applied), never refused; a stale precondition is")
+    func racingRenames() async throws {
+        let identity = try await TestIdentity.make()
+        let user = try await identity.service.register(email: "ada@example.com", password: password, name: "Ada")
+        let token = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        let principal = try await identity.service.authenticator.authenticate(bearer: token.token)
+        let results = try await withThrowingTaskGroup(of: UserRecord.self) { group in
+            for index in 0..<30 {
+                group.addTask { try await identity.service.updateProfile(principal, name: "N\(index)", email: nil, password: nil, currentPassword: nil) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == 30)
+        #expect(await identity.store.user(id: user.id)?.version == 31, "each change applied exactly once")
+        await #expect(throws: IdentityError.preconditionFailed) {
+            try await identity.service.updateProfile(principal, name: "Late", email: nil, password: nil, currentPassword: nil, ifMatch: [1])
+        }
+        #expect(await identity.store.user(id: user.id)?.name.value != "Late", "and a refused change changes nothing")
+        let current = try #require(await identity.store.user(id: user.id)?.version)
+        #expect(try await identity.service.updateProfile(principal, name: "Now", email: nil, password: nil, currentPassword: nil, ifMatch: [current]).name == "Now")
+    }
+
+    @Test("a password change that races renames is applied too, and still revokes the tokens before it")
+    func passwordChangeAmongRenames() async throws {
+        let identity = try await TestIdentity.make()
+        _ = try await identity.service.register(email: "ada@example.com", password: password, name: "Ada")
+        let token = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        let principal = try await identity.service.authenticator.authenticate(bearer: token.token)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<10 {
+                group.addTask { _ = try await identity.service.updateProfile(principal, name: "N\(index)", email: nil, password: nil, currentPassword: nil) }
+            }
+            group.addTask {
+                _ = try await identity.service.updateProfile(
+                    principal, name: nil, email: nil, password: "a brand new passphrase", currentPassword: password
+                )
+            }
+            try await group.waitForAll()
+        }
+        await #expect(throws: TokenRejected.revoked) { try await identity.service.authenticator.authenticate(bearer: token.token) }
+        let fresh = try await identity.service.login(email: "ada@example.com", password: "a brand new passphrase", client: nil)
+        _ = try await identity.service.authenticator.authenticate(bearer: fresh.token)
+    }
+}
+
+/// A store where another writer wins the first `races` read-then-write races: just before each
+/// of those updates, it renames the account itself, so the update finds a newer version.
+actor RacingUserStore: UserRepository {
+    let base: InMemoryUserStore
+    private var races: Int
+
+    init(base: InMemoryUserStore, races: Int) {
+        self.base = base
+        self.races = races
+    }
+
+    func user(id: UserID) async throws -> User? { await base.user(id: id) }
+    func user(email: Email) async throws -> User? { await base.user(email: email) }
+    func insert(_ user: User, events: [IdentityEvent]) async throws { try await base.insert(user, events: events) }
+    func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
+        try await base.delete(id: id, events: events, revocations: revocations)
+    }
+
+    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+        if races > 0, var winner = await base.user(id: user.id) {
+            races -= 1
+            let version = winner.version
+            _ = winner.apply(name: try DisplayName("Winner v\(version + 1)"), email: nil, passwordHash: nil, at: Date())
+            try await base.update(winner, expectedVersion: version, events: [])
+        }
+        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations)
+    }
+}
+
+@Suite("Lost races are retried")
+struct LostRaceTests {
+    @Test("a change without precondition that loses races is re-applied to the account as it then stands; with If-Match it is 412")
+    func retried() async throws {
+        let base = InMemoryUserStore()
+        let racing = RacingUserStore(base: base, races: 3)
+        let handler = IdentityCommandHandler(users: racing, outbox: base, revocations: base.revocations, tokens: try await TestIdentity.makeTokens())
+        let ada = User.register(id: UserID(UUID()), email: try Email("ada@example.com"), name: try DisplayName("Ada"), passwordHash: "$x", at: Date())
+        try await base.insert(ada, events: [])
+        let change = UpdateProfile(userID: ada.id, name: nil, email: try Email("countess@example.com"), passwordHash: nil, expectedVersion: nil)
+        let reply = try await handler.handle(CommandEnvelope(messageID: "m1", command: .updateProfile(change)))
+        guard case .user(let record) = reply else { Issue.record("refused: \(reply)"); return }
+        #expect(record.email == "countess@example.com" && record.name == "Winner v4" && record.version == 5,
+                "three lost races, then applied on top of the winners' renames")
+        let guarded = UpdateProfile(
+            userID: ada.id, name: try DisplayName("Guarded"), email: nil, passwordHash: nil, expectedVersion: nil, ifMatchVersions: [5]
+        )
+        let racingAgain = RacingUserStore(base: base, races: 1)
+        let strict = IdentityCommandHandler(users: racingAgain, outbox: base, revocations: base.revocations, tokens: try await TestIdentity.makeTokens())
+        #expect(try await strict.handle(CommandEnvelope(messageID: "m2", command: .updateProfile(guarded))) == .rejected(.preconditionFailed),
+                "a change whose precondition a race broke is refused, not re-applied")
+        #expect(await base.user(id: ada.id)?.name.value == "Winner v6", "the race's winner stands")
+    }
+}

@@ -130,6 +130,32 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("20 concurrent renames of one account on PostgreSQL are all applied, one after another: none is refused for the race")
+    func renameRace() async throws {
+        try await Self.withMigrated { client in
+            let store = PostgresUserStore(client: client)
+            let service = try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client))
+            let user = try await service.register(email: "ada@example.com", password: "correct horse battery", name: "Ada")
+            let token = try await service.login(email: "ada@example.com", password: "correct horse battery", client: nil)
+            let principal = try await service.authenticator.authenticate(bearer: token.token)
+            let outcomes = await withTaskGroup(of: String.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        do {
+                            _ = try await service.updateProfile(principal, name: "N\(index)", email: nil, password: nil, currentPassword: nil)
+                            return "applied"
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                return await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(outcomes.allSatisfy { $0 == "applied" }, "\(outcomes)")
+            #expect(try await store.user(id: user.id)?.version == 21, "each applied exactly once")
+        }
+    }
+
     @Test("20 concurrent registrations of one email give exactly one account (the unique index decides)")
     func registrationRace() async throws {
         try await Self.withMigrated { client in
