@@ -120,6 +120,9 @@ extension Problem {
             // Load shedding (contract §3): only routes that hash get here.
             return Problem(.serviceUnavailable, title: "Overloaded", detail: error.description,
                            headers: [.retryAfter: String(error.retryAfterSeconds)])
+        case let error as LoginAttemptsBusy:
+            return Problem(.serviceUnavailable, title: "Overloaded", detail: error.description,
+                           headers: [.retryAfter: String(error.retryAfterSeconds)])
         case let error as BackendUnavailable:
             return Problem(.serviceUnavailable, detail: error.description, headers: [.retryAfter: "1"])
         case let error as HTTPError:

@@ -49,14 +49,17 @@ public struct IdentityDependencies: Sendable {
 public struct IdentityService: Sendable {
     private let deps: IdentityDependencies
     private let login: LoginHandler
+    private let attempts: PasswordAttempts
     /// Verifies bearer tokens.
     public let authenticator: Authenticator
 
     /// Creates the service.
     public init(_ deps: IdentityDependencies) {
         self.deps = deps
+        let attempts = PasswordAttempts(throttle: deps.throttle, clock: deps.clock, ids: deps.ids)
+        self.attempts = attempts
         self.login = LoginHandler(
-            users: deps.users, hasher: deps.hasher, tokens: deps.tokens, throttle: deps.throttle, bus: deps.bus,
+            users: deps.users, hasher: deps.hasher, tokens: deps.tokens, attempts: attempts, bus: deps.bus,
             clock: deps.clock, ids: deps.ids, dummy: DummyHash()
         )
         self.authenticator = Authenticator(tokens: deps.tokens, revocations: deps.revocations, clock: deps.clock)
@@ -165,15 +168,11 @@ public struct IdentityService: Sendable {
     /// version it was checked against.
     private func verifyCurrentPassword(_ current: Password, of principal: Principal, client: String?) async throws -> Int {
         guard let user = try await deps.users.user(id: principal.userID) else { throw TokenRejected.unknownUser }
-        let now = deps.clock.now().truncatedToMilliseconds  // as a login counts it
-        if case .throttled(let seconds) = try await deps.throttle.beginAttempt(email: user.email, client: client, now: now) {
-            throw LoginThrottled(retryAfterSeconds: seconds)
+        let (right, version) = try await attempts.run(email: user.email, client: client) {
+            (try await deps.hasher.verify(current, against: user.passwordHash), user.version)
         }
-        guard try await deps.hasher.verify(current, against: user.passwordHash) else {
-            throw IdentityError.wrongCurrentPassword
-        }
-        try await deps.throttle.recordSuccess(email: user.email, client: client)
-        return user.version
+        guard right else { throw IdentityError.wrongCurrentPassword }
+        return version
     }
 
     /// The rules a profile change's fields break, without side effects.

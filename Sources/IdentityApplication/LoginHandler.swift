@@ -10,31 +10,27 @@ struct LoginHandler: Sendable {
     let users: any UserRepository
     let hasher: any PasswordHasher
     let tokens: any TokenService
-    let throttle: any LoginThrottle
+    let attempts: PasswordAttempts
     let bus: any CommandBus
     let clock: any IdentityClock
     let ids: any IDGenerator
     let dummy: DummyHash
 
     func login(email: Email, password: Password, client: String?) async throws -> IssuedToken {
-        let now = clock.now()
-        if case .throttled(let seconds) = try await throttle.beginAttempt(email: email, client: client, now: now) {
-            throw LoginThrottled(retryAfterSeconds: seconds)
+        let (right, user) = try await attempts.run(email: email, client: client) { () async throws -> (right: Bool, value: User?) in
+            guard let user = try await users.user(email: email) else {
+                _ = try await hasher.verify(password, against: await dummy.value(using: hasher))
+                return (false, nil)
+            }
+            return (try await hasher.verify(password, against: user.passwordHash), user)
         }
-        guard let user = try await users.user(email: email) else {
-            _ = try await hasher.verify(password, against: await dummy.value(using: hasher))
-            throw IdentityError.invalidCredentials
-        }
-        guard try await hasher.verify(password, against: user.passwordHash) else {
-            throw IdentityError.invalidCredentials
-        }
-        try await throttle.recordSuccess(email: email, client: client)
+        guard right, let user else { throw IdentityError.invalidCredentials }
         if hasher.needsRehash(user.passwordHash) {
             await rehash(user, password: password)
         }
         // The token carries the version read with the hash it was checked against: if the
         // password changes while this login runs, the change's cut-off is above it.
-        return try await tokens.issue(for: user.id, accountVersion: Int64(user.version), issuedAt: now)
+        return try await tokens.issue(for: user.id, accountVersion: Int64(user.version), issuedAt: clock.now())
     }
 
     /// Best effort: a failed rehash leaves the old (still valid) hash and is retried next login.

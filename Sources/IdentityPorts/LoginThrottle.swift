@@ -3,21 +3,40 @@ public import IdentityDomain
 
 /// The outcome of asking the throttle whether a login attempt may proceed.
 public enum ThrottleDecision: Sendable, Equatable {
-    /// Go ahead; the attempt is counted as a failure until `recordSuccess` says otherwise.
+    /// Go ahead: the attempt holds its email's turn until it is finished (or its lease lapses).
     case allowed
     /// Refuse without checking the password; retry after this many seconds.
     case throttled(retryAfterSeconds: Int)
+    /// Another attempt for this email is being checked right now, on this instance or another:
+    /// wait for it to finish and ask again (never refuse an attempt for being simultaneous).
+    case busy
+}
+
+/// How an allowed attempt ended.
+public enum AttemptOutcome: Sendable, Equatable {
+    /// The password was right: the email's failures are cleared.
+    case success
+    /// The password was wrong: one failure for the email and for the client address.
+    case failure
+    /// The check never finished (overload, a backend error): nothing is counted.
+    case abandoned
 }
 
 /// Counts failed logins per email and per client address over a sliding window (contract §3).
 ///
-/// Counting is pessimistic: `beginAttempt` counts the attempt as a failure at once, so that
-/// parallel guesses cannot slip past the limit while their hashes run; `recordSuccess` undoes it.
+/// Only failures count against an email, and its attempts are checked one after another: while
+/// one is in flight (`beginAttempt` answered `.allowed` and `finishAttempt` has not been
+/// called), another for the same email gets `.busy` and waits. So parallel correct logins all
+/// succeed, and parallel guesses gain nothing: each sees every failure before it. A client
+/// address counts its failures and its attempts in flight, so spraying many emails in parallel
+/// from one address stays under its ceiling. An attempt whose process died before finishing
+/// counts as a failure once `LoginThrottleLimits.attemptLease` has passed, and no longer holds
+/// its email's turn.
 public protocol LoginThrottle: Sendable {
-    /// Decides whether an attempt for `email` from `client` may proceed, and counts it if so.
-    func beginAttempt(email: Email, client: String?, now: Date) async throws -> ThrottleDecision
-    /// The attempt succeeded: clears the email's failures and uncounts it for the client.
-    func recordSuccess(email: Email, client: String?) async throws
+    /// Decides whether `attempt` (an id unique to it) for `email` from `client` may be checked now.
+    func beginAttempt(_ attempt: UUID, email: Email, client: String?, now: Date) async throws -> ThrottleDecision
+    /// Finishes an allowed attempt with its outcome, at `now`.
+    func finishAttempt(_ attempt: UUID, email: Email, client: String?, outcome: AttemptOutcome, now: Date) async throws
 }
 
 /// Limits of login throttling (contract §3).
@@ -28,12 +47,16 @@ public struct LoginThrottleLimits: Sendable, Equatable {
     public var maxFailuresPerClient: Int
     /// The sliding window, in seconds.
     public var window: TimeInterval
+    /// How long an unfinished attempt holds its email's turn; past it, it counts as a failure.
+    public var attemptLease: TimeInterval
 
-    /// Creates limits; the defaults are the contract's (5 per email, 100 per address, 900 s).
-    public init(maxFailuresPerEmail: Int = 5, maxFailuresPerClient: Int = 100, window: TimeInterval = 900) {
+    /// Creates limits; the defaults are the contract's (5 per email, 100 per address, 900 s), and
+    /// a lease of 30 s (a password check takes well under a second).
+    public init(maxFailuresPerEmail: Int = 5, maxFailuresPerClient: Int = 100, window: TimeInterval = 900, attemptLease: TimeInterval = 30) {
         self.maxFailuresPerEmail = maxFailuresPerEmail
         self.maxFailuresPerClient = maxFailuresPerClient
         self.window = window
+        self.attemptLease = attemptLease
     }
 }
 
@@ -44,5 +67,43 @@ extension LoginThrottleLimits {
     public func retryAfter(failures: [Date], limit: Int, now: Date) -> TimeInterval {
         guard limit > 0, failures.count >= limit else { return 0 }
         return failures[failures.count - limit].addingTimeInterval(window).timeIntervalSince(now)
+    }
+}
+
+/// One entry of a throttle key's record: a failure, or an attempt still in flight.
+public struct ThrottleEntry: Sendable, Equatable {
+    /// When the failure happened, or the attempt began.
+    public var at: Date
+    /// The attempt in flight; nil for a failure.
+    public var attempt: UUID?
+
+    /// Creates an entry.
+    public init(at: Date, attempt: UUID?) {
+        self.at = at
+        self.attempt = attempt
+    }
+}
+
+extension LoginThrottleLimits {
+    /// Whether an entry counts as a failure at `now`: a failure, or an attempt whose lease lapsed.
+    public func countsAsFailure(_ entry: ThrottleEntry, now: Date) -> Bool {
+        entry.attempt == nil || entry.at.addingTimeInterval(attemptLease) <= now
+    }
+
+    /// The rule every throttle adapter applies to `attempt`, given the entries within the window
+    /// of the email's key and of the client address's key (nil without an address): throttled
+    /// while the email has `maxFailuresPerEmail` failures or the address `maxFailuresPerClient`
+    /// failures and attempts in flight; busy while another attempt for the email is in flight;
+    /// otherwise allowed.
+    public func decide(attempt: UUID, email: [ThrottleEntry], client: [ThrottleEntry]?, now: Date) -> ThrottleDecision {
+        let emailFailures = email.filter { countsAsFailure($0, now: now) }.map(\.at).sorted()
+        let clientCounted = (client ?? []).map(\.at).sorted()
+        let wait = max(
+            retryAfter(failures: emailFailures, limit: maxFailuresPerEmail, now: now),
+            retryAfter(failures: clientCounted, limit: maxFailuresPerClient, now: now)
+        )
+        if wait > 0 { return .throttled(retryAfterSeconds: max(1, Int(wait.rounded(.up)))) }
+        if email.contains(where: { !countsAsFailure($0, now: now) && $0.attempt != attempt }) { return .busy }
+        return .allowed
     }
 }

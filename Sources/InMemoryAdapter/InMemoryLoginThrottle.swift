@@ -4,8 +4,7 @@ public import Foundation
 
 /// Failed-login counts in memory, over a sliding window, for one process.
 public actor InMemoryLoginThrottle: LoginThrottle {
-    private var failuresByEmail: [String: [Date]] = [:]
-    private var failuresByClient: [String: [Date]] = [:]
+    private var entries: [String: [ThrottleEntry]] = [:]
     private let limits: LoginThrottleLimits
     private var lastSweep = Date.distantPast
 
@@ -14,48 +13,47 @@ public actor InMemoryLoginThrottle: LoginThrottle {
         self.limits = limits
     }
 
-    /// How many emails and addresses currently have failures on record.
-    public var trackedKeys: Int { failuresByEmail.count + failuresByClient.count }
+    /// How many emails and addresses currently have failures or attempts on record.
+    public var trackedKeys: Int { entries.count }
 
-    public func beginAttempt(email: Email, client: String?, now: Date) -> ThrottleDecision {
+    public func beginAttempt(_ attempt: UUID, email: Email, client: String?, now: Date) -> ThrottleDecision {
         sweepIfDue(now: now)
         let since = now.addingTimeInterval(-limits.window)
-        let emailFailures = recent(failuresByEmail[email.value], since: since)
-        let clientFailures = client.map { recent(failuresByClient[$0], since: since) } ?? []
-        let retryAfter = max(
-            limits.retryAfter(failures: emailFailures, limit: limits.maxFailuresPerEmail, now: now),
-            limits.retryAfter(failures: clientFailures, limit: limits.maxFailuresPerClient, now: now)
+        let keys = Self.keys(email: email, client: client)
+        for key in keys { entries[key] = entries[key]?.filter { $0.at > since } }
+        let decision = limits.decide(
+            attempt: attempt, email: entries[keys[0]] ?? [], client: client == nil ? nil : entries[keys[1]] ?? [], now: now
         )
-        if retryAfter > 0 {
-            failuresByEmail[email.value] = emailFailures
-            return .throttled(retryAfterSeconds: Int(retryAfter.rounded(.up)))
+        if decision == .allowed {
+            for key in keys { entries[key, default: []].append(ThrottleEntry(at: now, attempt: attempt)) }
         }
-        failuresByEmail[email.value] = Array((emailFailures + [now]).suffix(limits.maxFailuresPerEmail))
-        if let client {
-            failuresByClient[client] = Array((clientFailures + [now]).suffix(limits.maxFailuresPerClient))
-        }
-        return .allowed
+        return decision
     }
 
-    public func recordSuccess(email: Email, client: String?) {
-        failuresByEmail[email.value] = nil
-        if let client, var failures = failuresByClient[client], !failures.isEmpty {
-            failures.removeLast()
-            failuresByClient[client] = failures.isEmpty ? nil : failures
+    public func finishAttempt(_ attempt: UUID, email: Email, client: String?, outcome: AttemptOutcome, now: Date) {
+        let keys = Self.keys(email: email, client: client)
+        if outcome == .success { entries[keys[0]] = nil }
+        for key in keys {
+            guard var list = entries[key] else { continue }
+            switch outcome {
+            case .failure:
+                for index in list.indices where list[index].attempt == attempt { list[index] = ThrottleEntry(at: now, attempt: nil) }
+            case .success, .abandoned:
+                list.removeAll { $0.attempt == attempt }
+            }
+            entries[key] = list.isEmpty ? nil : list
         }
     }
 
-    private func recent(_ failures: [Date]?, since: Date) -> [Date] {
-        guard let failures else { return [] }
-        return failures.filter { $0 > since }
+    private static func keys(email: Email, client: String?) -> [String] {
+        ["email:" + email.value] + (client.map { ["client:" + $0] } ?? [])
     }
 
-    /// Forgets keys whose failures all left the window, at most once a minute.
+    /// Forgets keys whose entries all left the window, at most once a minute.
     private func sweepIfDue(now: Date) {
         guard now.timeIntervalSince(lastSweep) >= 60 else { return }
         lastSweep = now
         let since = now.addingTimeInterval(-limits.window)
-        failuresByEmail = failuresByEmail.filter { $0.value.last.map { $0 > since } ?? false }
-        failuresByClient = failuresByClient.filter { $0.value.last.map { $0 > since } ?? false }
+        entries = entries.filter { $0.value.contains { $0.at > since } }
     }
 }

@@ -6,9 +6,10 @@ import Logging
 
 /// Failed-login counts in PostgreSQL, shared by every instance (contract §3).
 ///
-/// An attempt is decided and counted in one transaction that first takes transaction-level
+/// An attempt is decided and recorded in one transaction that first takes transaction-level
 /// advisory locks on its keys, so concurrent attempts for one email or address, on any
-/// instance, are counted one after the other and none slips past the limit.
+/// instance, are decided one after the other: one goes ahead, the others are told `.busy` and
+/// wait for it, and none slips past the limit. An attempt in flight is a row with its id.
 public struct PostgresLoginThrottle: LoginThrottle {
     private let session: PostgresSession
     private let limits: LoginThrottleLimits
@@ -20,62 +21,65 @@ public struct PostgresLoginThrottle: LoginThrottle {
         self.limits = limits
     }
 
-    public func beginAttempt(email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
+    public func beginAttempt(_ attempt: UUID, email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
         let limits = limits
-        let keys = [("email:" + email.value, limits.maxFailuresPerEmail)]
-            + (address.map { [("client:" + $0, limits.maxFailuresPerClient)] } ?? [])
+        let keys = Self.keys(email: email, client: address)
         return try await session.run { client, logger in
             try await client.withTransaction(logger: logger) { connection in
                 // Sorted, so that two attempts locking the same two keys cannot deadlock.
-                for (key, _) in keys.sorted(by: { $0.0 < $1.0 }) {
+                for key in keys.sorted() {
                     try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
                 }
                 let since = now.addingTimeInterval(-limits.window)
-                var retryAfter: TimeInterval = 0
-                for (key, limit) in keys {
+                var recorded: [[ThrottleEntry]] = []
+                for key in keys {
                     let rows = try await connection.query(
-                        "SELECT failed_at FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since) ORDER BY failed_at",
+                        "SELECT failed_at, attempt FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since)",
                         logger: logger
                     )
-                    var failures: [Date] = []
-                    for try await failedAt in rows.decode(Date.self) { failures.append(failedAt) }
-                    retryAfter = max(retryAfter, limits.retryAfter(failures: failures, limit: limit, now: now))
+                    var entries: [ThrottleEntry] = []
+                    for try await (at, id) in rows.decode((Date, UUID?).self) { entries.append(ThrottleEntry(at: at, attempt: id)) }
+                    recorded.append(entries)
                 }
-                if retryAfter > 0 { return ThrottleDecision.throttled(retryAfterSeconds: Int(retryAfter.rounded(.up))) }
-                for (key, limit) in keys {
+                let decision = limits.decide(attempt: attempt, email: recorded[0], client: address == nil ? nil : recorded[1], now: now)
+                guard decision == .allowed else { return decision }
+                for (key, limit) in zip(keys, [limits.maxFailuresPerEmail, limits.maxFailuresPerClient]) {
                     try await connection.query(
-                        "INSERT INTO identity_login_failures (key, failed_at) VALUES (\(key), \(now))", logger: logger
+                        "INSERT INTO identity_login_failures (key, failed_at, attempt) VALUES (\(key), \(now), \(attempt))", logger: logger
                     )
-                    // Keep only what the limit can ever need.
+                    // Keep only the failures the limit can ever need (attempts in flight stay).
                     try await connection.query(
                         """
-                        DELETE FROM identity_login_failures WHERE key = \(key) AND (failed_at <= \(since) OR ctid NOT IN (
-                            SELECT ctid FROM identity_login_failures WHERE key = \(key) ORDER BY failed_at DESC LIMIT \(limit)))
+                        DELETE FROM identity_login_failures WHERE key = \(key) AND (failed_at <= \(since) OR (attempt IS NULL AND ctid NOT IN (
+                            SELECT ctid FROM identity_login_failures WHERE key = \(key) AND attempt IS NULL ORDER BY failed_at DESC LIMIT \(limit))))
                         """,
                         logger: logger
                     )
                 }
-                return ThrottleDecision.allowed
+                return decision
             }
         }
     }
 
-    public func recordSuccess(email: Email, client address: String?) async throws {
+    public func finishAttempt(_ attempt: UUID, email: Email, client address: String?, outcome: AttemptOutcome, now: Date) async throws {
         try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
-                try await connection.query("DELETE FROM identity_login_failures WHERE key = \("email:" + email.value)", logger: logger)
-                if let address {
-                    let key = "client:" + address
-                    try await connection.query(
-                        """
-                        DELETE FROM identity_login_failures WHERE ctid IN (
-                            SELECT ctid FROM identity_login_failures WHERE key = \(key) ORDER BY failed_at DESC LIMIT 1)
-                        """,
-                        logger: logger
-                    )
-                }
+            switch outcome {
+            case .failure:
+                try await client.query(
+                    "UPDATE identity_login_failures SET attempt = NULL, failed_at = \(now) WHERE attempt = \(attempt)", logger: logger
+                )
+            case .success:
+                try await client.query(
+                    "DELETE FROM identity_login_failures WHERE key = \("email:" + email.value) OR attempt = \(attempt)", logger: logger
+                )
+            case .abandoned:
+                try await client.query("DELETE FROM identity_login_failures WHERE attempt = \(attempt)", logger: logger)
             }
         }
+    }
+
+    private static func keys(email: Email, client: String?) -> [String] {
+        ["email:" + email.value] + (client.map { ["client:" + $0] } ?? [])
     }
 
     /// Deletes failures that left the window; returns how many.

@@ -266,8 +266,9 @@ public struct SQLiteRevocationStore: RevocationSnapshotting {
     }
 }
 
-/// Failed logins in SQLite, counted as `LoginThrottle` says: pessimistically, per email and
-/// per client address, over a sliding window.
+/// Failed logins in SQLite, counted as `LoginThrottle` says: failures per email, failures and
+/// attempts in flight per client address, over a sliding window; an attempt in flight is a row
+/// with its id, and holds its email's turn.
 public struct SQLiteLoginThrottle: LoginThrottle {
     private let database: IdentitySQLiteDatabase
     private let limits: LoginThrottleLimits
@@ -278,49 +279,57 @@ public struct SQLiteLoginThrottle: LoginThrottle {
         self.limits = limits
     }
 
-    public func beginAttempt(email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
+    public func beginAttempt(_ attempt: UUID, email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
         let limits = limits
-        let keys = [("email:" + email.value, limits.maxFailuresPerEmail)]
-            + (address.map { [("client:" + $0, limits.maxFailuresPerClient)] } ?? [])
+        let keys = ["email:" + email.value] + (address.map { ["client:" + $0] } ?? [])
         return try await database.transaction { connection in
             let since = now.addingTimeInterval(-limits.window)
-            var retryAfter: TimeInterval = 0
-            for (key, limit) in keys {
+            var recorded: [[ThrottleEntry]] = []
+            for key in keys {
                 let rows = try await connection.query(
-                    "SELECT failed_ms FROM identity_login_failures WHERE key = ? AND failed_ms > ? ORDER BY failed_ms",
+                    "SELECT failed_ms, attempt FROM identity_login_failures WHERE key = ? AND failed_ms > ?",
                     [.text(key), since.sqliteMilliseconds]
                 )
-                let failures = rows.compactMap { $0.column("failed_ms")?.integer }.map(Date.init(sqliteMilliseconds:))
-                retryAfter = max(retryAfter, limits.retryAfter(failures: failures, limit: limit, now: now))
+                recorded.append(rows.compactMap { row in
+                    row.column("failed_ms")?.integer.map {
+                        ThrottleEntry(at: Date(sqliteMilliseconds: $0), attempt: row.column("attempt")?.string.flatMap(UUID.init(uuidString:)))
+                    }
+                })
             }
-            if retryAfter > 0 { return ThrottleDecision.throttled(retryAfterSeconds: Int(retryAfter.rounded(.up))) }
-            for (key, limit) in keys {
+            let decision = limits.decide(attempt: attempt, email: recorded[0], client: address == nil ? nil : recorded[1], now: now)
+            guard decision == .allowed else { return decision }
+            for (key, limit) in zip(keys, [limits.maxFailuresPerEmail, limits.maxFailuresPerClient]) {
                 _ = try await connection.query(
-                    "INSERT INTO identity_login_failures (key, failed_ms) VALUES (?, ?)", [.text(key), now.sqliteMilliseconds])
-                // Keep only what the limit can ever need.
+                    "INSERT INTO identity_login_failures (key, failed_ms, attempt) VALUES (?, ?, ?)",
+                    [.text(key), now.sqliteMilliseconds, .text(attempt.uuidString)]
+                )
+                // Keep only the failures the limit can ever need (attempts in flight stay).
                 _ = try await connection.query(
                     """
-                    DELETE FROM identity_login_failures WHERE key = ?1 AND (failed_ms <= ?2 OR rowid NOT IN (
-                        SELECT rowid FROM identity_login_failures WHERE key = ?1 ORDER BY failed_ms DESC LIMIT ?3))
+                    DELETE FROM identity_login_failures WHERE key = ?1 AND (failed_ms <= ?2 OR (attempt IS NULL AND rowid NOT IN (
+                        SELECT rowid FROM identity_login_failures WHERE key = ?1 AND attempt IS NULL ORDER BY failed_ms DESC LIMIT ?3)))
                     """,
                     [.text(key), since.sqliteMilliseconds, .integer(limit)]
                 )
             }
-            return ThrottleDecision.allowed
+            return decision
         }
     }
 
-    public func recordSuccess(email: Email, client address: String?) async throws {
-        try await database.transaction { connection in
-            _ = try await connection.query("DELETE FROM identity_login_failures WHERE key = ?", [.text("email:" + email.value)])
-            if let address {
+    public func finishAttempt(_ attempt: UUID, email: Email, client address: String?, outcome: AttemptOutcome, now: Date) async throws {
+        try await database.exclusive { connection in
+            switch outcome {
+            case .failure:
                 _ = try await connection.query(
-                    """
-                    DELETE FROM identity_login_failures WHERE rowid IN (
-                        SELECT rowid FROM identity_login_failures WHERE key = ? ORDER BY failed_ms DESC LIMIT 1)
-                    """,
-                    [.text("client:" + address)]
+                    "UPDATE identity_login_failures SET attempt = NULL, failed_ms = ? WHERE attempt = ?",
+                    [now.sqliteMilliseconds, .text(attempt.uuidString)]
                 )
+            case .success:
+                _ = try await connection.query(
+                    "DELETE FROM identity_login_failures WHERE key = ? OR attempt = ?", [.text("email:" + email.value), .text(attempt.uuidString)]
+                )
+            case .abandoned:
+                _ = try await connection.query("DELETE FROM identity_login_failures WHERE attempt = ?", [.text(attempt.uuidString)])
             }
         }
     }

@@ -50,7 +50,8 @@ public struct TestIdentity: Sendable {
 
     /// The service over other stores (a database adapter under test), with cheap Argon2.
     public static func service(
-        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock(),
+        throttle: any LoginThrottle = InMemoryLoginThrottle()
     ) async throws -> IdentityService {
         let tokens = try await makeTokens()
         let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, tokens: tokens, clock: clock)
@@ -58,7 +59,7 @@ public struct TestIdentity: Sendable {
             users: users, outbox: outbox, revocations: revocations,
             hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1)),
             tokens: tokens,
-            throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler), clock: clock
+            throttle: throttle, bus: InProcessCommandBus(handler: handler), clock: clock
         ))
     }
 }

@@ -72,10 +72,10 @@ struct InMemoryBoundsTests {
         let throttle = InMemoryLoginThrottle(limits: LoginThrottleLimits(window: 60))
         let start = Date()
         for index in 0..<50 {
-            _ = await throttle.beginAttempt(email: try Email("u\(index)@example.com"), client: "c\(index)", now: start)
+            _ = await throttle.beginAttempt(UUID(), email: try Email("u\(index)@example.com"), client: "c\(index)", now: start)
         }
         #expect(await throttle.trackedKeys == 100)
-        _ = await throttle.beginAttempt(email: try Email("late@example.com"), client: nil, now: start.addingTimeInterval(3600))
+        _ = await throttle.beginAttempt(UUID(), email: try Email("late@example.com"), client: nil, now: start.addingTimeInterval(3600))
         #expect(await throttle.trackedKeys == 1)
     }
 }

@@ -57,7 +57,7 @@ struct MigrationTests {
         try await TestDatabase.with { client, _ in
             let migrator = try PostgresMigrator(client: client)
             _ = try await migrator.up()
-            _ = try await migrator.down(1)  // the schema of 0003: cut-offs by time, no numbers
+            _ = try await migrator.down(migrator.migrations.count - 3)  // the schema of 0003: cut-offs by time, no numbers
             let (ada, gone) = (UUID(), UUID())
             try await client.query(
                 """
@@ -69,7 +69,7 @@ struct MigrationTests {
                 "INSERT INTO identity_token_cutoffs (user_id, cutoff_ms, expires_at) VALUES (\(ada), 1, now() + interval '1 hour'), (\(gone), 1, now() + interval '1 hour')"
             )
             try await client.query("INSERT INTO identity_revoked_tokens (jti, user_id, expires_at) VALUES ('old', \(ada), now() + interval '1 hour')")
-            #expect(try await migrator.up().map(\.version) == [4])
+            #expect(try await migrator.up().map(\.version).first == 4)
             let store = PostgresRevocationStore(client: client)
             #expect(try await store.isRevoked(jti: "any", userID: UserID(ada), accountVersion: 2), "the account's older tokens stay revoked")
             #expect(try await store.isRevoked(jti: "any", userID: UserID(ada), accountVersion: 0), "tokens without a version too")

@@ -88,7 +88,7 @@ struct PostgresStoreTests {
         }
     }
 
-    @Test("20 parallel attempts for one email against a limit of 5: exactly 5 go ahead, on any instance")
+    @Test("20 simultaneous attempts for one email from two instances: one goes ahead, the others are told to wait (not refused)")
     func throttleRace() async throws {
         try await Self.withMigrated { client in
             let limits = LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
@@ -100,14 +100,52 @@ struct PostgresStoreTests {
             let decisions = try await withThrowingTaskGroup(of: ThrottleDecision.self) { group in
                 for index in 0..<20 {
                     group.addTask {
-                        try await instances[index % 2].beginAttempt(email: try Email("victim@example.com"), client: "10.0.0.\(index)", now: now)
+                        try await instances[index % 2].beginAttempt(UUID(), email: try Email("victim@example.com"), client: "10.0.0.\(index)", now: now)
                     }
                 }
                 return try await group.reduce(into: [ThrottleDecision]()) { $0.append($1) }
             }
-            #expect(decisions.filter { $0 == .allowed }.count == 5)
+            #expect(decisions.filter { $0 == .allowed }.count == 1 && decisions.filter { $0 == .busy }.count == 19, "\(decisions)")
             let purged = try await instances[0].purgeExpired(now: now.addingTimeInterval(901))
-            #expect(purged == 5 + 5, "the email's 5 and the 5 addresses' failures are purged once the window has passed")
+            #expect(purged == 2, "the attempt's rows (email and address) go once the window has passed")
+        }
+    }
+
+    @Test("through two services on one database: 30 simultaneous correct logins all succeed; 20 simultaneous guesses get exactly 5 tries")
+    func parallelLogins() async throws {
+        try await Self.withMigrated { client in
+            let store = PostgresUserStore(client: client)
+            let limits = LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
+            let services = [
+                try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client),
+                                               throttle: PostgresLoginThrottle(client: client, limits: limits, timeout: .seconds(60))),
+                try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client),
+                                               throttle: PostgresLoginThrottle(client: client, limits: limits, timeout: .seconds(60))),
+            ]
+            _ = try await services[0].register(email: "ada@example.com", password: "correct horse battery", name: "Ada")
+            @Sendable func outcomes(password: String, count: Int) async -> [String] {
+                await withTaskGroup(of: String.self) { group in
+                    for index in 0..<count {
+                        group.addTask {
+                            do {
+                                _ = try await services[index % 2].login(email: "ada@example.com", password: password, client: "10.0.0.\(index)")
+                                return "token"
+                            } catch let error as IdentityError where error == .invalidCredentials {
+                                return "wrong"
+                            } catch is LoginThrottled {
+                                return "throttled"
+                            } catch {
+                                return "\(error)"
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [String]()) { $0.append($1) }
+                }
+            }
+            let correct = await outcomes(password: "correct horse battery", count: 30)
+            #expect(correct.allSatisfy { $0 == "token" }, "\(correct)")
+            let guesses = await outcomes(password: "wrong guess, wrong", count: 20)
+            #expect(guesses.filter { $0 == "wrong" }.count == 5 && guesses.filter { $0 == "throttled" }.count == 15, "\(guesses)")
         }
     }
 
