@@ -82,6 +82,28 @@ struct DistributedTests {
         let renamed = try await call("PUT", "\(baseB)/users/me", json: #"{"name":"Grace H."}"#, token: token)
         #expect(renamed.status == 200 && renamed.json["name"] as? String == "Grace H.")
 
+        // Honest traffic is never refused (contract §3): simultaneous correct logins of one
+        // account over both nodes, and simultaneous renames through the worker.
+        let logins = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<30 {
+                group.addTask {
+                    try await call("POST", "\(index % 2 == 0 ? baseA : baseB)/auth/login",
+                                        json: #"{"email":"grace@example.com","password":"correct horse battery"}"#).status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(logins.allSatisfy { $0 == 200 }, "every simultaneous correct login succeeds: \(logins)")
+        let renames = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<10 {
+                group.addTask {
+                    try await call("PUT", "\(index % 2 == 0 ? baseA : baseB)/users/me", json: #"{"name":"G\#(index)"}"#, token: token).status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(renames.allSatisfy { $0 == 200 }, "every simultaneous rename is applied, none 409: \(renames)")
+
         #expect(try await call("POST", "\(baseA)/auth/logout", token: token).status == 204)
         #expect(try await until(401, "\(baseB)/users/me", token: token) != nil, "B refuses the token A logged out")
 
