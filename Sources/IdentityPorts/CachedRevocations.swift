@@ -128,11 +128,7 @@ public final class CachedRevocations: Sendable {
     }
 
     private static func take(_ revocation: Revocation, into state: inout State) {
-        let until: Date
-        switch revocation {
-        case .token(_, _, let date), .account(_, _, let date): until = date
-        }
-        guard until >= state.purgedBefore else { return }
+        guard revocation.until >= state.purgedBefore else { return }
         state.entries.apply(revocation)
     }
 

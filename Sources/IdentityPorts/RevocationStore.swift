@@ -41,11 +41,10 @@ public enum Revocation: Sendable, Hashable {
     /// A cut-off version above every version an account can have: all its tokens (deletion).
     public static let everyVersion = Int64.max
 
-    /// Applies this revocation to `store` on its own (not atomically with anything else).
-    public func apply(to store: some RevocationStore) async throws {
+    /// When the entry lapses.
+    public var until: Date {
         switch self {
-        case .token(let jti, let userID, let until): try await store.revoke(jti: jti, userID: userID, until: until)
-        case .account(let userID, let version, let until): try await store.revokeAll(userID: userID, belowVersion: version, until: until)
+        case .token(_, _, let until), .account(_, _, let until): until
         }
     }
 }
