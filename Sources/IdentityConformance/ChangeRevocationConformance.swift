@@ -32,10 +32,10 @@ public struct ChangeRevocationConformance: Sendable {
 
     /// Runs every check, each on fresh stores.
     public func run() async throws {
-        try await passwordChangeCommitsWithItsCutoff()
-        try await deletionCommitsWithItsCutoff()
-        try await failedCutoffLeavesThePasswordAsItWas()
-        try await failedCutoffLeavesTheAccountInPlace()
+        await Fixture.check("passwordChangeCommitsWithItsCutoff") { try await passwordChangeCommitsWithItsCutoff() }
+        await Fixture.check("deletionCommitsWithItsCutoff") { try await deletionCommitsWithItsCutoff() }
+        await Fixture.check("failedCutoffLeavesThePasswordAsItWas") { try await failedCutoffLeavesThePasswordAsItWas() }
+        await Fixture.check("failedCutoffLeavesTheAccountInPlace") { try await failedCutoffLeavesTheAccountInPlace() }
     }
 
     private let until = Fixture.epoch.addingTimeInterval(7200)

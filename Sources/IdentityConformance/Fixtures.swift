@@ -1,5 +1,6 @@
 import Foundation
 import IdentityDomain
+import Testing
 
 /// Values the suites build accounts and events from.
 enum Fixture {
@@ -14,5 +15,15 @@ enum Fixture {
 
     static func event(_ payload: IdentityEvent.Payload, at date: Date = epoch) -> IdentityEvent {
         IdentityEvent(eventID: UUID(), occurredAt: date, payload: payload)
+    }
+
+    /// Runs one check of a suite: a check that throws is recorded as an issue naming it, and the
+    /// suite goes on with the next, so one run reports every rule an adapter breaks.
+    static func check(_ name: String, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+        } catch {
+            Issue.record(error, "\(name) threw")
+        }
     }
 }

@@ -23,12 +23,12 @@ public struct LoginThrottleConformance: Sendable {
 
     /// Runs every check, each on a fresh throttle.
     public func run() async throws {
-        try await emailIsThrottledAfterTheLimitUntilTheWindowPasses()
-        try await onlyFailuresCount()
-        try await attemptsOnOneEmailTakeTurns()
-        try await anUnfinishedAttemptLapsesIntoAFailure()
-        try await successResetsTheEmail()
-        try await clientAddressHasItsOwnCeiling()
+        await Fixture.check("emailIsThrottledAfterTheLimitUntilTheWindowPasses") { try await emailIsThrottledAfterTheLimitUntilTheWindowPasses() }
+        await Fixture.check("onlyFailuresCount") { try await onlyFailuresCount() }
+        await Fixture.check("attemptsOnOneEmailTakeTurns") { try await attemptsOnOneEmailTakeTurns() }
+        await Fixture.check("anUnfinishedAttemptLapsesIntoAFailure") { try await anUnfinishedAttemptLapsesIntoAFailure() }
+        await Fixture.check("successResetsTheEmail") { try await successResetsTheEmail() }
+        await Fixture.check("clientAddressHasItsOwnCeiling") { try await clientAddressHasItsOwnCeiling() }
     }
 
     private let now = Fixture.epoch

@@ -22,11 +22,11 @@ public struct RevocationStoreConformance: Sendable {
 
     /// Runs every check, each on a fresh store.
     public func run() async throws {
-        try await revokedTokenIsRevoked()
-        try await cutoffRevokesOnlyOlderVersions()
-        try await higherCutoffWins()
-        try await expiredEntriesArePurged()
-        try await snapshotListsWhatHasNotExpired()
+        await Fixture.check("revokedTokenIsRevoked") { try await revokedTokenIsRevoked() }
+        await Fixture.check("cutoffRevokesOnlyOlderVersions") { try await cutoffRevokesOnlyOlderVersions() }
+        await Fixture.check("higherCutoffWins") { try await higherCutoffWins() }
+        await Fixture.check("expiredEntriesArePurged") { try await expiredEntriesArePurged() }
+        await Fixture.check("snapshotListsWhatHasNotExpired") { try await snapshotListsWhatHasNotExpired() }
     }
 
     private let now = Fixture.epoch

@@ -24,16 +24,16 @@ public struct UserRepositoryConformance: Sendable {
 
     /// Runs every check, each on a fresh store.
     public func run() async throws {
-        try await insertedAccountsAreFoundByIDAndEmail()
-        try await canonicalEmailIsUnique()
-        try await updateNeedsTheExpectedVersion()
-        try await updateMovesTheEmailIndex()
-        try await deleteRemovesTheAccountAndFreesTheEmail()
-        try await missingAccountsAreReported()
-        try await eventsCommitWithTheirChange()
-        try await outboxKeepsOrderAndForgetsPublishedEvents()
-        try await commandMessagesAreAppliedOnce()
-        try await relayHandsOutEventsOnceInOrder()
+        await Fixture.check("insertedAccountsAreFoundByIDAndEmail") { try await insertedAccountsAreFoundByIDAndEmail() }
+        await Fixture.check("canonicalEmailIsUnique") { try await canonicalEmailIsUnique() }
+        await Fixture.check("updateNeedsTheExpectedVersion") { try await updateNeedsTheExpectedVersion() }
+        await Fixture.check("updateMovesTheEmailIndex") { try await updateMovesTheEmailIndex() }
+        await Fixture.check("deleteRemovesTheAccountAndFreesTheEmail") { try await deleteRemovesTheAccountAndFreesTheEmail() }
+        await Fixture.check("missingAccountsAreReported") { try await missingAccountsAreReported() }
+        await Fixture.check("eventsCommitWithTheirChange") { try await eventsCommitWithTheirChange() }
+        await Fixture.check("outboxKeepsOrderAndForgetsPublishedEvents") { try await outboxKeepsOrderAndForgetsPublishedEvents() }
+        await Fixture.check("commandMessagesAreAppliedOnce") { try await commandMessagesAreAppliedOnce() }
+        await Fixture.check("relayHandsOutEventsOnceInOrder") { try await relayHandsOutEventsOnceInOrder() }
     }
 
     func insertedAccountsAreFoundByIDAndEmail() async throws {

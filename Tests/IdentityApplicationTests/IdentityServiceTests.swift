@@ -128,10 +128,13 @@ struct IdentityServiceTests {
     func successResets() async throws {
         let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 900))
         _ = try await registered(identity)
-        _ = try? await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil)
+        let wrong = { try await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil) }
+        await #expect(throws: IdentityError.invalidCredentials) { _ = try await wrong() }
         _ = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
-        _ = try? await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil)
-        _ = try await identity.service.login(email: "ada@example.com", password: password, client: nil)
+        // Without the reset this would be the third failure, over the limit of 2.
+        await #expect(throws: IdentityError.invalidCredentials, "one failure since the success") { _ = try await wrong() }
+        await #expect(throws: IdentityError.invalidCredentials, "two") { _ = try await wrong() }
+        await #expect(throws: LoginThrottled.self, "and then the limit applies") { _ = try await wrong() }
     }
 
     @Test("a password change revokes earlier tokens, the current one included; a token issued right after works")

@@ -96,13 +96,19 @@ struct DeadlineTests {
     @Test("a timer fires once: a body that ends after its deadline changes nothing")
     func lateBody() async throws {
         let gate = Gate()
+        let finished = Mutex(false)
         let caller = Task {
             try await Deadline.run(.milliseconds(20), timeoutError: { BackendUnavailable(backend: "slow") }) {
                 await gate.wait()
+                finished.withLock { $0 = true }
                 return 1
             }
         }
         await #expect(throws: BackendUnavailable(backend: "slow")) { try await caller.value }
-        gate.open()  // the body now finishes; the caller was answered once, and nothing crashes
+        gate.open()
+        #expect(await eventually { finished.withLock { $0 } }, "the late body runs to its end")
+        await #expect(throws: BackendUnavailable(backend: "slow"), "and the caller's answer stays the timeout, given once") {
+            try await caller.value
+        }
     }
 }

@@ -171,7 +171,8 @@ struct PostgresStoreTests {
     @Test("20 concurrent renames of one account on PostgreSQL are all applied, one after another: none is refused for the race")
     func renameRace() async throws {
         try await Self.withMigrated { client in
-            let store = PostgresUserStore(client: client)
+            // The renames queue on one row: a loaded machine may take longer than the 5 s default.
+            let store = PostgresUserStore(client: client, timeout: .seconds(60))
             let service = try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client))
             let user = try await service.register(email: "ada@example.com", password: "correct horse battery", name: "Ada")
             let token = try await service.login(email: "ada@example.com", password: "correct horse battery", client: nil)
