@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .library(name: "IdentityDomain", targets: ["IdentityDomain"]),
         .library(name: "IdentityPorts", targets: ["IdentityPorts"]),
+        .library(name: "IdentityAdapterSupport", targets: ["IdentityAdapterSupport"]),
         .library(name: "IdentityApplication", targets: ["IdentityApplication"]),
         .library(name: "InMemoryAdapter", targets: ["InMemoryAdapter"]),
         .library(name: "CryptoAdapter", targets: ["CryptoAdapter"]),
@@ -52,8 +53,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: what adapters share (Foundation only): deadlines, the event JSON, revocation
+        // memory and messages, the throttle rule. Adapters may import it; the core never does.
+        .target(
+            name: "IdentityAdapterSupport", dependencies: ["IdentityDomain", "IdentityPorts"], swiftSettings: swiftSettings
+        ),
+
         // MARK: driven adapters
-        .target(name: "InMemoryAdapter", dependencies: ["IdentityPorts"], swiftSettings: swiftSettings),
+        .target(name: "InMemoryAdapter", dependencies: ["IdentityPorts", "IdentityAdapterSupport"], swiftSettings: swiftSettings),
         .systemLibrary(
             name: "CArgon2",
             pkgConfig: "libargon2",
@@ -64,6 +71,7 @@ let package = Package(
             name: "CryptoAdapter",
             dependencies: [
                 "IdentityPorts",
+                "IdentityAdapterSupport",
                 "CArgon2",
                 "CCrypt",
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -79,6 +87,7 @@ let package = Package(
             name: "PostgresAdapter",
             dependencies: [
                 "IdentityPorts",
+                "IdentityAdapterSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -93,6 +102,7 @@ let package = Package(
             name: "SQLiteAdapter",
             dependencies: [
                 "IdentityPorts",
+                "IdentityAdapterSupport",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -106,6 +116,7 @@ let package = Package(
             name: "AMQPAdapter",
             dependencies: [
                 "IdentityPorts",
+                "IdentityAdapterSupport",
                 "CRabbitMQ",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,6 +131,7 @@ let package = Package(
             name: "HTTPAdapter",
             dependencies: [
                 "IdentityApplication",
+                "IdentityAdapterSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -156,7 +168,9 @@ let package = Package(
 
         // MARK: tests
         .testTarget(name: "IdentityDomainTests", dependencies: ["IdentityDomain", "IdentityTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "IdentityPortsTests", dependencies: ["IdentityPorts", "IdentityTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IdentityAdapterSupportTests", dependencies: ["IdentityAdapterSupport", "IdentityTestSupport"], swiftSettings: swiftSettings
+        ),
         .target(
             name: "IdentityTestSupport",
             dependencies: [
@@ -189,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "PostgresAdapterTests",
             dependencies: [
-                "PostgresAdapter", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
+                "PostgresAdapter", "IdentityAdapterSupport", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -215,7 +229,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AMQPAdapterTests",
-            dependencies: ["AMQPAdapter", "IdentityConformance", "IdentityApplication", "InMemoryAdapter", "IdentityTestSupport"],
+            dependencies: ["AMQPAdapter", "IdentityAdapterSupport", "IdentityConformance", "IdentityApplication", "InMemoryAdapter", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

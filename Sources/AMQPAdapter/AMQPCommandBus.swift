@@ -2,6 +2,7 @@ public import IdentityPorts
 import IdentityDomain
 import Foundation
 import Synchronization
+import IdentityAdapterSupport
 
 /// The distributed-mode command bus (contract §6): a command becomes a persistent message on
 /// `identity.commands` with `message_id`, `correlation_id` and `reply_to`, and the caller

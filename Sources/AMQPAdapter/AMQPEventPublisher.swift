@@ -1,6 +1,7 @@
 public import IdentityPorts
 public import IdentityDomain
 import Foundation
+import IdentityAdapterSupport
 
 /// Publishes events to the durable topic exchange `identity.events` (contract §6): routing key
 /// and `type` the event type, `message_id` the event id, persistent, body the event document

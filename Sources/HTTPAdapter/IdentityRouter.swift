@@ -2,6 +2,7 @@ public import Hummingbird
 public import IdentityApplication
 public import IdentityPorts
 import Foundation
+import IdentityAdapterSupport
 
 /// Builds the HTTP face of the identity service on Hummingbird 2.
 public enum IdentityHTTP {

@@ -1,6 +1,7 @@
 public import IdentityPorts
 public import IdentityDomain
 public import Foundation
+import IdentityAdapterSupport
 
 /// Failed-login counts in memory, over a sliding window, for one process.
 public actor InMemoryLoginThrottle: LoginThrottle {

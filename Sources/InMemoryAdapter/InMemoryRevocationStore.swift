@@ -2,6 +2,7 @@ public import IdentityPorts
 public import IdentityDomain
 public import Foundation
 import Synchronization
+import IdentityAdapterSupport
 
 /// Revoked tokens and per-account cut-offs in memory. Expired entries are purged as it goes
 /// (at most once a minute, on a write) and by `purgeExpired(now:)`.

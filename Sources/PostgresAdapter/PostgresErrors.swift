@@ -2,6 +2,7 @@ import IdentityDomain
 import IdentityPorts
 import Logging
 import PostgresNIO
+import IdentityAdapterSupport
 
 /// A PostgreSQL failure that is neither an outage nor a business rule: a bug or a schema
 /// mismatch. Its description, like `PSQLError`'s, carries no SQL and no data.

@@ -3,6 +3,7 @@ public import IdentityDomain
 public import PostgresNIO
 public import Foundation
 import Logging
+import IdentityAdapterSupport
 
 /// Failed-login counts in PostgreSQL, shared by every instance (contract §3).
 ///

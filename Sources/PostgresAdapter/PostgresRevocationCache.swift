@@ -4,6 +4,7 @@ public import Foundation
 public import Logging
 public import CoreMetrics
 import PostgresNIO
+import IdentityAdapterSupport
 
 /// Revocations answered from memory, kept current by PostgreSQL itself: a `RevocationStore`
 /// over `PostgresRevocationStore` for every instance that shares the database.

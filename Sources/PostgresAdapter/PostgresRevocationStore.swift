@@ -3,6 +3,7 @@ public import IdentityDomain
 public import PostgresNIO
 public import Foundation
 import Logging
+public import IdentityAdapterSupport
 
 /// Revoked tokens and per-account cut-offs in PostgreSQL, shared by every instance.
 ///

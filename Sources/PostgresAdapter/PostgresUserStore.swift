@@ -3,6 +3,7 @@ public import IdentityDomain
 public import PostgresNIO
 public import Foundation
 import Logging
+import IdentityAdapterSupport
 
 /// Accounts and the outbox in PostgreSQL. Every write, its events and its revocations commit in
 /// one transaction.

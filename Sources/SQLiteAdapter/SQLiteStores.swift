@@ -2,6 +2,7 @@ public import IdentityPorts
 public import IdentityDomain
 public import Foundation
 import SQLiteNIO
+import IdentityAdapterSupport
 
 /// Accounts and the outbox in SQLite. Every write and its events commit in one transaction.
 public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger {

@@ -8,6 +8,7 @@ import InMemoryAdapter
 import IdentityTestSupport
 import Synchronization
 import Testing
+import IdentityAdapterSupport
 
 @Suite("AMQP adapter on a real RabbitMQ", .enabled(if: TestBroker.isAvailable, TestBroker.skipReason))
 struct AMQPAdapterTests {

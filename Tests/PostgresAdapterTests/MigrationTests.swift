@@ -1,4 +1,5 @@
 import Foundation
+import IdentityAdapterSupport
 import IdentityDomain
 import IdentityPorts
 @testable import PostgresAdapter

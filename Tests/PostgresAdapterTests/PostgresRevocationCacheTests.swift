@@ -1,5 +1,6 @@
 import Foundation
 import IdentityConformance
+import IdentityAdapterSupport
 import IdentityDomain
 import IdentityPorts
 import IdentityTestSupport

@@ -2,6 +2,7 @@ import Foundation
 import IdentityDomain
 import IdentityPorts
 import Testing
+import IdentityAdapterSupport
 
 @Suite("Event JSON")
 struct EventCodecTests {

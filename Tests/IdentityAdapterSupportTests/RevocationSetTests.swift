@@ -3,6 +3,7 @@ import IdentityDomain
 import IdentityPorts
 import IdentityTestSupport
 import Testing
+import IdentityAdapterSupport
 
 @Suite("Revocations in memory: the set's rules, the message, the cache's order")
 struct RevocationSetTests {

@@ -1,5 +1,6 @@
 public import Foundation
 public import IdentityDomain
+public import IdentityPorts
 import Synchronization
 
 /// The memory of a revocation cache that an ordered feed keeps current (PostgreSQL's

@@ -1,5 +1,6 @@
 public import Foundation
 public import IdentityDomain
+import IdentityPorts
 
 /// The JSON form of events (contract §6): `{"event_id","type","occurred_at","data":{...}}`.
 ///

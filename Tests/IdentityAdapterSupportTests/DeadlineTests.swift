@@ -3,6 +3,7 @@ import IdentityPorts
 import IdentityTestSupport
 import Synchronization
 import Testing
+import IdentityAdapterSupport
 
 /// `Deadline.run` (every PostgreSQL operation, readiness checks, AMQP commands) answers at the
 /// deadline, whatever the body does with its cancellation.
