@@ -12,8 +12,9 @@
     chaos.py report WORKDIR
         Compares the ledger with PostgreSQL (psql) and with the events consumed from
         identity.events (pika), prints the report, writes WORKDIR/results.txt; exit status 1
-        when something acknowledged was lost, something was applied twice, or a revoked token
-        was accepted more than CHAOS_WINDOW seconds after its revocation.
+        when something acknowledged was lost, something was applied twice, a revoked token
+        was accepted more than CHAOS_WINDOW seconds after its revocation, or a process crashed
+        (WORKDIR/timeline.txt).
     chaos.py events-queue
         Declares the quorum queue chaos.events bound to identity.events ('#') (pika).
 
@@ -743,8 +744,9 @@ def report(workdir):
         histogram[r["route"]][str(r["status"])] += 1
         by_phase[phase_of(r["t"])][r["route"]][str(r["status"])] += 1
 
+    crashes = [what for _, what in timeline if what.startswith("crash ")]
     failed = bool(lost or twice or late or events_missing or events_extra or events_error or never_converged
-                  or ledger["anomalies"].get("load generator error"))
+                  or crashes or ledger["anomalies"].get("load generator error"))
     out = []
     w = out.append
     start = min((r["t"] for r in requests), default=0)
@@ -756,6 +758,10 @@ def report(workdir):
     w("timeline (seconds from the first request):")
     for stamp, what in timeline:
         w(f"  {stamp - start:7.1f}  {what}")
+    w("")
+    w(f"processes that crashed (restarted by the script): {len(crashes)}")
+    for line in crashes:
+        w(f"  {line}")
     w("")
     w("commands acknowledged vs applied (checked in PostgreSQL):")
     for kind in ("register", "rename", "password"):
@@ -826,7 +832,7 @@ def report(workdir):
     w("")
     w("RESULT: " + ("FAIL" if failed else "PASS") +
       f" (lost {len(lost)}, applied twice {len(twice)}, revoked tokens accepted late {len(late)}, "
-      f"events missing {len(events_missing)}, extra {len(events_extra)})")
+      f"events missing {len(events_missing)}, extra {len(events_extra)}, crashes {len(crashes)})")
     text = "\n".join(out) + "\n"
     path = os.path.join(workdir, "results.txt")
     with open(path, "w", encoding="utf-8") as f:
