@@ -86,6 +86,11 @@ public final class FaultProxy: Sendable {
         try await core.loop.submit { self.core.links.reduce(0) { $0 + $1.heldBytes } }.get()
     }
 
+    /// Connections a peer closed while paused whose close is held (not yet passed on).
+    public func heldCloses() async throws -> Int {
+        try await core.loop.submit { self.core.links.reduce(0) { $0 + $1.heldCloses } }.get()
+    }
+
     /// Closes the listening socket and every connection, and stops the proxy's thread.
     public func stop() async {
         try? await server.close()
@@ -178,6 +183,8 @@ private final class ProxyLink {
 
     var heldBytes: Int { inbound.heldBytes + outbound.heldBytes }
 
+    var heldCloses: Int { (inbound.isCloseHeld || outbound.isCloseHeld) ? 1 : 0 }
+
     func close() {
         inbound.close()
         outbound.close()
@@ -202,6 +209,8 @@ private final class ProxyEnd: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     var heldBytes: Int { held.reduce(0) { $0 + $1.readableBytes } }
+
+    var isCloseHeld: Bool { closedWhileHeld }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context

@@ -82,7 +82,12 @@ struct FaultProxyTests {
             #expect(try await query.value == 7, "after resume the query reaches the server and its answer comes back")
             #expect(try await proxy.heldBytes() == 0)
             #expect(try await Self.one(connection, 8) == 8)
+            try await proxy.pause()
             try await connection.close()
+            #expect(await eventually { (try? await proxy.heldCloses()) == 1 }, "a close while paused is held too")
+            #expect(try await proxy.liveConnections() == 1, "so the server's side stays open")
+            try await proxy.resume()
+            #expect(await eventually { (try? await proxy.liveConnections()) == 0 }, "and closes on resume")
         }
     }
 }

@@ -35,6 +35,15 @@ struct RevocationCacheFaultTests {
         }
     }
 
+    /// Pauses the link and waits until the cache stops answering from memory; that happens
+    /// while its connection is still open (the cache has not closed it: no close is held at the
+    /// proxy), so by the silence limit (1 s), not by giving up the connection (3 s).
+    static func pauseUntilUnsynchronised(_ proxy: FaultProxy, _ cache: PostgresRevocationCache) async throws {
+        try await proxy.pause()
+        #expect(await eventually(within: 10) { !cache.isSynchronised }, "no heartbeat arrives: the cache stops answering from memory")
+        #expect(try await proxy.heldCloses() == 0, "before it gives up the silent connection")
+    }
+
     /// Another instance's revocation, written while the cache cannot hear: refused at once
     /// (from the database), and held in memory once the cache has caught up.
     static func revocationMeanwhile(_ caches: Caches, _ cache: PostgresRevocationCache) async throws -> UserID {
@@ -57,8 +66,7 @@ struct RevocationCacheFaultTests {
     @Test("a paused link (up, silent): answers come from the database within about a second; after resume the cache holds what it missed")
     func paused() async throws {
         try await Self.withProxiedCache { caches, proxy, cache in
-            try await proxy.pause()
-            #expect(await eventually(within: 10) { !cache.isSynchronised }, "no heartbeat arrives: the cache stops answering from memory")
+            try await Self.pauseUntilUnsynchronised(proxy, cache)
             let user = try await Self.revocationMeanwhile(caches, cache)
             try await proxy.resume()
             try await Self.heldInMemory(caches, cache, user)
@@ -69,11 +77,11 @@ struct RevocationCacheFaultTests {
     func pausedUntilReconnect() async throws {
         try await Self.withProxiedCache { caches, proxy, cache in
             #expect(try await proxy.acceptedConnections() == 1)
-            try await proxy.pause()
-            #expect(await eventually(within: 10) { !cache.isSynchronised }, "no heartbeat arrives: the cache stops answering from memory")
+            try await Self.pauseUntilUnsynchronised(proxy, cache)
             let user = try await Self.revocationMeanwhile(caches, cache)
             #expect(await eventually(within: 30) { (try? await proxy.acceptedConnections()) ?? 0 >= 2 },
                     "the cache gives up the silent connection and opens another (held too)")
+            #expect(try await proxy.heldCloses() == 1, "it closed the silent one")
             #expect(!cache.isSynchronised)
             #expect(try await cache.isRevoked(jti: "meanwhile", userID: user, accountVersion: 1))
             try await proxy.resume()
