@@ -81,9 +81,25 @@ public final class FaultProxy: Sendable {
         try await core.loop.submit { self.core.links.count }.get()
     }
 
-    /// Bytes read while paused and not yet forwarded.
-    public func heldBytes() async throws -> Int {
-        try await core.loop.submit { self.core.links.reduce(0) { $0 + $1.heldBytes } }.get()
+    /// One side of the proxied connections.
+    public enum Side: Sendable {
+        /// The clients that connect to the proxy.
+        case client
+        /// The target the proxy connects to.
+        case server
+    }
+
+    /// Bytes read while paused and not yet forwarded: those sent by `side`, or by either.
+    public func heldBytes(from side: Side? = nil) async throws -> Int {
+        try await core.loop.submit {
+            self.core.links.reduce(0) { total, link in
+                switch side {
+                case .client: total + link.inbound.heldBytes
+                case .server: total + link.outbound.heldBytes
+                case nil: total + link.inbound.heldBytes + link.outbound.heldBytes
+                }
+            }
+        }.get()
     }
 
     /// Connections a peer closed while paused whose close is held (not yet passed on).
@@ -180,8 +196,6 @@ private final class ProxyLink {
         self.inbound = inbound
         self.outbound = outbound
     }
-
-    var heldBytes: Int { inbound.heldBytes + outbound.heldBytes }
 
     var heldCloses: Int { (inbound.isCloseHeld || outbound.isCloseHeld) ? 1 : 0 }
 

@@ -37,9 +37,12 @@ struct RevocationCacheFaultTests {
 
     /// Pauses the link and waits until the cache stops answering from memory; that happens
     /// while its connection is still open (the cache has not closed it: no close is held at the
-    /// proxy), so by the silence limit (1 s), not by giving up the connection (3 s).
+    /// proxy), so by the silence limit (1 s), not by giving up the connection (3 s). Meanwhile the
+    /// server keeps sending: heartbeats, with nothing revoked, held at the proxy.
     static func pauseUntilUnsynchronised(_ proxy: FaultProxy, _ cache: PostgresRevocationCache) async throws {
         try await proxy.pause()
+        #expect(await eventually(within: 10) { (try? await proxy.heldBytes(from: .server)) ?? 0 > 0 },
+                "heartbeats keep coming for the listening connection (held at the proxy)")
         #expect(await eventually(within: 10) { !cache.isSynchronised }, "no heartbeat arrives: the cache stops answering from memory")
         #expect(try await proxy.heldCloses() == 0, "before it gives up the silent connection")
     }
