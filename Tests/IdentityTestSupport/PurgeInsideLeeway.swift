@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import IdentityApplication
 public import IdentityPorts
 public import InMemoryAdapter
@@ -31,11 +31,17 @@ public struct PurgeInsideLeeway: Sendable {
         let (service, revocations) = try await makeService(clock)
         let tokens = try await TestIdentity.makeTokens()
         let password = "correct horse battery"
-        let email = "leeway-\(UUID().uuidString.prefix(8).lowercased())@example.com"
-        let user = try await service.register(email: email, password: password, name: "Lee")
-        let loggedOut = try await service.login(email: email, password: password, client: nil)
+        // Two accounts: a cut-off covers every earlier token of its account, the logged-out one
+        // included, so the logout must be on an account of its own to be seen on its own.
+        func register(_ name: String) async throws -> (UserRecord, String) {
+            let email = "\(name.lowercased())-\(UUID().uuidString.prefix(8).lowercased())@example.com"
+            return (try await service.register(email: email, password: password, name: name), email)
+        }
+        let (user, leaving) = try await register("Leaving")
+        let loggedOut = try await service.login(email: leaving, password: password, client: nil)
         try await service.logout(try await service.authenticator.authenticate(bearer: loggedOut.token))
-        let changedWith = try await service.login(email: email, password: password, client: nil)
+        let (_, changing) = try await register("Changing")
+        let changedWith = try await service.login(email: changing, password: password, client: nil)
         _ = try await service.updateProfile(
             try await service.authenticator.authenticate(bearer: changedWith.token),
             name: nil, email: nil, password: "a brand new passphrase", currentPassword: password
