@@ -92,6 +92,20 @@ struct RevocationCacheFaultTests {
         }
     }
 
+    @Test("a link that goes silent again and again: after each connection that had caught up, the cache connects again after the shortest wait")
+    func repeatedSilence() async throws {
+        try await Self.withProxiedCache { _, proxy, cache in
+            for round in 1...2 {
+                try await proxy.pause()
+                #expect(await eventually(within: 30) { cache.reconnects.count == round }, "round \(round): the cache drops the silent connection")
+                #expect(cache.reconnects.lastWait == .milliseconds(100),
+                        "round \(round): the backoff starts again after a connection that had caught up (waited \(String(describing: cache.reconnects.lastWait)))")
+                try await proxy.resume()
+                #expect(await eventually(within: 30) { cache.isSynchronised }, "round \(round): the next connection catches up")
+            }
+        }
+    }
+
     @Test("a cut link: answers come from the database, and after the link is restored the cache reconnects and holds what it missed")
     func cut() async throws {
         try await Self.withProxiedCache { caches, proxy, cache in
