@@ -175,7 +175,7 @@ let package = Package(
             name: "IdentityTestSupport",
             dependencies: [
                 "IdentityApplication", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/IdentityTestSupport",
             swiftSettings: swiftSettings

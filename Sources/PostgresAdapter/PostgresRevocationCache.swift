@@ -5,6 +5,7 @@ public import Logging
 public import CoreMetrics
 import PostgresNIO
 import IdentityAdapterSupport
+import Synchronization
 
 /// Revocations answered from memory, kept current by PostgreSQL itself: a `RevocationStore`
 /// over `PostgresRevocationStore` for every instance that shares the database.
@@ -40,6 +41,9 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     private let heartbeatInterval: Duration
     private let silenceLimit: Duration
     private let memory: CachedRevocations
+    /// Catch-ups done, by any connection: a connection that did one worked.
+    private let catchUps = Atomic<Int>(0)
+    private let reconnectWaits = Mutex<(count: Int, lastWait: Duration?)>((0, nil))
 
     /// Creates the cache over `base`; its listening connection is made with `settings` (one
     /// connection, outside the pool the stores use). Nothing is answered from memory until
@@ -66,6 +70,9 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
 
     /// The place in the order of revocations up to which the cache has every one.
     public var lastSequence: Int64 { memory.lastSequence }
+
+    /// How many times `run()` has waited to connect again, and how long it waited the last time.
+    var reconnects: (count: Int, lastWait: Duration?) { reconnectWaits.withLock { $0 } }
 
     public func revoke(jti: String, userID: UserID, until: Date) async throws {
         try await base.revoke(jti: jti, userID: userID, until: until)
@@ -102,6 +109,7 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
             group.addTask { await self.sendHeartbeats() }
             var delay = Duration.milliseconds(100)
             while !Task.isCancelled {
+                let catchUpsBefore = catchUps.load(ordering: .relaxed)
                 do {
                     try await listenOnce()
                 } catch {
@@ -109,9 +117,12 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
                     logger.warning("revocation cache lost its feed; asking the database until it has caught up again",
                                    metadata: ["error": "\(error)"])
                 }
-                // After a connection that got as far as catching up, start the backoff again.
-                if isSynchronised { delay = .milliseconds(100) }
+                // After a connection that got as far as catching up, start the backoff again. (Not
+                // `isSynchronised`: a connection that went silent had caught up, but by the time it
+                // is dropped the cache no longer counts as synchronised.)
+                if catchUps.load(ordering: .relaxed) > catchUpsBefore { delay = .milliseconds(100) }
                 memory.desynchronise()
+                reconnectWaits.withLock { $0 = ($0.count + 1, delay) }
                 if (try? await Task.sleep(for: delay)) == nil { break }
                 delay = min(delay * 2, .seconds(5))
             }
@@ -159,6 +170,7 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     private func catchUp() async throws {
         let (last, messages) = try await base.changes(after: memory.lastSequence)
         memory.synchronise(with: messages, upTo: last)
+        catchUps.add(1, ordering: .relaxed)
     }
 
     /// Ends the connection when nothing has been heard on it for three silence limits (answers

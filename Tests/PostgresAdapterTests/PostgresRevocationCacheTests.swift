@@ -29,9 +29,12 @@ struct PostgresRevocationCacheTests {
             self.database = database
         }
 
-        /// A new cache over the database, listening and synchronised.
-        func start() async throws -> PostgresRevocationCache {
-            let cache = PostgresRevocationCache(base: PostgresRevocationStore(client: client), listeningWith: settings(database: database))
+        /// A new cache over the database, listening and synchronised; its listening connection
+        /// goes to `port` (a `FaultProxy`'s) when one is given, straight to the server otherwise.
+        func start(listeningThrough port: Int? = nil) async throws -> PostgresRevocationCache {
+            var listening = settings(database: database)
+            if let port { (listening.host, listening.port) = ("127.0.0.1", port) }
+            let cache = PostgresRevocationCache(base: PostgresRevocationStore(client: client), listeningWith: listening)
             running.withLock { $0.append(Task { await cache.run() }) }
             #expect(await eventually { cache.isSynchronised }, "the cache synchronises")
             return cache

@@ -111,6 +111,16 @@ struct SQLiteAdapterTests {
         } throws: { "\($0)".hasPrefix("cannot open the SQLite database at /nonexistent-directory/identity.sqlite") }
     }
 
+    @Test("a purge at exp + 3 s (inside the leeway) keeps a logout and a password change's cut-off: both tokens stay refused")
+    func purgeInsideLeeway() async throws {
+        try await PurgeInsideLeeway { clock in
+            let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
+            let store = SQLiteUserStore(database: database)
+            let revocations = SQLiteRevocationStore(database: database)
+            return (try await TestIdentity.service(users: store, outbox: store, revocations: revocations, clock: clock), revocations)
+        }.run()
+    }
+
     @Test("concurrent registrations of one email on one file give exactly one account")
     func registrationRace() async throws {
         let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
