@@ -36,7 +36,7 @@ public enum IdentityHTTP {
             router.add(middleware: RequestMetricsMiddleware(metrics: recorder, routes: routeTable))
         }
         router.add(middleware: IdentityMiddleware(routes: routeTable))
-        addAPIRoutes(to: router, routes: IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder))
+        router.addRoutes(IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder).collection())
 
         let health = HealthRoutes(checks: readiness)
         router.get("/health/live", use: health.live)
@@ -70,9 +70,20 @@ extension IdentityHTTP {
     public static func addRoutes<Context: IdentityContext>(
         to router: Router<Context>, atPath prefix: String, service: IdentityService, trustedProxies: TrustedProxies = .none
     ) {
-        let group = router.group(RouterPath(prefix))
-        group.add(middleware: IdentityMiddleware(routes: routeTable))
-        addAPIRoutes(to: group, routes: IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: nil))
+        router.group(RouterPath(prefix))
+            .add(middleware: IdentityMiddleware(routes: routeTable))
+            .addRoutes(routes(service: service, trustedProxies: trustedProxies))
+    }
+
+    /// The users and auth routes of contract §3 as a Hummingbird route collection, for a host
+    /// that mounts them itself (`router.addRoutes(_:atPath:)`). The routes that need a caller
+    /// sit behind `IdentityBearerAuthenticator`, and their handlers read
+    /// `context.requirePrincipal()`. Mount them under `IdentityMiddleware`'s problem+json and
+    /// request ids with `addRoutes(to:atPath:service:trustedProxies:)` unless the host does its own.
+    public static func routes<Context: IdentityContext>(
+        service: IdentityService, trustedProxies: TrustedProxies = .none, context: Context.Type = Context.self
+    ) -> RouteCollection<Context> {
+        IdentityRoutes<Context>(service: service, trustedProxies: trustedProxies, metrics: nil).collection()
     }
 
     /// Middleware for a host's own routes: lets a request through only with a bearer token that
@@ -83,16 +94,6 @@ extension IdentityHTTP {
         service: IdentityService, context: Context.Type = Context.self
     ) -> IdentityBearerAuthenticator<Context> {
         IdentityBearerAuthenticator(service: service)
-    }
-
-    private static func addAPIRoutes<Context: IdentityContext>(to router: some RouterMethods<Context>, routes: IdentityRoutes<Context>) {
-        router.post("/users", use: routes.register)
-        router.get("/users/me", use: routes.me)
-        router.put("/users/me", use: routes.updateMe)
-        router.delete("/users/me", use: routes.deleteMe)
-        router.get("/users/{user_id}", use: routes.userByID)
-        router.post("/auth/login", use: routes.login)
-        router.post("/auth/logout", use: routes.logout)
     }
 }
 

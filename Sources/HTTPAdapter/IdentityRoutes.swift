@@ -6,11 +6,28 @@ import IdentityDomain
 import Foundation
 
 /// The handlers of contract §3. Each one reads its input, calls `IdentityService` (which
-/// dispatches commands and runs queries) and renders the result: none touches a store.
+/// dispatches commands and runs queries) and renders the result: none touches a store. The
+/// routes that need a caller run behind `IdentityBearerAuthenticator`, which puts the
+/// principal in the context.
 struct IdentityRoutes<Context: IdentityContext>: Sendable {
     let service: IdentityService
     let trustedProxies: TrustedProxies
     let metrics: RequestMetrics?
+
+    /// The routes, the protected ones behind the bearer authenticator.
+    func collection() -> RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.post("/users", use: register)
+        routes.post("/auth/login", use: login)
+        routes.group()
+            .add(middleware: IdentityBearerAuthenticator<Context>(service: service))
+            .get("/users/me", use: me)
+            .put("/users/me", use: updateMe)
+            .delete("/users/me", use: deleteMe)
+            .get("/users/{user_id}", use: userByID)
+            .post("/auth/logout", use: logout)
+        return routes
+    }
 
     func register(_ request: Request, _ context: Context) async throws -> Response {
         var fields = try await RequestBody.jsonObject(of: request)
@@ -20,12 +37,12 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
     }
 
     func me(_ request: Request, _ context: Context) async throws -> Response {
-        let principal = try await authenticate(request)
+        let principal = try context.requirePrincipal()
         return selfViewResponse(.ok, try await service.me(principal))
     }
 
     func updateMe(_ request: Request, _ context: Context) async throws -> Response {
-        let principal = try await authenticate(request)
+        let principal = try context.requirePrincipal()
         var fields = try await RequestBody.jsonObject(of: request)
         let name = fields.string("name", required: false)
         let email = fields.string("email", required: false)
@@ -45,13 +62,13 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
     }
 
     func deleteMe(_ request: Request, _ context: Context) async throws -> Response {
-        let principal = try await authenticate(request)
+        let principal = try context.requirePrincipal()
         try await service.deleteAccount(principal)
         return noContent()
     }
 
     func userByID(_ request: Request, _ context: Context) async throws -> Response {
-        let principal = try await authenticate(request)
+        let principal = try context.requirePrincipal()
         guard let raw = context.parameters.get("user_id"), let id = UserID(raw) else {
             throw Problem(.notFound, detail: "no such user")
         }
@@ -105,7 +122,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
     }
 
     func logout(_ request: Request, _ context: Context) async throws -> Response {
-        let principal = try await authenticate(request)
+        let principal = try context.requirePrincipal()
         try await service.logout(principal)
         return noContent()
     }
@@ -117,11 +134,6 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
     func clientAddress(_ request: Request, _ context: Context) -> String? {
         trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[.xForwardedFor])
             .map(IPAddress.throttlingKey(for:))
-    }
-
-    /// The principal of the request's bearer token.
-    func authenticate(_ request: Request) async throws -> Principal {
-        try await BearerToken.authenticate(request, with: service)
     }
 }
 
