@@ -51,7 +51,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         let structural = fields.problems(known: ["name", "email", "password", "current_password"])
         guard structural.isEmpty else {
             throw ValidationError(
-                structural + IdentityService.updateErrors(name: name, email: email, password: password, currentPassword: current)
+                structural + ProfileChangeInput.errors(name: name, email: email, password: password, currentPassword: current)
             )
         }
         let user = try await service.updateProfile(
@@ -105,7 +105,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
             structural = fields.problems(known: ["username", "password", "grant_type", "scope", "client_id", "client_secret"])
         }
         guard structural.isEmpty, let email, let password else {
-            throw ValidationError(structural + IdentityService.loginErrors(email: email, password: password, emailField: emailField))
+            throw ValidationError(structural + LoginInput.errors(email: email, password: password, emailField: emailField))
         }
         let token: IssuedToken
         do {
@@ -154,7 +154,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         // Structural problems and value rules are reported together: one entry per bad field.
         let structural = fields.problems(known: ["email", "password", "name"])
         guard structural.isEmpty, let email, let password, let name else {
-            throw ValidationError(structural + IdentityService.registrationErrors(email: email, password: password, name: name))
+            throw ValidationError(structural + RegistrationInput.errors(email: email, password: password, name: name))
         }
         return (email, password, name)
     }

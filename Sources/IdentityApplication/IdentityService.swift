@@ -41,11 +41,13 @@ public struct IdentityDependencies: Sendable {
     }
 }
 
-/// What the users and auth contexts offer a driving adapter (HTTP, a CLI, a host app).
+/// What the users and auth contexts offer a driving adapter (HTTP, a CLI, a host app): the use
+/// cases.
 ///
-/// Commands are validated here and, with passwords already hashed, sent through the
-/// `CommandBus`; queries read the stores directly. Takes raw strings and reports every bad
-/// field at once in a `ValidationError`.
+/// Each takes raw strings, checks them through its input type (`RegistrationInput`,
+/// `ProfileChangeInput`, `LoginInput`, `AccountImportInput`: every bad field at once in a
+/// `ValidationError`), and then sends a command, with passwords already hashed, through the
+/// `CommandBus`, or runs a query on the stores.
 public struct IdentityService: Sendable {
     private let deps: IdentityDependencies
     private let login: LoginHandler
@@ -74,54 +76,22 @@ public struct IdentityService: Sendable {
 
     /// Registers an account (`POST /users`).
     public func register(email: String, password: String, name: String) async throws -> UserRecord {
-        let (input, errors) = Self.parseRegistration(email: email, password: password, name: name)
-        guard let (email, password, name) = input else { throw ValidationError(errors) }
-        let hash = try await deps.hasher.hash(password)
-        return try await record(from: send(.registerUser(RegisterUser(email: email, name: name, passwordHash: hash))))
-    }
-
-    /// The rules a registration's fields break, without side effects; absent fields are skipped
-    /// (a driving adapter reports them as missing).
-    public static func registrationErrors(email: String?, password: String?, name: String?) -> [FieldError] {
-        parseRegistration(email: email, password: password, name: name).errors
-    }
-
-    private static func parseRegistration(email: String?, password: String?, name: String?)
-        -> (values: (Email, Password, DisplayName)?, errors: [FieldError])
-    {
-        var check = ValidationCollector()
-        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
-        let password = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
-        let name = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
-        guard let email, let password, let name, check.errors.isEmpty else { return (nil, check.errors) }
-        return ((email, password, name), [])
+        let input = try RegistrationInput(email: email, password: password, name: name)
+        let hash = try await deps.hasher.hash(input.password)
+        return try await record(from: send(.registerUser(RegisterUser(email: input.email, name: input.name, passwordHash: hash))))
     }
 
     /// Registers an account migrated from another system with the password hash it had there
     /// (`DemoServer import-users`). The hash must be one the hasher recognizes (Argon2id PHC, or an
     /// imported bcrypt hash); it is replaced by a current one on the account's next successful login.
     public func importUser(email: String, name: String, passwordHash: String) async throws -> UserRecord {
-        let (input, errors) = parseImport(email: email, name: name, passwordHash: passwordHash)
-        guard let (email, name) = input else { throw ValidationError(errors) }
-        return try await record(from: send(.registerUser(RegisterUser(email: email, name: name, passwordHash: passwordHash))))
+        let input = try AccountImportInput(email: email, name: name, passwordHash: passwordHash, recognizes: deps.hasher.recognizes)
+        return try await record(from: send(.registerUser(RegisterUser(email: input.email, name: input.name, passwordHash: passwordHash))))
     }
 
     /// The rules an imported account's fields break, without side effects. Never echoes the hash.
     public func importErrors(email: String?, name: String?, passwordHash: String?) -> [FieldError] {
-        parseImport(email: email, name: name, passwordHash: passwordHash).errors
-    }
-
-    private func parseImport(email: String?, name: String?, passwordHash: String?)
-        -> (values: (Email, DisplayName)?, errors: [FieldError])
-    {
-        var check = ValidationCollector()
-        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
-        let name = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
-        if let passwordHash, !deps.hasher.recognizes(passwordHash) {
-            check.add(field: "password_hash", "is not a password hash this service can verify (Argon2id PHC or bcrypt)")
-        }
-        guard let email, let name, passwordHash != nil, check.errors.isEmpty else { return (nil, check.errors) }
-        return ((email, name), [])
+        AccountImportInput.errors(email: email, name: name, passwordHash: passwordHash, recognizes: deps.hasher.recognizes)
     }
 
     /// Changes the caller's profile (`PUT /users/me`). `currentPassword` is required when the
@@ -135,8 +105,8 @@ public struct IdentityService: Sendable {
         _ principal: Principal, name: String?, email: String?, password: String?, currentPassword: String?, client: String? = nil,
         ifMatch: [Int]? = nil
     ) async throws -> UserRecord {
-        let (input, errors) = Self.parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword)
-        guard let (newName, newEmail, newPassword, current) = input else { throw ValidationError(errors) }
+        let input = try ProfileChangeInput(name: name, email: email, password: password, currentPassword: currentPassword)
+        let (newName, newEmail, newPassword, current) = (input.name, input.email, input.password, input.currentPassword)
         // A sensitive change applies to the version its current password was checked against;
         // when another change commits in between, the check is made again on the new version.
         // The check comes before the new password's hash: a wrong one costs a single hash.
@@ -175,35 +145,6 @@ public struct IdentityService: Sendable {
         return version
     }
 
-    /// The rules a profile change's fields break, without side effects.
-    public static func updateErrors(name: String?, email: String?, password: String?, currentPassword: String?) -> [FieldError] {
-        parseUpdate(name: name, email: email, password: password, currentPassword: currentPassword).errors
-    }
-
-    private static func parseUpdate(name: String?, email: String?, password: String?, currentPassword: String?)
-        -> (values: (DisplayName?, Email?, Password?, Password?)?, errors: [FieldError])
-    {
-        var check = ValidationCollector()
-        if name == nil, email == nil, password == nil {
-            check.addDocumentError("give at least one of name, email, password")
-        }
-        let newName = name.flatMap { raw in check.attempt { () throws(ValidationError) in try DisplayName(raw) } }
-        let newEmail = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw) } }
-        let newPassword = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(raw) } }
-        var current: Password?
-        if email != nil || password != nil {
-            if let currentPassword {
-                current = check.attempt { () throws(ValidationError) in
-                    try Password(candidate: currentPassword, field: "current_password")
-                }
-            } else {
-                check.add(field: "current_password", "is required to change email or password")
-            }
-        }
-        guard check.errors.isEmpty else { return (nil, check.errors) }
-        return ((newName, newEmail, newPassword, current), [])
-    }
-
     /// Deletes the caller's account and revokes all its tokens (`DELETE /users/me`).
     public func deleteAccount(_ principal: Principal) async throws {
         try await expectDone(send(.deleteAccount(DeleteAccount(userID: principal.userID))))
@@ -223,24 +164,8 @@ public struct IdentityService: Sendable {
     /// Checks a password and issues a token (`POST /auth/login`). `emailField` names the email
     /// field in validation errors (`username` in the OAuth2 form).
     public func login(email: String, password: String, client: String?, emailField: String = "email") async throws -> IssuedToken {
-        let (input, errors) = Self.parseLogin(email: email, password: password, emailField: emailField)
-        guard let (email, password) = input else { throw ValidationError(errors) }
-        return try await login.login(email: email, password: password, client: client)
-    }
-
-    /// The rules a login's fields break, without side effects.
-    public static func loginErrors(email: String?, password: String?, emailField: String = "email") -> [FieldError] {
-        parseLogin(email: email, password: password, emailField: emailField).errors
-    }
-
-    private static func parseLogin(email: String?, password: String?, emailField: String)
-        -> (values: (Email, Password)?, errors: [FieldError])
-    {
-        var check = ValidationCollector()
-        let email = email.flatMap { raw in check.attempt { () throws(ValidationError) in try Email(raw, field: emailField) } }
-        let password = password.flatMap { raw in check.attempt { () throws(ValidationError) in try Password(candidate: raw) } }
-        guard let email, let password, check.errors.isEmpty else { return (nil, check.errors) }
-        return ((email, password), [])
+        let input = try LoginInput(email: email, password: password, emailField: emailField)
+        return try await login.login(email: input.email, password: input.password, client: client)
     }
 
     /// The caller's own account (`GET /users/me`).
