@@ -70,8 +70,14 @@ public struct PostgresLoginThrottle: LoginThrottle {
                     "UPDATE identity_login_failures SET attempt = NULL, failed_at = \(now) WHERE attempt = \(attempt)", logger: logger
                 )
             case .success:
+                // Two index lookups (the email's rows, the attempt's rows), not a scan for the OR.
                 try await client.query(
-                    "DELETE FROM identity_login_failures WHERE key = \("email:" + email.value) OR attempt = \(attempt)", logger: logger
+                    """
+                    DELETE FROM identity_login_failures WHERE ctid IN (
+                        SELECT ctid FROM identity_login_failures WHERE key = \("email:" + email.value)
+                        UNION ALL SELECT ctid FROM identity_login_failures WHERE attempt = \(attempt))
+                    """,
+                    logger: logger
                 )
             case .abandoned:
                 try await client.query("DELETE FROM identity_login_failures WHERE attempt = \(attempt)", logger: logger)
