@@ -155,7 +155,7 @@ struct PostgresEndToEndTests {
         }
         #expect(await eventually { tally.count(200) > 100 })
         try await postgres.stop()
-        #expect(await eventually(within: 30) { tally.count(503) > 200 }, "\(tally.counts)")
+        #expect(await eventually(within: 60) { tally.count(503) > 1_000 }, "\(tally.counts)")
         try await postgres.start()
         let before = tally.count(200)
         #expect(await eventually(within: 60) { tally.count(200) > before + 500 }, "\(tally.counts)\n\(server.log.suffix(3000))")
