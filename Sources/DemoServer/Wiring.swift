@@ -49,13 +49,14 @@ struct Wiring: Sendable {
         let storeSummary: String
         var broker: AMQPBroker?
         if let postgres = settings.postgres {
-            let client = postgres.makeClient(logger: logger)
+            // Our own fixed pool, not PostgresClient: see Docs/decisions.md ("Our own connection pool").
+            let pool = try postgres.makePool(logger: logger)
             let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
-            let store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
-            let revocationStore = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
-            let sharedThrottle = PostgresLoginThrottle(client: client, limits: limits, timeout: timeout, logger: logger)
-            services = [client]
-            readiness = [PostgresHealthCheck(client: client)]
+            let store = PostgresUserStore(pool: pool, timeout: timeout, logger: logger)
+            let revocationStore = PostgresRevocationStore(pool: pool, timeout: timeout, logger: logger)
+            let sharedThrottle = PostgresLoginThrottle(pool: pool, limits: limits, timeout: timeout, logger: logger)
+            services = [pool]
+            readiness = [PostgresHealthCheck(pool: pool)]
             // Revocations cached in memory on every instance, kept current by the database's own
             // numbered announcements and heartbeats (with or without a broker), so a request
             // checks its token without a query.
@@ -80,7 +81,7 @@ struct Wiring: Sendable {
                 purges.append(Self.trimUnrelayed { try await store.trimOutbox(keeping: $0) })
             }
             services.append(ExpiryPurge(tasks: purges, clock: clock, interval: .seconds(600), logger: logger))
-            migrator = try PostgresMigrator(client: client, logger: logger)
+            migrator = try PostgresMigrator(pool: pool, logger: logger)
             storeSummary = "postgres(\(postgres.summary))"
         } else if settings.sqlitePath != ":memory:" {
             let database = try await Self.openSQLite(settings.sqlitePath, logger: logger)

@@ -77,17 +77,35 @@ enum PostgresErrors {
     }
 }
 
-/// What every PostgreSQL store holds: the client, the deadline of one operation, the logger.
+/// Where a store gets its connections: a `PostgresClient` the host or embedder runs, or our
+/// own `PostgresConnectionPool`.
+enum PostgresConnectionSource: Sendable {
+    case client(PostgresClient)
+    case pool(PostgresConnectionPool)
+
+    /// Runs `body` with a connection of the source, which takes it back afterwards.
+    func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        switch self {
+        case .client(let client): return try await client.withConnection { connection in try await body(connection) }
+        case .pool(let pool): return try await pool.withConnection(body)
+        }
+    }
+}
+
+/// What every PostgreSQL store holds: where its connections come from, the deadline of one
+/// operation, the logger.
 struct PostgresSession: Sendable {
-    let client: PostgresClient
+    let source: PostgresConnectionSource
     let timeout: Duration
     let logger: Logger
 
-    /// Runs one store operation within the deadline, translating what it throws.
+    /// Runs one store operation on one connection within the deadline, translating what it throws.
     @discardableResult
-    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
-        let client = client
+    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        let source = source
         let logger = logger
-        return try await PostgresErrors.run(timeout: timeout) { try await body(client, logger) }
+        return try await PostgresErrors.run(timeout: timeout) {
+            try await source.withConnection { connection in try await body(connection, logger) }
+        }
     }
 }

@@ -18,15 +18,22 @@ public struct PostgresLoginThrottle: LoginThrottle {
     /// Creates the throttle on `client` with `limits`.
     public init(client: PostgresClient, limits: LoginThrottleLimits = LoginThrottleLimits(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(client: client, timeout: timeout, logger: logger)
+        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+        self.limits = limits
+    }
+
+    /// Creates the throttle on `pool` (which the host runs) with `limits`.
+    public init(pool: PostgresConnectionPool, limits: LoginThrottleLimits = LoginThrottleLimits(),
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
         self.limits = limits
     }
 
     public func beginAttempt(_ attempt: UUID, email: Email, client address: String?, now: Date) async throws -> ThrottleDecision {
         let limits = limits
         let keys = Self.keys(email: email, client: address)
-        return try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        return try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 // Sorted, so that two attempts locking the same two keys cannot deadlock.
                 for key in keys.sorted() {
                     try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
@@ -63,15 +70,15 @@ public struct PostgresLoginThrottle: LoginThrottle {
     }
 
     public func finishAttempt(_ attempt: UUID, email: Email, client address: String?, outcome: AttemptOutcome, now: Date) async throws {
-        try await session.run { client, logger in
+        try await session.run { connection, logger in
             switch outcome {
             case .failure:
-                try await client.query(
+                try await connection.query(
                     "UPDATE identity_login_failures SET attempt = NULL, failed_at = \(now) WHERE attempt = \(attempt)", logger: logger
                 )
             case .success:
                 // Two index lookups (the email's rows, the attempt's rows), not a scan for the OR.
-                try await client.query(
+                try await connection.query(
                     """
                     DELETE FROM identity_login_failures WHERE ctid IN (
                         SELECT ctid FROM identity_login_failures WHERE key = \("email:" + email.value)
@@ -80,7 +87,7 @@ public struct PostgresLoginThrottle: LoginThrottle {
                     logger: logger
                 )
             case .abandoned:
-                try await client.query("DELETE FROM identity_login_failures WHERE attempt = \(attempt)", logger: logger)
+                try await connection.query("DELETE FROM identity_login_failures WHERE attempt = \(attempt)", logger: logger)
             }
         }
     }
@@ -93,8 +100,8 @@ public struct PostgresLoginThrottle: LoginThrottle {
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
         let since = now.addingTimeInterval(-limits.window)
-        return try await session.run { client, logger in
-            let rows = try await client.query(
+        return try await session.run { connection, logger in
+            let rows = try await connection.query(
                 "WITH gone AS (DELETE FROM identity_login_failures WHERE failed_at <= \(since) RETURNING 1) SELECT count(*) FROM gone",
                 logger: logger
             )

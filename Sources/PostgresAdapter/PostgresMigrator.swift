@@ -119,7 +119,7 @@ public struct SchemaOutOfDate: Error, Sendable, Equatable, CustomStringConvertib
 /// Applies, undoes and reports versioned SQL migrations, under a PostgreSQL advisory lock so
 /// that two migrators at once are safe: the second waits, then finds nothing to do.
 public struct PostgresMigrator: Sendable {
-    private let client: PostgresClient
+    private let source: PostgresConnectionSource
     private let logger: Logger
     /// The migrations this build ships, oldest first.
     public let migrations: [Migration]
@@ -129,7 +129,14 @@ public struct PostgresMigrator: Sendable {
 
     /// Creates a migrator with the shipped migrations (or `migrations`, for tests).
     public init(client: PostgresClient, migrations: [Migration]? = nil, logger: Logger = Logger(label: "identity.migrate")) throws {
-        self.client = client
+        self.source = .client(client)
+        self.logger = logger
+        self.migrations = try migrations ?? Self.shipped()
+    }
+
+    /// Creates a migrator on `pool` with the shipped migrations (or `migrations`, for tests).
+    public init(pool: PostgresConnectionPool, migrations: [Migration]? = nil, logger: Logger = Logger(label: "identity.migrate")) throws {
+        self.source = .pool(pool)
         self.logger = logger
         self.migrations = try migrations ?? Self.shipped()
     }
@@ -155,7 +162,7 @@ public struct PostgresMigrator: Sendable {
     /// Applied and pending migrations; throws `MigrationError` when an applied one was changed.
     public func status() async throws -> MigrationStatus {
         do {
-            return try await client.withConnection { connection in try await status(on: connection) }
+            return try await source.withConnection { connection in try await status(on: connection) }
         } catch {
             throw PostgresErrors.translate(error)
         }
@@ -224,7 +231,7 @@ public struct PostgresMigrator: Sendable {
 
     private func locked<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await client.withConnection { connection in
+            return try await source.withConnection { connection in
                 try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
                 do {
                     try await connection.query(

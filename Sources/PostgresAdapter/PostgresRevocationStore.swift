@@ -18,7 +18,13 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(client: client, timeout: timeout, logger: logger)
+        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `pool` (which the host runs); an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
     }
 
     public func revoke(jti: String, userID: UserID, until: Date) async throws {
@@ -30,8 +36,8 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     }
 
     private func write(_ revocations: [Revocation]) async throws {
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 try await Self.write(revocations, on: connection, logger: logger)
             }
         }
@@ -66,8 +72,8 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     }
 
     public func isRevoked(jti: String, userID: UserID, accountVersion: Int64) async throws -> Bool {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 """
                 SELECT EXISTS (SELECT 1 FROM identity_revoked_tokens WHERE jti = \(jti))
                     OR EXISTS (SELECT 1 FROM identity_account_cutoffs
@@ -82,8 +88,8 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
 
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 """
                 WITH tokens AS (DELETE FROM identity_revoked_tokens WHERE expires_at < \(now) RETURNING 1),
                      cutoffs AS (DELETE FROM identity_account_cutoffs WHERE expires_at < \(now) RETURNING 1)
@@ -100,8 +106,8 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     /// place, read in one statement (one snapshot): after merging them a listener has every
     /// revocation up to `last`.
     public func changes(after sequence: Int64) async throws -> (last: Int64, messages: [RevocationMessage]) {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 """
                 SELECT last, NULL::text FROM identity_revocation_sequence
                 UNION ALL
@@ -127,8 +133,8 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     /// Announces the newest place on `identity_revocations` (`{"last": …}`), through the pool:
     /// a listener that hears no heartbeat knows its own connection has stopped delivering.
     public func announceHeartbeat() async throws {
-        try await session.run { client, logger in
-            try await client.query(
+        try await session.run { connection, logger in
+            try await connection.query(
                 """
                 SELECT pg_notify('identity_revocations', json_build_object('last', last)::text)
                 FROM identity_revocation_sequence
@@ -141,15 +147,15 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
 
 extension PostgresRevocationStore {
     public func snapshot(now: Date) async throws -> RevocationSnapshot {
-        try await session.run { client, logger in
+        try await session.run { connection, logger in
             var snapshot = RevocationSnapshot()
-            let tokens = try await client.query(
+            let tokens = try await connection.query(
                 "SELECT jti, user_id, expires_at FROM identity_revoked_tokens WHERE expires_at >= \(now)", logger: logger
             )
             for try await (jti, userID, expiresAt) in tokens.decode((String, UUID, Date).self) {
                 snapshot.tokens.append(.init(jti: jti, userID: UserID(userID), expiresAt: expiresAt.roundedToMilliseconds))
             }
-            let cutoffs = try await client.query(
+            let cutoffs = try await connection.query(
                 "SELECT user_id, below_version, expires_at FROM identity_account_cutoffs WHERE expires_at >= \(now)", logger: logger
             )
             for try await (userID, version, until) in cutoffs.decode((UUID, Int64, Date).self) {
@@ -162,15 +168,25 @@ extension PostgresRevocationStore {
 
 /// Readiness: PostgreSQL answers a trivial query.
 public struct PostgresHealthCheck: HealthCheck {
-    private let client: PostgresClient
+    private let source: PostgresConnectionSource
     public let backendName = "postgres"
 
     /// Creates the check on `client`.
     public init(client: PostgresClient) {
-        self.client = client
+        self.source = .client(client)
+    }
+
+    /// Creates the check on `pool`.
+    public init(pool: PostgresConnectionPool) {
+        self.source = .pool(pool)
     }
 
     public func checkHealth() async throws {
-        try await PostgresErrors.run(timeout: .seconds(2)) { try await client.query("SELECT 1") }
+        let source = source
+        try await PostgresErrors.run(timeout: .seconds(2)) {
+            try await source.withConnection { connection in
+                _ = try await connection.query("SELECT 1", logger: Logger(label: "identity.postgres.health"))
+            }
+        }
     }
 }

@@ -8,15 +8,21 @@ import IdentityAdapterSupport
 /// Accounts and the outbox in PostgreSQL. Every write, its events and its revocations commit in
 /// one transaction.
 ///
-/// Takes a `PostgresClient` that the host runs (`client.run()`), so an embedder can share its
-/// pool. Published events are deleted from the outbox; until a relay publishes them they stay.
+/// Takes a `PostgresConnectionPool` or a `PostgresClient` that the host runs (`run()`), so an
+/// embedder can share its pool. Published events are deleted from the outbox; until a relay publishes them they stay.
 public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
     private let session: PostgresSession
 
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(client: client, timeout: timeout, logger: logger)
+        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `pool` (which the host runs); an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
     }
 
     public func user(id: UserID) async throws -> User? {
@@ -31,12 +37,12 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
 
     /// One account by a unique key: a single indexed lookup.
     private func fetchUser(_ query: PostgresQuery) async throws -> User? {
-        try await session.run { client, logger in try await Self.firstUser(client.query(query, logger: logger)) }
+        try await session.run { connection, logger in try await Self.firstUser(connection.query(query, logger: logger)) }
     }
 
     public func insert(_ user: User, events: [IdentityEvent]) async throws {
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 try await connection.query(
                     """
@@ -52,8 +58,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     }
 
     public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query(
                     """
@@ -76,8 +82,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     }
 
     public func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
                 guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
@@ -91,8 +97,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
 
     public func append(_ events: [IdentityEvent]) async throws {
         guard !events.isEmpty else { return }
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
@@ -100,15 +106,15 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     }
 
     public func pending(limit: Int) async throws -> [OutboxEntry] {
-        try await session.run { client, logger in
-            try await Self.entries(client.query(Self.pendingQuery(limit: limit), logger: logger))
+        try await session.run { connection, logger in
+            try await Self.entries(connection.query(Self.pendingQuery(limit: limit), logger: logger))
         }
     }
 
     public func markPublished(_ sequences: [Int64]) async throws {
         guard !sequences.isEmpty else { return }
-        try await session.run { client, logger in
-            try await client.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
+        try await session.run { connection, logger in
+            try await connection.query("DELETE FROM identity_outbox WHERE sequence = ANY(\(sequences))", logger: logger)
         }
     }
 
@@ -116,8 +122,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     /// to `publish` and deleted in one transaction that holds a transaction-scoped advisory
     /// lock, so events leave in commit order and a failed publish leaves them in place.
     public func publishPending(limit: Int, through publish: @escaping @Sendable ([OutboxEntry]) async throws -> Void) async throws -> Int {
-        try await session.run { client, logger in
-            try await client.withTransaction(logger: logger) { connection in
+        try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
                 let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.relayLock))", logger: logger)
                 for try await held in locked.decode(Bool.self) where !held { return 0 }
                 let entries = try await Self.entries(connection.query(Self.pendingQuery(limit: limit), logger: logger))
@@ -136,8 +142,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     }
 
     public func hasApplied(messageID: String) async throws -> Bool {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 "SELECT 1 FROM identity_processed_messages WHERE message_id = \(messageID)", logger: logger
             )
             return try await Self.count(rows) > 0
@@ -148,8 +154,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     /// deployment without a broker, where nothing relays the outbox, so that it stays bounded.
     @discardableResult
     public func trimOutbox(keeping kept: Int) async throws -> Int {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 """
                 WITH gone AS (DELETE FROM identity_outbox
                               WHERE sequence <= (SELECT max(sequence) FROM identity_outbox) - \(max(0, kept)) RETURNING 1)
@@ -166,8 +172,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     /// minutes; a week is ample); returns how many.
     @discardableResult
     public func purgeAppliedCommands(before cutoff: Date) async throws -> Int {
-        try await session.run { client, logger in
-            let rows = try await client.query(
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
                 "WITH gone AS (DELETE FROM identity_processed_messages WHERE processed_at < \(cutoff) RETURNING 1) SELECT count(*) FROM gone",
                 logger: logger
             )

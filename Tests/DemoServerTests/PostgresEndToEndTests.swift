@@ -1,4 +1,6 @@
 import Foundation
+import IdentityTestSupport
+import Synchronization
 import Testing
 
 /// Runs `DemoServer` with `arguments` to completion; returns its exit status and output.
@@ -119,4 +121,61 @@ struct PostgresEndToEndTests {
         #expect(try await call("GET", "\(base)/health/ready").status == 200)
         #expect(!server.log.contains("SELECT") && !server.log.contains("INSERT"), "no SQL in the log")
     }
+
+    @Test("PostgreSQL restarted under 32 concurrent requests: 503s during the outage (never 500), the process stays up, then all 200 again")
+    func databaseRestartUnderLoad() async throws {
+        let postgres = try await PrivatePostgres()
+        defer { postgres.destroy() }
+        var env = environment(postgres)
+        env["POSTGRES_POOL_SIZE"] = "4"
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let server = try ServerProcess(environment: env)
+        defer { server.stop() }
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
+        #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#).status == 201)
+        let token = try #require(try await call("POST", "\(base)/auth/login",
+            json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
+
+        // Each worker ends after its current request once told to stop: a request cancelled in
+        // flight can leave URLSession (FoundationNetworking) waiting forever.
+        let tally = StatusTally()
+        let load = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<32 {
+                    group.addTask {
+                        while !tally.stopped {
+                            let status = (try? await call("GET", "\(base)/users/me", token: token))?.status ?? 0
+                            tally.record(status)
+                            // Paces the load, not a synchronisation.
+                            if status != 200 { try? await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(await eventually { tally.count(200) > 100 })
+        try await postgres.stop()
+        #expect(await eventually(within: 60) { tally.count(503) > 1_000 }, "\(tally.counts)")
+        try await postgres.start()
+        let before = tally.count(200)
+        #expect(await eventually(within: 60) { tally.count(200) > before + 500 }, "\(tally.counts)\n\(server.log.suffix(3000))")
+        tally.stop()
+        await load.value
+
+        #expect(server.process.isRunning, "the server is still alive: \(server.log.suffix(3000))")
+        #expect(Set(tally.counts.keys).isSubset(of: [200, 503]), "only 200 and 503, no 500 and no dropped connection: \(tally.counts)")
+        #expect(try await call("GET", "\(base)/health/ready").status == 200)
+        #expect(!server.log.contains("Fatal error") && !server.log.contains("Precondition failed"))
+    }
+}
+
+/// Responses counted by status (0: no response).
+private final class StatusTally: Sendable {
+    private let state = Mutex<[Int: Int]>([:])
+    private let stopping = Mutex(false)
+    func record(_ status: Int) { state.withLock { $0[status, default: 0] += 1 } }
+    func count(_ status: Int) -> Int { state.withLock { $0[status] ?? 0 } }
+    var counts: [Int: Int] { state.withLock { $0 } }
+    var stopped: Bool { stopping.withLock { $0 } }
+    func stop() { stopping.withLock { $0 = true } }
 }

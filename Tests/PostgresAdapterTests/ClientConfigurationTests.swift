@@ -1,4 +1,6 @@
+import IdentityDomain
 import IdentityPorts
+import Logging
 import PostgresNIO
 @testable import PostgresAdapter
 import Testing
@@ -19,5 +21,28 @@ struct ClientConfigurationTests {
         await #expect(throws: BackendUnavailable(backend: "postgres")) {
             try await PostgresErrors.withDeadline(.milliseconds(10)) { try await Task.sleep(for: .seconds(30)) }
         }
+    }
+
+    @Test("our pool connects with the settings' TLS mode, server and credentials, and has at least one slot")
+    func poolConfiguration() throws {
+        let settings = PostgresConnectionSettings(host: "db", port: 6543, username: "u", password: "p", database: "d", poolSize: 0)
+        #expect(try settings.makePool(logger: Logger(label: "test")).size == 1)
+        var plain = settings
+        plain.tls = .disable
+        #expect(try plain.connectionConfiguration().tls.isAllowed == false)
+        let prefer = try settings.connectionConfiguration()
+        #expect(prefer.tls.isAllowed && !prefer.tls.isEnforced)
+        #expect(prefer.host == "db" && prefer.port == 6543 && prefer.username == "u" && prefer.password == "p" && prefer.database == "d")
+        var required = settings
+        required.tls = .require
+        #expect(try required.connectionConfiguration().tls.isEnforced)
+    }
+
+    @Test("a connection goes back to the pool after the caller's own error; not after a cancellation")
+    func reuseRule() {
+        struct Own: Error {}
+        #expect(PostgresConnectionPool.leavesConnectionUsable(Own()))
+        #expect(PostgresConnectionPool.leavesConnectionUsable(IdentityError.emailTaken))
+        #expect(!PostgresConnectionPool.leavesConnectionUsable(CancellationError()))
     }
 }

@@ -1,0 +1,235 @@
+import Foundation
+import IdentityAdapterSupport
+import IdentityConformance
+import IdentityTestSupport
+import Logging
+import PostgresAdapter
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// A value tasks share (a `Mutex` cannot be captured by an escaping closure).
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
+
+/// Runs `body` with a running pool of `size` connections to `database` on `host:port`.
+func withPool<T: Sendable>(
+    host: String = TestDatabase.host, port: Int = TestDatabase.port, database: String, size: Int,
+    _ body: (PostgresConnectionPool) async throws -> T
+) async throws -> T {
+    let configuration = PostgresConnection.Configuration(
+        host: host, port: port, username: TestDatabase.user, password: TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"],
+        database: database, tls: .disable
+    )
+    let pool = PostgresConnectionPool(configuration: configuration, size: size, summary: "\(host):\(port)/\(database)",
+                                      logger: Logger(label: "identity.test.pool"))
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await pool.run() }
+        do {
+            let result = try await body(pool)
+            group.cancelAll()
+            return result
+        } catch {
+            group.cancelAll()
+            throw error
+        }
+    }
+}
+
+@Suite("PostgreSQL stores on our own connection pool", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
+struct PostgresPoolStoreTests {
+    /// A migrated database (emptied by `reset` on `client`) and a pool of 4 on it.
+    static func withMigratedPool<T: Sendable>(_ body: (PostgresClient, PostgresConnectionPool) async throws -> T) async throws -> T {
+        try await TestDatabase.with { client, name in
+            try await withPool(database: name, size: 4) { pool in
+                try await PostgresMigrator(pool: pool).up()
+                return try await body(client, pool)
+            }
+        }
+    }
+
+    @Test("PostgresUserStore on the pool passes the UserRepository and EventOutbox suite")
+    func userStore() async throws {
+        try await Self.withMigratedPool { client, pool in
+            try await UserRepositoryConformance {
+                try await PostgresStoreTests.reset(client)
+                let store = PostgresUserStore(pool: pool)
+                return (store, store)
+            }.run()
+        }
+    }
+
+    @Test("PostgresRevocationStore on the pool passes the RevocationStore suite")
+    func revocationStore() async throws {
+        try await Self.withMigratedPool { client, pool in
+            try await RevocationStoreConformance {
+                try await PostgresStoreTests.reset(client)
+                return PostgresRevocationStore(pool: pool)
+            }.run()
+        }
+    }
+
+    @Test("PostgresLoginThrottle on the pool passes the LoginThrottle suite")
+    func throttle() async throws {
+        try await Self.withMigratedPool { client, pool in
+            try await LoginThrottleConformance { limits in
+                try await PostgresStoreTests.reset(client)
+                return PostgresLoginThrottle(pool: pool, limits: limits)
+            }.run()
+        }
+    }
+
+    @Test("the migrator and readiness work on the pool")
+    func migratorAndHealth() async throws {
+        try await Self.withMigratedPool { _, pool in
+            #expect(try await PostgresMigrator(pool: pool).status().isCurrent)
+            try await PostgresHealthCheck(pool: pool).checkHealth()
+        }
+    }
+}
+
+@Suite("Our own PostgreSQL connection pool", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
+struct PostgresConnectionPoolTests {
+    static let logger = Logger(label: "identity.test.pool")
+
+    /// The server process behind `connection`.
+    static func backend(_ connection: PostgresConnection) async throws -> Int32 {
+        let rows = try await connection.query("SELECT pg_backend_pid()", logger: logger)
+        for try await pid in rows.decode(Int32.self) { return pid }
+        throw PrivatePostgresError(description: "no backend pid")
+    }
+
+    @Test("a cancelled waiter leaves the queue at once with CancellationError; the connection goes to the next caller")
+    func cancelledWaiter() async throws {
+        try await withPool(database: TestDatabase.adminDatabase, size: 1) { pool in
+            let (release, releaser) = AsyncStream.makeStream(of: Void.self)
+            let holding = Shared(false)
+            let holder = Task {
+                try await pool.withConnection { _ in
+                    holding.withLock { $0 = true }
+                    for await _ in release {}
+                }
+            }
+            #expect(await eventually { holding.withLock { $0 } })
+            let waiter = Task { try await pool.withConnection { connection in try await Self.backend(connection) } }
+            #expect(await eventually { pool.waiting == 1 })
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+            #expect(pool.waiting == 0, "the cancelled waiter is gone while the connection is still held")
+            releaser.finish()
+            try await holder.value
+            _ = try await pool.withConnection { connection in try await Self.backend(connection) }
+            #expect(pool.waiting == 0)
+        }
+    }
+
+    @Test("a caller's own error keeps the connection; a connection that failed during use is closed and its slot reconnects")
+    func failedConnectionIsReplaced() async throws {
+        struct Refused: Error {}
+        try await withPool(database: TestDatabase.adminDatabase, size: 1) { pool in
+            let first = try await pool.withConnection { connection in try await Self.backend(connection) }
+            await #expect(throws: Refused.self) {
+                try await pool.withConnection { connection in
+                    _ = try await Self.backend(connection)
+                    throw Refused()
+                }
+            }
+            #expect(try await pool.withConnection { connection in try await Self.backend(connection) } == first)
+            await #expect(throws: (any Error).self) {
+                try await pool.withConnection { connection in
+                    let rows = try await connection.query("SELECT pg_terminate_backend(pg_backend_pid())", logger: Self.logger)
+                    for try await _ in rows {}
+                }
+            }
+            #expect(await eventually {
+                let pid = try? await Deadline.run(.seconds(2), timeoutError: { CancellationError() }) {
+                    try await pool.withConnection { connection in try await Self.backend(connection) }
+                }
+                return pid != nil && pid != first
+            })
+            #expect(pool.openConnections == 1)
+        }
+    }
+
+    @Test(
+        "the pool survives its server restarting under 32 concurrent callers: calls fail during the outage, then all succeed on 4 connections",
+        .enabled(if: PrivatePostgres.isAvailable, PrivatePostgres.skipReason)
+    )
+    func survivesRestart() async throws {
+        let server = try await PrivatePostgres()
+        defer { server.destroy() }
+        let size = 4
+        try await withPool(host: "127.0.0.1", port: server.port, database: "identity", size: size) { pool in
+            /// 32 queries at once, each bounded as the stores bound theirs; how many succeeded.
+            @Sendable func round() async -> Int {
+                await withTaskGroup(of: Bool.self) { group in
+                    for _ in 0..<32 {
+                        group.addTask {
+                            let answer = try? await Deadline.run(.seconds(2), timeoutError: { PrivatePostgresError(description: "timeout") }) {
+                                try await pool.withConnection { connection in
+                                    let rows = try await connection.query("SELECT 1", logger: Self.logger)
+                                    for try await one in rows.decode(Int.self) { return one }
+                                    return 0
+                                }
+                            }
+                            return answer == 1
+                        }
+                    }
+                    return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                }
+            }
+            #expect(await eventually(within: 30) { await round() == 32 }, "the pool serves 32 concurrent callers")
+            #expect(await eventually { pool.openConnections == size })
+
+            // Load that goes on through the outage.
+            let tally = Shared((succeeded: 0, failed: 0, refusedAtOnce: 0))
+            let (done, finish) = AsyncStream.makeStream(of: Void.self)
+            let load = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { for await _ in done {} }
+                    for _ in 0..<32 {
+                        group.addTask {
+                            while !Task.isCancelled {
+                                do {
+                                    try await Deadline.run(.seconds(2), timeoutError: { PrivatePostgresError(description: "timeout") }) {
+                                        try await pool.withConnection { connection in
+                                            _ = try await connection.query("SELECT 1", logger: Self.logger)
+                                        }
+                                    }
+                                    tally.withLock { $0.succeeded += 1 }
+                                } catch is PostgresPoolUnavailable {
+                                    tally.withLock { $0.failed += 1; $0.refusedAtOnce += 1 }
+                                    // Paces the load (a refusal is immediate), not a synchronisation.
+                                    try? await Task.sleep(for: .milliseconds(5))
+                                } catch {
+                                    tally.withLock { $0.failed += 1 }
+                                    try? await Task.sleep(for: .milliseconds(5))
+                                }
+                            }
+                        }
+                    }
+                    await group.next()
+                    group.cancelAll()
+                }
+            }
+            #expect(await eventually { tally.withLock { $0.succeeded } > 100 })
+            try await server.stop()
+            // Calls fail, with an error, for a while (about 2 s here): the process is still here to count them.
+            #expect(await eventually(within: 60) { tally.withLock { $0.refusedAtOnce } > 10_000 }, "\(tally.withLock { $0 })")
+            let failedBeforeRestart = tally.withLock { $0.failed }
+            try await server.start()
+            let succeededAfterRestart = tally.withLock { $0.succeeded }
+            #expect(await eventually(within: 30) { tally.withLock { $0.succeeded } > succeededAfterRestart + 1_000 })
+            finish.finish()
+            await load.value
+            #expect(failedBeforeRestart > 0)
+
+            #expect(await eventually(within: 30) { await round() == 32 }, "all 32 concurrent callers succeed again")
+            #expect(await eventually(within: 30) { pool.openConnections == size }, "\(pool.openConnections) connections")
+            #expect(pool.waiting == 0)
+        }
+    }
+}
