@@ -87,7 +87,7 @@ struct Settings {
         }
         hashQueueLimit = try reader.integer("HASH_QUEUE_LIMIT", in: 1...1_000_000) ?? hashQueueLimit
         let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
-        let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 16
+        let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 20
         postgresTimeoutSeconds = try reader.integer("POSTGRES_TIMEOUT_SECONDS", in: 1...300) ?? postgresTimeoutSeconds
         var tls = PostgresConnectionSettings.TLSMode.prefer
         if let mode = reader.string("POSTGRES_TLS") {

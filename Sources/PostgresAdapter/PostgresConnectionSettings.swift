@@ -31,7 +31,7 @@ public struct PostgresConnectionSettings: Sendable, Equatable {
 
     /// Creates settings; the defaults suit a local server.
     public init(host: String, port: Int = 5432, username: String = "postgres", password: String? = nil,
-                database: String = "identity", poolSize: Int = 16, tls: TLSMode = .prefer) {
+                database: String = "identity", poolSize: Int = 20, tls: TLSMode = .prefer) {
         self.host = host
         self.port = port
         self.username = username

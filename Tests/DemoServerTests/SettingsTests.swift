@@ -101,7 +101,7 @@ struct SettingsTests {
         #expect(try settings([:]).postgres == nil)
         let defaults = try #require(try settings(["POSTGRES_HOST": "db"]).postgres)
         #expect(defaults == PostgresConnectionSettings(host: "db", port: 5432, username: "postgres", password: nil,
-                                                      database: "identity", poolSize: 16, tls: .prefer))
+                                                      database: "identity", poolSize: 20, tls: .prefer))
         let given = try #require(try settings([
             "POSTGRES_HOST": "db", "POSTGRES_PORT": "6543", "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p",
             "POSTGRES_DB": "d", "POSTGRES_POOL_SIZE": "4", "POSTGRES_TLS": "REQUIRE",
