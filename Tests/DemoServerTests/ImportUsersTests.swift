@@ -1,5 +1,6 @@
 @testable import DemoServer
 import Foundation
+import IdentityTestSupport
 import Testing
 
 /// A bcrypt hash of "correct horse battery" (cost 4), as a Python or PHP system would hold it.

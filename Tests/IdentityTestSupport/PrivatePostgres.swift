@@ -1,20 +1,19 @@
 import Foundation
-import IdentityTestSupport
-import Testing
+public import Testing
 
 /// A PostgreSQL server of the test's own, in a temporary directory on a free port, that the
 /// test may stop and start again without disturbing tests that share the main one.
 /// Needs `IDENTITY_TEST_POSTGRES_BIN` (set by `scripts/test`).
-final class PrivatePostgres: Sendable {
-    static var binDirectory: String? { ProcessInfo.processInfo.environment["IDENTITY_TEST_POSTGRES_BIN"] }
-    static var isAvailable: Bool { binDirectory != nil }
-    static let skipReason: Comment = "IDENTITY_TEST_POSTGRES_BIN is unset: run scripts/test, which installs PostgreSQL"
+public final class PrivatePostgres: Sendable {
+    public static var binDirectory: String? { ProcessInfo.processInfo.environment["IDENTITY_TEST_POSTGRES_BIN"] }
+    public static var isAvailable: Bool { binDirectory != nil }
+    public static let skipReason: Comment = "IDENTITY_TEST_POSTGRES_BIN is unset: run scripts/test, which installs PostgreSQL"
 
-    let port: Int
-    let directory: String
+    public let port: Int
+    public let directory: String
     private let bin: String
 
-    init() async throws {
+    public init() async throws {
         bin = try #require(Self.binDirectory)
         port = try freePort()
         let base = ProcessInfo.processInfo.environment["IDENTITY_TEST_WORKDIR"] ?? NSTemporaryDirectory()
@@ -28,11 +27,11 @@ final class PrivatePostgres: Sendable {
         try await runAsOwner("'\(bin)/psql' -q -h 127.0.0.1 -p \(port) -U postgres -c 'CREATE DATABASE identity' >/dev/null")
     }
 
-    func start() async throws {
+    public func start() async throws {
         try await runAsOwner(startCommand)
     }
 
-    func stop() async throws {
+    public func stop() async throws {
         try await runAsOwner(stopCommand)
     }
 
@@ -40,13 +39,13 @@ final class PrivatePostgres: Sendable {
     private var stopCommand: String { "'\(bin)/pg_ctl' -D '\(directory)/data' -m fast -w stop >/dev/null" }
 
     /// Stops the server if it runs and deletes its files; blocks, for a `defer`.
-    func destroy() {
+    public func destroy() {
         _ = try? runShellBlocking(ownersCommand(stopCommand))
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// The `POSTGRES_*` variables for the demo server.
-    var environment: [String: String] {
+    public var environment: [String: String] {
         ["POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "\(port)", "POSTGRES_USER": "postgres", "POSTGRES_DB": "identity",
          "POSTGRES_TLS": "disable", "POSTGRES_TIMEOUT_SECONDS": "1"]
     }
@@ -64,7 +63,7 @@ final class PrivatePostgres: Sendable {
 }
 
 /// Runs `/bin/sh -c command` to its end on a thread of its own (see `onOwnThread`).
-func runShell(_ command: String) async throws -> Int32 {
+public func runShell(_ command: String) async throws -> Int32 {
     try await onOwnThread { try runShellBlocking(command) }
 }
 
@@ -76,7 +75,7 @@ func runShell(_ command: String) async throws -> Int32 {
 /// starts in the background (`pg_ctl start`, `rabbitmq-server &`) would inherit whatever pipes
 /// other tests have open at that moment, such as a demo server's output pipe, and hold them
 /// open for its whole life: that test would then wait for an end of output that never comes.
-func runShellBlocking(_ command: String) throws -> Int32 {
+public func runShellBlocking(_ command: String) throws -> Int32 {
     var pid: pid_t = 0
     let argv: [UnsafeMutablePointer<CChar>?] = ["/bin/sh", "-c", command].map { (word: String) in strdup(word) } + [nil]
     defer { argv.forEach { free($0) } }
@@ -103,12 +102,17 @@ private let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_ac
     return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
 }()
 
-struct PrivatePostgresError: Error, CustomStringConvertible {
-    let description: String
+public struct PrivatePostgresError: Error, CustomStringConvertible {
+    public let description: String
+
+    /// An error saying `description`.
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// A TCP port on 127.0.0.1 that is free right now.
-func freePort() throws -> Int {
+public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
