@@ -302,16 +302,10 @@ extension PostgresConnectionSettings {
     /// connect timeout as `makeClient`'s pool.
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
         let tlsSetting: PostgresConnection.Configuration.TLS
-        switch tls {
-        case .disable:
-            tlsSetting = .disable
-        case .prefer:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            // "prefer" is opportunistic encryption, as libpq's sslmode=prefer: no verification.
-            configuration.certificateVerification = .none
-            tlsSetting = .prefer(try NIOSSLContext(configuration: configuration))
-        case .require:
-            tlsSetting = .require(try NIOSSLContext(configuration: TLSConfiguration.makeClientConfiguration()))
+        switch (tls, tlsConfiguration) {
+        case (.prefer, let configuration?): tlsSetting = .prefer(try NIOSSLContext(configuration: configuration))
+        case (.require, let configuration?): tlsSetting = .require(try NIOSSLContext(configuration: configuration))
+        default: tlsSetting = .disable
         }
         var configuration = PostgresConnection.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: tlsSetting

@@ -54,16 +54,10 @@ public struct PostgresConnectionSettings: Sendable, Equatable {
     /// The pool's configuration for these settings.
     var clientConfiguration: PostgresClient.Configuration {
         let tlsSetting: PostgresClient.Configuration.TLS
-        switch tls {
-        case .disable:
-            tlsSetting = .disable
-        case .prefer:
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            // "prefer" is opportunistic encryption, as libpq's sslmode=prefer: no verification.
-            configuration.certificateVerification = .none
-            tlsSetting = .prefer(configuration)
-        case .require:
-            tlsSetting = .require(TLSConfiguration.makeClientConfiguration())
+        switch (tls, tlsConfiguration) {
+        case (.prefer, let configuration?): tlsSetting = .prefer(configuration)
+        case (.require, let configuration?): tlsSetting = .require(configuration)
+        default: tlsSetting = .disable
         }
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: tlsSetting
@@ -85,4 +79,22 @@ public struct PostgresConnectionSettings: Sendable, Equatable {
 
     /// `host:port/database`, for logs (never the password).
     public var summary: String { "\(host):\(port)/\(database)" }
+}
+
+extension PostgresConnectionSettings {
+    /// The TLS configuration `tls` asks for, the same for the pool and for a client: nil to
+    /// disable; `prefer` is opportunistic encryption, as libpq's sslmode=prefer, without
+    /// verification; `require` verifies the certificate and the host name.
+    var tlsConfiguration: TLSConfiguration? {
+        switch tls {
+        case .disable:
+            return nil
+        case .prefer:
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            return configuration
+        case .require:
+            return TLSConfiguration.makeClientConfiguration()
+        }
+    }
 }
