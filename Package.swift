@@ -71,7 +71,6 @@ let package = Package(
             name: "CryptoAdapter",
             dependencies: [
                 "IdentityPorts",
-                "IdentityAdapterSupport",
                 "CArgon2",
                 "CCrypt",
                 .product(name: "JWTKit", package: "jwt-kit"),
