@@ -87,18 +87,29 @@ struct PostgresEndToEndTests {
                 "a logout survives the restart too")
     }
 
+    /// Migrates, starts `serve` on `env`, registers Ada and logs her in.
+    func servingAda(_ env: [String: String]) async throws -> (server: ServerProcess, base: String, token: String) {
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let server = try ServerProcess(environment: env)
+        do {
+            let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
+            #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#).status == 201)
+            let token = try #require(try await call("POST", "\(base)/auth/login",
+                json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
+            return (server, base, token)
+        } catch {
+            server.stop()
+            throw error
+        }
+    }
+
     @Test("PostgreSQL restarted while serving: 503 problem+json (never 500, never SQL) during the outage, then work again")
     func databaseRestart() async throws {
         let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
         let env = environment(postgres)
-        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
-        let server = try ServerProcess(environment: env)
+        let (server, base, token) = try await servingAda(env)
         defer { server.stop() }
-        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
-        #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#).status == 201)
-        let token = try #require(try await call("POST", "\(base)/auth/login",
-            json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
 
         try await postgres.stop()
         let during = try await call("GET", "\(base)/users/me", token: token)
@@ -128,13 +139,8 @@ struct PostgresEndToEndTests {
         defer { postgres.destroy() }
         var env = environment(postgres)
         env["POSTGRES_POOL_SIZE"] = "4"
-        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
-        let server = try ServerProcess(environment: env)
+        let (server, base, token) = try await servingAda(env)
         defer { server.stop() }
-        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
-        #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"correct horse battery","name":"Ada"}"#).status == 201)
-        let token = try #require(try await call("POST", "\(base)/auth/login",
-            json: #"{"email":"ada@example.com","password":"correct horse battery"}"#).json["access_token"] as? String)
 
         // Each worker ends after its current request once told to stop: a request cancelled in
         // flight can leave URLSession (FoundationNetworking) waiting forever.
