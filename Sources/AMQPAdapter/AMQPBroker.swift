@@ -14,7 +14,7 @@ public final class AMQPBroker: Service, Sendable {
     private let logger: Logger
 
     /// Creates the broker link; nothing connects before `run()` or `start()`.
-    public init(settings: AMQPSettings, logger: Logger = Logger(label: "identity.amqp")) {
+    public init(configuration settings: AMQPConfiguration, logger: Logger = Logger(label: "identity.amqp")) {
         self.connection = BrokerConnection(settings: settings, logger: logger)
         self.logger = logger
     }

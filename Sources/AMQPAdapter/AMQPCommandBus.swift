@@ -7,7 +7,7 @@ import IdentityAdapterSupport
 /// The distributed-mode command bus (contract §6): a command becomes a persistent message on
 /// `identity.commands` with `message_id`, `correlation_id` and `reply_to`, and the caller
 /// awaits a worker's reply on this instance's exclusive reply queue. With the broker down it
-/// fails at once, and after `AMQPSettings.commandTimeout` without a reply it gives up; both
+/// fails at once, and after `AMQPConfiguration.commandTimeout` without a reply it gives up; both
 /// throw `BackendUnavailable` (503). Every command carries a MAC made with the first of
 /// `CommandSigningKeys` (header `x-identity-mac`), without which no worker applies it.
 ///

@@ -81,7 +81,7 @@ final class BrokerConnection: Sendable {
         let fail: @Sendable () -> Void
     }
 
-    let settings: AMQPSettings
+    let settings: AMQPConfiguration
     private let logger: Logger
     private let shared = Mutex(Shared())
     private let wakeFD: Int32
@@ -89,7 +89,7 @@ final class BrokerConnection: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let started = Mutex(false)
 
-    init(settings: AMQPSettings, logger: Logger) {
+    init(settings: AMQPConfiguration, logger: Logger) {
         self.settings = settings
         self.logger = logger
         self.wakeFD = identity_wake_fd()

@@ -39,7 +39,7 @@ final class BrokerSession {
     }
 
     /// Connects, logs in, opens the channel and turns on publisher confirms.
-    static func open(_ settings: AMQPSettings, generation: UInt64) throws(BrokerError) -> BrokerSession {
+    static func open(_ settings: AMQPConfiguration, generation: UInt64) throws(BrokerError) -> BrokerSession {
         var error = ErrorBuffer()
         let milliseconds = Int32(clamping: settings.connectTimeout.wholeMilliseconds)
         let connection = error.withPointer { pointer, length in

@@ -13,7 +13,7 @@ import Synchronization
 /// may claim before it is handed to libargon2 (`maximumMemoryKiB`, `maximumIterations`,
 /// `maximumParallelism`, `maximumWork`): a row or an imported file cannot make one login
 /// take a gigabyte-minute, and the server always verifies its own hashes.
-public struct Argon2Parameters: Sendable, Equatable, CustomStringConvertible {
+public struct Argon2Configuration: Sendable, Equatable, CustomStringConvertible {
     /// Memory cost in KiB (`m`).
     public var memoryKiB: UInt32
     /// Number of passes (`t`).
@@ -26,9 +26,9 @@ public struct Argon2Parameters: Sendable, Equatable, CustomStringConvertible {
     public var hashLength: Int
 
     /// OWASP's recommendation and our default: m = 19 MiB, t = 2, p = 1.
-    public static var recommended: Argon2Parameters {
+    public static var recommended: Argon2Configuration {
         // These constants pass every check of `init`.
-        guard let parameters = try? Argon2Parameters() else { preconditionFailure("the default Argon2 parameters are valid") }
+        guard let parameters = try? Argon2Configuration() else { preconditionFailure("the default Argon2 parameters are valid") }
         return parameters
     }
 
@@ -100,7 +100,7 @@ public struct Argon2Error: Error, Sendable, Equatable, CustomStringConvertible {
 /// `HashingOverloaded` at once instead of queueing without bound (contract §3).
 public struct Argon2idHasher: PasswordHasher {
     /// The parameters new hashes are made with.
-    public let parameters: Argon2Parameters
+    public let parameters: Argon2Configuration
     /// How many hashes and verifications may wait for a thread at once (`HASH_QUEUE_LIMIT`).
     public var queueLimit: Int { queue.limit }
     /// The default `queueLimit`: 128 waiting, so 50 simultaneous logins all go through.
@@ -122,7 +122,7 @@ public struct Argon2idHasher: PasswordHasher {
     /// `queueLimit` (at least 1) bounds the calls of this hasher that wait for a thread; work
     /// that others put on the same pool is not counted.
     public init(
-        parameters: Argon2Parameters = .recommended, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
+        parameters: Argon2Configuration = .recommended, pool: NIOThreadPool = .singleton, metrics: any MetricsFactory = MetricsSystem.factory,
         yieldsToOtherWork: Bool = false, queueLimit: Int = Argon2idHasher.defaultQueueLimit
     ) {
         self.parameters = parameters
@@ -195,7 +195,7 @@ public struct Argon2idHasher: PasswordHasher {
             || stored.parallelism != parameters.parallelism || stored.version != 19
     }
 
-    static func hashBlocking(_ password: [UInt8], salt: [UInt8], parameters p: Argon2Parameters) throws -> String {
+    static func hashBlocking(_ password: [UInt8], salt: [UInt8], parameters p: Argon2Configuration) throws -> String {
         let length = argon2_encodedlen(p.iterations, p.memoryKiB, p.parallelism, UInt32(salt.count), UInt32(p.hashLength), Argon2_id)
         var encoded = [CChar](repeating: 0, count: length)
         let code = password.withUnsafeBytes { pwd in
@@ -264,11 +264,11 @@ struct Argon2PHC: Equatable {
     var hashLength: Int
 
     /// Whether libargon2 may be handed this string: version 19 (or the older 16), and costs
-    /// and lengths that `Argon2Parameters` accepts, so a stored hash cannot claim gigabytes,
+    /// and lengths that `Argon2Configuration` accepts, so a stored hash cannot claim gigabytes,
     /// billions of passes or a thread per lane by the hundred.
     var isVerifiable: Bool {
         [16, 19].contains(version)
-            && (try? Argon2Parameters(
+            && (try? Argon2Configuration(
                 memoryKiB: memoryKiB, iterations: iterations, parallelism: parallelism, saltLength: saltLength, hashLength: hashLength
             )) != nil
     }

@@ -25,7 +25,7 @@ struct CompactTokenVerifier: Sendable {
 
     private let headers: [[UInt8]]
     private let key: SymmetricKey
-    private let algorithm: JWTAlgorithmName
+    private let algorithm: JWTAlgorithm
 
     init(configuration: TokenConfiguration) {
         let alg = configuration.algorithm.rawValue

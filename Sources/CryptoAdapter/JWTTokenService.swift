@@ -4,7 +4,7 @@ public import Foundation
 import JWTKit
 
 /// The HMAC algorithms a token may be signed with (`JWT_ALGORITHM`).
-public enum JWTAlgorithmName: String, Sendable, CaseIterable {
+public enum JWTAlgorithm: String, Sendable, CaseIterable {
     case hs256 = "HS256"
     case hs384 = "HS384"
     case hs512 = "HS512"
@@ -15,7 +15,7 @@ public struct TokenConfiguration: Sendable {
     /// The HMAC key: the UTF-8 bytes of `JWT_SECRET` as given.
     public let secret: [UInt8]
     /// The one algorithm accepted; a token whose header names another is refused.
-    public let algorithm: JWTAlgorithmName
+    public let algorithm: JWTAlgorithm
     /// `iss` written and required.
     public let issuer: String
     /// `aud` written and required.
@@ -27,7 +27,7 @@ public struct TokenConfiguration: Sendable {
 
     /// The shortest secret accepted for `algorithm`, in bytes: 32, or the digest size when
     /// larger (RFC 7518 §3.2: 48 for HS384, 64 for HS512).
-    public static func minimumSecretLength(for algorithm: JWTAlgorithmName) -> Int {
+    public static func minimumSecretLength(for algorithm: JWTAlgorithm) -> Int {
         switch algorithm {
         case .hs256: 32
         case .hs384: 48
@@ -38,7 +38,7 @@ public struct TokenConfiguration: Sendable {
     /// Creates a configuration; throws `TokenConfigurationError` for a short secret, a
     /// non-positive lifetime or a leeway over 5 s.
     public init(
-        secret: String, algorithm: JWTAlgorithmName = .hs256, issuer: String = "identity",
+        secret: String, algorithm: JWTAlgorithm = .hs256, issuer: String = "identity",
         audience: String = "identity", lifetime: TimeInterval = 3600, leeway: TimeInterval = 5
     ) throws {
         let bytes = Array(secret.utf8)
@@ -205,7 +205,7 @@ struct AccessTokenClaims: JWTPayload {
     var ver: Int64?
 
     /// Claims are checked by `JWTTokenService` itself, with the injected clock.
-    func verify(using algorithm: some JWTAlgorithm) async throws {}
+    func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}
 }
 
 /// The header fields that decide whether a token is even considered.

@@ -23,11 +23,11 @@ struct Settings {
     var argon2Parallelism: UInt32 = 1
     /// Hashes and verifications that may wait for a thread before the next is refused (503).
     var hashQueueLimit = Argon2idHasher.defaultQueueLimit
-    var postgres: PostgresConnectionSettings?
+    var postgres: PostgresConfiguration?
     /// Without PostgreSQL: the SQLite file of the embedded store, or `:memory:` for the in-memory store.
     var sqlitePath = "identity.sqlite"
     var postgresTimeoutSeconds = 5
-    var rabbitmq: AMQPSettings?
+    var rabbitmq: AMQPConfiguration?
     /// The keys that sign and verify commands on the broker (`COMMAND_SIGNING_KEY`); set
     /// whenever `rabbitmq` is.
     var commandSigningKeys: CommandSigningKeys?
@@ -69,35 +69,35 @@ struct Settings {
         loginMaxFailures = try reader.integer("LOGIN_MAX_FAILURES", in: 1...1_000_000) ?? loginMaxFailures
         loginFailureWindowSeconds = try reader.integer("LOGIN_FAILURE_WINDOW_SECONDS", in: 1...31_536_000) ?? loginFailureWindowSeconds
         loginMaxFailuresPerClient = try reader.integer("LOGIN_MAX_FAILURES_PER_CLIENT", in: 1...100_000_000) ?? loginMaxFailuresPerClient
-        // The caps that stored hashes are held to too (Argon2Parameters), so the server can
+        // The caps that stored hashes are held to too (Argon2Configuration), so the server can
         // always verify the hashes it makes.
-        argon2MemoryKiB = try reader.integer("ARGON2_MEMORY_KIB", in: 8...Int(Argon2Parameters.maximumMemoryKiB))
+        argon2MemoryKiB = try reader.integer("ARGON2_MEMORY_KIB", in: 8...Int(Argon2Configuration.maximumMemoryKiB))
             .map(UInt32.init) ?? argon2MemoryKiB
-        argon2Iterations = try reader.integer("ARGON2_ITERATIONS", in: 1...Int(Argon2Parameters.maximumIterations))
+        argon2Iterations = try reader.integer("ARGON2_ITERATIONS", in: 1...Int(Argon2Configuration.maximumIterations))
             .map(UInt32.init) ?? argon2Iterations
-        argon2Parallelism = try reader.integer("ARGON2_PARALLELISM", in: 1...Int(Argon2Parameters.maximumParallelism))
+        argon2Parallelism = try reader.integer("ARGON2_PARALLELISM", in: 1...Int(Argon2Configuration.maximumParallelism))
             .map(UInt32.init) ?? argon2Parallelism
         guard argon2MemoryKiB >= 8 * argon2Parallelism else {
             throw ConfigurationError("ARGON2_MEMORY_KIB must be at least 8 × ARGON2_PARALLELISM (got \(argon2MemoryKiB))")
         }
-        guard UInt64(argon2MemoryKiB) * UInt64(argon2Iterations) <= Argon2Parameters.maximumWork else {
+        guard UInt64(argon2MemoryKiB) * UInt64(argon2Iterations) <= Argon2Configuration.maximumWork else {
             throw ConfigurationError(
-                "ARGON2_MEMORY_KIB × ARGON2_ITERATIONS must be at most \(Argon2Parameters.maximumWork) (got \(argon2MemoryKiB) × \(argon2Iterations))"
+                "ARGON2_MEMORY_KIB × ARGON2_ITERATIONS must be at most \(Argon2Configuration.maximumWork) (got \(argon2MemoryKiB) × \(argon2Iterations))"
             )
         }
         hashQueueLimit = try reader.integer("HASH_QUEUE_LIMIT", in: 1...1_000_000) ?? hashQueueLimit
         let postgresPort = try reader.integer("POSTGRES_PORT", in: 1...65_535) ?? 5432
         let poolSize = try reader.integer("POSTGRES_POOL_SIZE", in: 1...1000) ?? 20
         postgresTimeoutSeconds = try reader.integer("POSTGRES_TIMEOUT_SECONDS", in: 1...300) ?? postgresTimeoutSeconds
-        var tls = PostgresConnectionSettings.TLSMode.prefer
+        var tls = PostgresConfiguration.TLSMode.prefer
         if let mode = reader.string("POSTGRES_TLS") {
-            guard let parsed = PostgresConnectionSettings.TLSMode(rawValue: mode.lowercased()) else {
+            guard let parsed = PostgresConfiguration.TLSMode(rawValue: mode.lowercased()) else {
                 throw ConfigurationError("POSTGRES_TLS must be one of disable, prefer, require (got \"\(mode)\")")
             }
             tls = parsed
         }
         if let host = reader.string("POSTGRES_HOST") {
-            postgres = PostgresConnectionSettings(
+            postgres = PostgresConfiguration(
                 host: host, port: postgresPort, username: reader.string("POSTGRES_USER") ?? "postgres",
                 password: reader.string("POSTGRES_PASSWORD"), database: reader.string("POSTGRES_DB") ?? "identity",
                 poolSize: poolSize, tls: tls
@@ -141,10 +141,10 @@ struct Settings {
                     "RABBITMQ_HOST is set, so COMMAND_SIGNING_KEY must be too (at least 32 bytes; workers apply only commands signed with it)"
                 )
             }
-            rabbitmq = AMQPSettings(
+            rabbitmq = AMQPConfiguration(
                 host: host, port: rabbitPort, username: reader.string("RABBITMQ_USER") ?? "guest",
                 password: reader.string("RABBITMQ_PASSWORD") ?? "guest", virtualHost: reader.string("RABBITMQ_VHOST") ?? "/",
-                tls: rabbitTLS ? AMQPSettings.TLS(caFile: reader.string("RABBITMQ_CA_FILE")) : nil,
+                tls: rabbitTLS ? AMQPConfiguration.TLS(caFile: reader.string("RABBITMQ_CA_FILE")) : nil,
                 commandTimeout: .seconds(commandTimeout)
             )
         }

@@ -36,7 +36,7 @@ struct Wiring: Sendable {
         let clock = SystemClock()
         let factory: any MetricsFactory = metrics?.factory ?? MetricsSystem.factory
 
-        let limits = LoginThrottleLimits(
+        let limits = LoginThrottleConfiguration(
             maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
             window: TimeInterval(settings.loginFailureWindowSeconds)
         )
@@ -64,7 +64,7 @@ struct Wiring: Sendable {
             services.append(RevocationCacheService(cache: cache))
             if let rabbitmq = settings.rabbitmq {
                 // Distributed mode: commands over the broker.
-                let link = AMQPBroker(settings: rabbitmq, logger: logger)
+                let link = AMQPBroker(configuration: rabbitmq, logger: logger)
                 let relay = OutboxRelay(outbox: store, publisher: link.eventPublisher())
                 services += [link, OutboxRelayService(relay: relay, logger: logger)]
                 readiness.append(AMQPHealthCheck(broker: link))
@@ -170,7 +170,7 @@ struct Wiring: Sendable {
     }
 
     private static func crypto(settings: Settings, lifetime: TimeInterval, logger: Logger) async throws
-        -> (JWTTokenService, Argon2Parameters)
+        -> (JWTTokenService, Argon2Configuration)
     {
         let secret: String
         if let configured = settings.jwtSecret {
@@ -181,10 +181,10 @@ struct Wiring: Sendable {
         }
         do {
             let configuration = try TokenConfiguration(
-                secret: secret, algorithm: JWTAlgorithmName(rawValue: settings.jwtAlgorithm) ?? .hs256,
+                secret: secret, algorithm: JWTAlgorithm(rawValue: settings.jwtAlgorithm) ?? .hs256,
                 issuer: settings.jwtIssuer, audience: settings.jwtAudience, lifetime: lifetime
             )
-            let argon2 = try Argon2Parameters(
+            let argon2 = try Argon2Configuration(
                 memoryKiB: settings.argon2MemoryKiB, iterations: settings.argon2Iterations, parallelism: settings.argon2Parallelism
             )
             return (await JWTTokenService(configuration: configuration), argon2)

@@ -1,7 +1,7 @@
 public import Foundation
 public import IdentityPorts
 
-extension LoginThrottleLimits {
+extension LoginThrottleConfiguration {
     /// Seconds until one more attempt may go ahead for a key with `failures` (those within the
     /// window, oldest first) and `limit`: 0 while fewer than `limit` failures count, else the
     /// time until the oldest counted one leaves the window. Every throttle adapter decides so.
@@ -25,7 +25,7 @@ public struct ThrottleEntry: Sendable, Equatable {
     }
 }
 
-extension LoginThrottleLimits {
+extension LoginThrottleConfiguration {
     /// Whether an entry counts as a failure at `now`: a failure, or an attempt whose lease lapsed.
     public func countsAsFailure(_ entry: ThrottleEntry, now: Date) -> Bool {
         entry.attempt == nil || entry.at.addingTimeInterval(attemptLease) <= now

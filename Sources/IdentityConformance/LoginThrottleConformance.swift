@@ -13,7 +13,7 @@ import Testing
 /// ```
 public struct LoginThrottleConformance: Sendable {
     /// Makes a fresh throttle with `limits`.
-    public typealias Factory = @Sendable (_ limits: LoginThrottleLimits) async throws -> any LoginThrottle
+    public typealias Factory = @Sendable (_ limits: LoginThrottleConfiguration) async throws -> any LoginThrottle
     private let makeThrottle: Factory
 
     /// Creates the suite.
@@ -45,7 +45,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func emailIsThrottledAfterTheLimitUntilTheWindowPasses() async throws {
-        let throttle = try await makeThrottle(LoginThrottleLimits(maxFailuresPerEmail: 3, maxFailuresPerClient: 100, window: 60))
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 3, maxFailuresPerClient: 100, window: 60))
         let email = try Email("victim@example.com")
         for index in 0..<3 {
             #expect(try await attempt(throttle, email, client: "10.0.0.\(index)", at: now.addingTimeInterval(Double(index)), outcome: .failure)
@@ -60,7 +60,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func onlyFailuresCount() async throws {
-        let throttle = try await makeThrottle(LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 3, window: 60))
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 2, maxFailuresPerClient: 3, window: 60))
         let email = try Email("busy@example.com")
         for index in 0..<10 {
             #expect(try await attempt(throttle, email, client: "c", at: now.addingTimeInterval(Double(index)), outcome: .success) == .allowed,
@@ -79,7 +79,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func attemptsOnOneEmailTakeTurns() async throws {
-        let throttle = try await makeThrottle(LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 60))
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 60))
         let email = try Email("turns@example.com")
         let (first, second) = (UUID(), UUID())
         #expect(try await throttle.beginAttempt(first, email: email, client: "a", now: now) == .allowed)
@@ -94,7 +94,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func anUnfinishedAttemptLapsesIntoAFailure() async throws {
-        let limits = LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 600, attemptLease: 30)
+        let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 600, attemptLease: 30)
         let throttle = try await makeThrottle(limits)
         let email = try Email("crash@example.com")
         #expect(try await throttle.beginAttempt(UUID(), email: email, client: nil, now: now) == .allowed)  // never finished
@@ -108,7 +108,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func successResetsTheEmail() async throws {
-        let throttle = try await makeThrottle(LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 60))
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 60))
         let email = try Email("user@example.com")
         try await attempt(throttle, email, client: "c", at: now, outcome: .failure)
         try await attempt(throttle, email, client: "c", at: now, outcome: .success)
@@ -118,7 +118,7 @@ public struct LoginThrottleConformance: Sendable {
     }
 
     func clientAddressHasItsOwnCeiling() async throws {
-        let throttle = try await makeThrottle(LoginThrottleLimits(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 60))
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 60))
         try await attempt(throttle, try Email("u0@example.com"), client: "203.0.113.7", at: now, outcome: .failure)
         let inFlight = [UUID(), UUID()]
         for (index, id) in inFlight.enumerated() {

@@ -30,7 +30,7 @@ public enum AttemptOutcome: Sendable, Equatable {
 /// succeed, and parallel guesses gain nothing: each sees every failure before it. A client
 /// address counts its failures and its attempts in flight, so spraying many emails in parallel
 /// from one address stays under its ceiling. An attempt whose process died before finishing
-/// counts as a failure once `LoginThrottleLimits.attemptLease` has passed, and no longer holds
+/// counts as a failure once `LoginThrottleConfiguration.attemptLease` has passed, and no longer holds
 /// its email's turn.
 public protocol LoginThrottle: Sendable {
     /// Decides whether `attempt` (an id unique to it) for `email` from `client` may be checked now.
@@ -40,7 +40,7 @@ public protocol LoginThrottle: Sendable {
 }
 
 /// Limits of login throttling (contract §3).
-public struct LoginThrottleLimits: Sendable, Equatable {
+public struct LoginThrottleConfiguration: Sendable, Equatable {
     /// Failures for one email within the window before it is throttled.
     public var maxFailuresPerEmail: Int
     /// Failures from one client address within the window before it is throttled.

@@ -6,11 +6,11 @@ import IdentityAdapterSupport
 /// Failed-login counts in memory, over a sliding window, for one process.
 public actor InMemoryLoginThrottle: LoginThrottle {
     private var entries: [String: [ThrottleEntry]] = [:]
-    private let limits: LoginThrottleLimits
+    private let limits: LoginThrottleConfiguration
     private var lastSweep = Date.distantPast
 
     /// Creates an empty throttle with `limits`.
-    public init(limits: LoginThrottleLimits = LoginThrottleLimits()) {
+    public init(limits: LoginThrottleConfiguration = LoginThrottleConfiguration()) {
         self.limits = limits
     }
 

@@ -292,7 +292,7 @@ public struct PostgresPoolUnavailable: Error, Sendable, CustomStringConvertible 
     public var description: String { "PostgreSQL connection pool unavailable: \(reason)" }
 }
 
-extension PostgresConnectionSettings {
+extension PostgresConfiguration {
     /// A pool of `poolSize` connections for these settings. The caller runs it (as a service).
     public func makePool(logger: Logger) throws -> PostgresConnectionPool {
         PostgresConnectionPool(configuration: try connectionConfiguration(), size: poolSize, summary: summary, logger: logger)

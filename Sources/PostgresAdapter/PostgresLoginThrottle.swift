@@ -13,17 +13,17 @@ import IdentityAdapterSupport
 /// wait for it, and none slips past the limit. An attempt in flight is a row with its id.
 public struct PostgresLoginThrottle: LoginThrottle {
     private let session: PostgresSession
-    private let limits: LoginThrottleLimits
+    private let limits: LoginThrottleConfiguration
 
     /// Creates the throttle on `client` with `limits`.
-    public init(client: PostgresClient, limits: LoginThrottleLimits = LoginThrottleLimits(),
+    public init(client: PostgresClient, limits: LoginThrottleConfiguration = LoginThrottleConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
         self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
         self.limits = limits
     }
 
     /// Creates the throttle on `pool` (which the host runs) with `limits`.
-    public init(pool: PostgresConnectionPool, limits: LoginThrottleLimits = LoginThrottleLimits(),
+    public init(pool: PostgresConnectionPool, limits: LoginThrottleConfiguration = LoginThrottleConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
         self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
         self.limits = limits

@@ -48,7 +48,7 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
     /// Creates the cache over `base`; its listening connection is made with `settings` (one
     /// connection, outside the pool the stores use). Nothing is answered from memory until
     /// `run()` has caught up.
-    public init(base: PostgresRevocationStore, listeningWith settings: PostgresConnectionSettings,
+    public init(base: PostgresRevocationStore, listeningWith settings: PostgresConfiguration,
                 heartbeatInterval: Duration = .milliseconds(250), silenceLimit: Duration = .seconds(1),
                 logger: Logger = Logger(label: "identity.postgres"), metrics: any MetricsFactory = MetricsSystem.factory) {
         var one = settings

@@ -272,10 +272,10 @@ public struct SQLiteRevocationStore: RevocationSnapshotting {
 /// with its id, and holds its email's turn.
 public struct SQLiteLoginThrottle: LoginThrottle {
     private let database: IdentitySQLiteDatabase
-    private let limits: LoginThrottleLimits
+    private let limits: LoginThrottleConfiguration
 
     /// Creates the throttle on `database`.
-    public init(database: IdentitySQLiteDatabase, limits: LoginThrottleLimits = LoginThrottleLimits()) {
+    public init(database: IdentitySQLiteDatabase, limits: LoginThrottleConfiguration = LoginThrottleConfiguration()) {
         self.database = database
         self.limits = limits
     }

@@ -13,8 +13,8 @@ import IdentityAdapterSupport
 @Suite("AMQP adapter on a real RabbitMQ", .enabled(if: TestBroker.isAvailable, TestBroker.skipReason))
 struct AMQPAdapterTests {
     /// A started broker link on `settings`; stopped by the caller.
-    func broker(_ settings: AMQPSettings) -> AMQPBroker {
-        AMQPBroker(settings: settings, logger: TestBroker.logger)
+    func broker(_ settings: AMQPConfiguration) -> AMQPBroker {
+        AMQPBroker(configuration: settings, logger: TestBroker.logger)
     }
 
     @Test("AMQPCommandBus with a worker passes the CommandBus suite")
@@ -62,7 +62,7 @@ struct AMQPAdapterTests {
     @Test("with the broker unreachable, commands fail at once and a logout still works")
     func brokerUnreachable() async throws {
         // Port 1 (tcpmux): nothing listens there, so the connection is refused at once.
-        let closed = AMQPSettings(host: "127.0.0.1", port: 1, connectTimeout: .seconds(1))
+        let closed = AMQPConfiguration(host: "127.0.0.1", port: 1, connectTimeout: .seconds(1))
         let link = broker(closed)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())

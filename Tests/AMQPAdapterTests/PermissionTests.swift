@@ -117,8 +117,8 @@ extension AMQPAdapterTests {
 extension TestBroker {
     /// Settings for user `name` (created afresh, password "pw") with `permissions` on `settings`' virtual host.
     static func user(
-        _ name: String, in settings: AMQPSettings, _ permissions: (configure: String, write: String, read: String)
-    ) async throws -> AMQPSettings {
+        _ name: String, in settings: AMQPConfiguration, _ permissions: (configure: String, write: String, read: String)
+    ) async throws -> AMQPConfiguration {
         let node = environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
         _ = try await rabbitmqctl(node, "delete_user", name)
         guard try await rabbitmqctl(node, "add_user", name, "pw") == 0,

@@ -14,7 +14,7 @@ extension AMQPAdapterTests {
     func onlySignedCommandsApply() async throws {
         let settings = try await TestBroker.settings(virtualHost: "identity-signed")
         let log = CapturedLog()
-        let link = AMQPBroker(settings: settings, logger: log.logger)
+        let link = AMQPBroker(configuration: settings, logger: log.logger)
         defer { link.stop() }
         let store = InMemoryUserStore()
         let handler = RecordingHandler(IdentityCommandHandler(

@@ -13,13 +13,13 @@ enum TestBroker {
     static let skipReason: Comment = "IDENTITY_TEST_RABBITMQ_HOST/_NODE are unset: run scripts/test, which starts RabbitMQ"
 
     /// Settings for a fresh, empty virtual host `name`.
-    static func settings(virtualHost name: String, commandTimeout: Duration = .seconds(5)) async throws -> AMQPSettings {
+    static func settings(virtualHost name: String, commandTimeout: Duration = .seconds(5)) async throws -> AMQPConfiguration {
         let node = environment["IDENTITY_TEST_RABBITMQ_NODE"] ?? ""
         _ = try await rabbitmqctl(node, "delete_vhost", name)
         guard try await rabbitmqctl(node, "add_vhost", name) == 0,
               try await rabbitmqctl(node, "set_permissions", "-p", name, "guest", ".*", ".*", ".*") == 0
         else { throw SetUpFailed(description: "cannot create virtual host \(name)") }
-        return AMQPSettings(
+        return AMQPConfiguration(
             host: environment["IDENTITY_TEST_RABBITMQ_HOST"] ?? "127.0.0.1",
             port: Int(environment["IDENTITY_TEST_RABBITMQ_PORT"] ?? "") ?? 5672,
             virtualHost: name, heartbeatSeconds: 5, commandTimeout: commandTimeout

@@ -10,17 +10,17 @@ import Testing
 struct Argon2idHasherTests {
     @Test("passes the PasswordHasher conformance suite at cheap parameters")
     func conformanceCheap() async throws {
-        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))).run()
+        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))).run()
     }
 
     @Test("passes the PasswordHasher conformance suite at the OWASP defaults")
     func conformanceDefault() async throws {
-        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Parameters())).run()
+        try await PasswordHasherConformance(hasher: Argon2idHasher(parameters: try Argon2Configuration())).run()
     }
 
     @Test("writes a PHC string with the configured parameters")
     func phcFormat() async throws {
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters())
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration())
         let hash = try await hasher.hash(try Password("a long enough password"))
         #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
         #expect(hash.split(separator: "$").count == 5)
@@ -28,8 +28,8 @@ struct Argon2idHasherTests {
 
     @Test("a hash made with other parameters still verifies and asks for a rehash")
     func olderParameters() async throws {
-        let old = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
-        let current = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 128, iterations: 2))
+        let old = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
+        let current = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 128, iterations: 2))
         let password = try Password("a long enough password")
         let oldHash = try await old.hash(password)
         #expect(try await current.verify(password, against: oldHash))
@@ -46,18 +46,18 @@ struct Argon2idHasherTests {
     ])
     func badParameters(memory: UInt32, iterations: UInt32, parallelism: UInt32) {
         #expect(throws: Argon2Error.self) {
-            try Argon2Parameters(memoryKiB: memory, iterations: iterations, parallelism: parallelism)
+            try Argon2Configuration(memoryKiB: memory, iterations: iterations, parallelism: parallelism)
         }
     }
 
     @Test("the caps admit what a demanding operator chooses: 1 GiB × 4 passes, 16 lanes, 64-byte salt and hash")
     func atTheCaps() async throws {
-        #expect(throws: Never.self) { try Argon2Parameters(memoryKiB: 1_048_576, iterations: 4, parallelism: 16) }
-        #expect(throws: Never.self) { try Argon2Parameters(memoryKiB: 65_536, iterations: 64, parallelism: 4) }
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
+        #expect(throws: Never.self) { try Argon2Configuration(memoryKiB: 1_048_576, iterations: 4, parallelism: 16) }
+        #expect(throws: Never.self) { try Argon2Configuration(memoryKiB: 65_536, iterations: 64, parallelism: 4) }
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
         #expect(hasher.recognizes("$argon2id$v=19$m=1048576,t=4,p=16$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
         #expect(hasher.recognizes("$argon2id$v=19$m=64,t=100,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
-        let long = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1, saltLength: 64, hashLength: 64))
+        let long = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1, saltLength: 64, hashLength: 64))
         let password = try Password("a long enough password")
         let hash = try await long.hash(password)
         #expect(hasher.recognizes(hash))
@@ -105,19 +105,19 @@ struct Argon2idHasherTests {
         "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$" + String(repeating: "aGFz", count: 22),                 // a 66-byte hash
     ])
     func absurdCosts(hash: String) async throws {
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1))
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
         #expect(!hasher.recognizes(hash), "an importer refuses it")
         #expect(try await !hasher.verify(try Password("a long enough password"), against: hash))
         // A pool that never started fails any job handed to it: verify answers without one.
         let idle = NIOThreadPool(numberOfThreads: 1)
-        let unpooled = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: idle)
+        let unpooled = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1), pool: idle)
         #expect(try await !unpooled.verify(try Password("a long enough password"), against: hash), "refused before libargon2")
     }
 
     @Test("the idle-pool probe above can fail: a verifiable hash does go to the pool")
     func idlePoolProbe() async throws {
         let idle = NIOThreadPool(numberOfThreads: 1)
-        let unpooled = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: idle)
+        let unpooled = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1), pool: idle)
         await #expect(throws: (any Error).self) {
             try await unpooled.verify(try Password("a long enough password"), against: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
         }
@@ -130,7 +130,7 @@ struct Argon2idHasherMetricsTests {
     @Test("every hash and verification is timed under identity_password_hash_duration_seconds{operation}")
     func timed() async throws {
         let registry = PrometheusCollectorRegistry()
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1),
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1),
                                     metrics: PrometheusMetricsFactory(registry: registry))
         let password = try Password("a long enough password")
         let hash = try await hasher.hash(password)
@@ -155,7 +155,7 @@ struct Argon2idHasherThreadTests {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let before = try await niceness(of: pool)
-        let hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: pool, yieldsToOtherWork: yields)
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1), pool: pool, yieldsToOtherWork: yields)
         _ = try await hasher.hash(try Password("a long enough password"))
         #expect(try await niceness(of: pool) == (yields ? max(before, 10) : before))
         try await pool.shutdownGracefully()

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Imported bcrypt hashes")
 struct BcryptTests {
-    let hasher = Argon2idHasher(parameters: try! Argon2Parameters(memoryKiB: 64, iterations: 1))
+    let hasher = Argon2idHasher(parameters: try! Argon2Configuration(memoryKiB: 64, iterations: 1))
 
     @Test("the canonical crypt_blowfish vector verifies, and a near miss does not")
     func canonicalVector() async throws {
@@ -40,7 +40,7 @@ struct BcryptTests {
         #expect(try await !hasher.verify(try Password("correct horse battery"), against: hash))
         #expect(!hasher.recognizes(hash), "an importer refuses it")
         // A pool that never started fails any job handed to it: verify answers without one.
-        let unpooled = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: NIOThreadPool(numberOfThreads: 1))
+        let unpooled = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1), pool: NIOThreadPool(numberOfThreads: 1))
         #expect(try await !unpooled.verify(try Password("correct horse battery"), against: hash), "refused before crypt")
     }
 

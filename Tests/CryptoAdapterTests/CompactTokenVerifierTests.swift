@@ -15,12 +15,12 @@ struct CompactTokenVerifierTests {
     let now = Date(timeIntervalSince1970: 1_790_000_000.5)
     let user = UserID(UUID(uuidString: "6F9619FF-8B86-D011-B42D-00C04FC964FF")!)
 
-    func service(_ algorithm: JWTAlgorithmName = .hs256) async throws -> JWTTokenService {
+    func service(_ algorithm: JWTAlgorithm = .hs256) async throws -> JWTTokenService {
         await JWTTokenService(configuration: try TokenConfiguration(secret: Self.secret, algorithm: algorithm))
     }
 
     /// `header.payload` signed with HMAC under `key`, the texts taken byte for byte.
-    static func sign(header: [UInt8], payload: [UInt8], key: String = secret, algorithm: JWTAlgorithmName = .hs256) -> String {
+    static func sign(header: [UInt8], payload: [UInt8], key: String = secret, algorithm: JWTAlgorithm = .hs256) -> String {
         let signingInput = Base64URL.encode(header) + "." + Base64URL.encode(payload)
         let key = SymmetricKey(data: Array(key.utf8))
         let mac: [UInt8] =
@@ -32,7 +32,7 @@ struct CompactTokenVerifierTests {
         return signingInput + "." + Base64URL.encode(mac)
     }
 
-    static func sign(header: String, payload: String, key: String = secret, algorithm: JWTAlgorithmName = .hs256) -> String {
+    static func sign(header: String, payload: String, key: String = secret, algorithm: JWTAlgorithm = .hs256) -> String {
         sign(header: Array(header.utf8), payload: Array(payload.utf8), key: key, algorithm: algorithm)
     }
 
@@ -74,8 +74,8 @@ struct CompactTokenVerifierTests {
     }
 
     @Test("the tokens this service issues take the compact path, under every algorithm and either header order",
-          arguments: JWTAlgorithmName.allCases)
-    func issuedTokens(algorithm: JWTAlgorithmName) async throws {
+          arguments: JWTAlgorithm.allCases)
+    func issuedTokens(algorithm: JWTAlgorithm) async throws {
         let service = try await service(algorithm)
         let issued = try await service.issue(for: user, accountVersion: 3, issuedAt: now)
         guard case .signed(let claims) = service.verifyCompactly(issued.token) else {

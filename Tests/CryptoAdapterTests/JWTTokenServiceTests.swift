@@ -12,7 +12,7 @@ struct JWTTokenServiceTests {
     let now = Date(timeIntervalSince1970: 1_790_000_000.5)
     let user = UserID(UUID())
 
-    func service(algorithm: JWTAlgorithmName = .hs256) async throws -> JWTTokenService {
+    func service(algorithm: JWTAlgorithm = .hs256) async throws -> JWTTokenService {
         await JWTTokenService(configuration: try TokenConfiguration(secret: Self.secret, algorithm: algorithm, issuer: "identity", audience: "identity"))
     }
 
@@ -35,8 +35,8 @@ struct JWTTokenServiceTests {
         TokenForger.base64URL(text)
     }
 
-    @Test("passes the TokenService conformance suite", arguments: JWTAlgorithmName.allCases)
-    func conformance(algorithm: JWTAlgorithmName) async throws {
+    @Test("passes the TokenService conformance suite", arguments: JWTAlgorithm.allCases)
+    func conformance(algorithm: JWTAlgorithm) async throws {
         try await TokenServiceConformance(service: try await service(algorithm: algorithm), lifetime: 3600).run()
     }
 

@@ -100,13 +100,13 @@ struct SettingsTests {
     func postgres() throws {
         #expect(try settings([:]).postgres == nil)
         let defaults = try #require(try settings(["POSTGRES_HOST": "db"]).postgres)
-        #expect(defaults == PostgresConnectionSettings(host: "db", port: 5432, username: "postgres", password: nil,
+        #expect(defaults == PostgresConfiguration(host: "db", port: 5432, username: "postgres", password: nil,
                                                       database: "identity", poolSize: 20, tls: .prefer))
         let given = try #require(try settings([
             "POSTGRES_HOST": "db", "POSTGRES_PORT": "6543", "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p",
             "POSTGRES_DB": "d", "POSTGRES_POOL_SIZE": "4", "POSTGRES_TLS": "REQUIRE",
         ]).postgres)
-        #expect(given == PostgresConnectionSettings(host: "db", port: 6543, username: "u", password: "p", database: "d",
+        #expect(given == PostgresConfiguration(host: "db", port: 6543, username: "u", password: "p", database: "d",
                                                    poolSize: 4, tls: .require))
         #expect(!given.summary.contains("p@") && given.summary == "db:6543/d", "the summary never shows the password")
     }
@@ -129,13 +129,13 @@ struct SettingsTests {
         let base = ["RABBITMQ_HOST": "mq", "POSTGRES_HOST": "db", "COMMAND_SIGNING_KEY": String(repeating: "c", count: 32)]
             .merging(secret) { $1 }
         let defaults = try #require(try settings(base).rabbitmq)
-        #expect(defaults == AMQPSettings(host: "mq", port: 5672, username: "guest", password: "guest", virtualHost: "/",
+        #expect(defaults == AMQPConfiguration(host: "mq", port: 5672, username: "guest", password: "guest", virtualHost: "/",
                                          tls: nil, commandTimeout: .seconds(5)))
         let given = try #require(try settings(base.merging([
             "RABBITMQ_TLS": "1", "RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "hunter2", "RABBITMQ_VHOST": "v",
             "RABBITMQ_CA_FILE": "/ca.pem", "COMMAND_TIMEOUT_SECONDS": "9",
         ]) { $1 }).rabbitmq)
-        #expect(given.port == 5671 && given.tls == AMQPSettings.TLS(caFile: "/ca.pem") && given.virtualHost == "v")
+        #expect(given.port == 5671 && given.tls == AMQPConfiguration.TLS(caFile: "/ca.pem") && given.virtualHost == "v")
         #expect(given.commandTimeout == .seconds(9) && given.username == "u")
         #expect(given.summary == "amqps://u@mq:5671", "the summary never shows the password")
     }

@@ -76,7 +76,7 @@ struct AuthRoutesTests {
 
     @Test("after 5 failures the email gets 429 with Retry-After, without checking the password")
     func throttle() async throws {
-        try await withIdentityApp(limits: LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 900)) { client, _ in
+        try await withIdentityApp(limits: LoginThrottleConfiguration(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 900)) { client, _ in
             _ = try await client.registerAndLogin()
             for _ in 0..<5 {
                 try await client.postJSON("/auth/login", #"{"email":"ada@example.com","password":"wrong password"}"#).expectProblem(.unauthorized)

@@ -13,7 +13,7 @@ struct MetricsTests {
     func withMetrics(_ body: @escaping @Sendable (any TestClientProtocol, PrometheusCollectorRegistry) async throws -> Void) async throws {
         let registry = PrometheusCollectorRegistry()
         let metrics = IdentityMetrics(factory: PrometheusMetricsFactory(registry: registry), exposition: { registry.emitToBuffer() })
-        try await withIdentityApp(limits: LoginThrottleLimits(maxFailuresPerEmail: 1), metrics: metrics) { client, _ in
+        try await withIdentityApp(limits: LoginThrottleConfiguration(maxFailuresPerEmail: 1), metrics: metrics) { client, _ in
             try await body(client, registry)
         }
     }

@@ -10,7 +10,7 @@ import Testing
 
 /// Runs `body` against the identity router in process (or over a live socket).
 func withIdentityApp(
-    limits: LoginThrottleLimits = LoginThrottleLimits(), readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
+    limits: LoginThrottleConfiguration = LoginThrottleConfiguration(), readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
     metrics: IdentityMetrics? = nil, mode: TestingSetup = .router,
     _ body: @escaping @Sendable (any TestClientProtocol, TestIdentity) async throws -> Void
 ) async throws {

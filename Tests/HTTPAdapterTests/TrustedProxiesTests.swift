@@ -93,7 +93,7 @@ struct TrustedProxiesTests {
 
     @Test("over a socket: without trusted proxies X-Forwarded-For cannot dodge the per-address ceiling")
     func untrusted() async throws {
-        let limits = LoginThrottleLimits(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
+        let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
         try await withIdentityApp(limits: limits, mode: .live) { (client, _) async throws in
             for index in 0..<3 {
                 #expect(try await failLogin(client, email: "u\(index)@example.com", forwardedFor: "203.0.113.\(index)") == .unauthorized)
@@ -104,7 +104,7 @@ struct TrustedProxiesTests {
 
     @Test("over a socket: an IPv6 /64 is one client for the per-address ceiling, and a mapped address is its IPv4 address")
     func keyedOverSocket() async throws {
-        let limits = LoginThrottleLimits(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
+        let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
         try await withIdentityApp(limits: limits, trustedProxies: TrustedProxies("127.0.0.1, ::1")!, mode: .live) { (client, _) async throws in
             for (index, address) in ["2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6:ffff::3"].enumerated() {
                 #expect(try await failLogin(client, email: "v6-\(index)@example.com", forwardedFor: address) == .unauthorized)
@@ -123,7 +123,7 @@ struct TrustedProxiesTests {
 
     @Test("over a socket: behind a trusted proxy each forwarded client has its own ceiling")
     func trusted() async throws {
-        let limits = LoginThrottleLimits(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
+        let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 900)
         try await withIdentityApp(limits: limits, trustedProxies: TrustedProxies("127.0.0.1, ::1")!, mode: .live) { (client, _) async throws in
             for index in 0..<3 {
                 #expect(try await failLogin(client, email: "u\(index)@example.com", forwardedFor: "203.0.113.1") == .unauthorized)

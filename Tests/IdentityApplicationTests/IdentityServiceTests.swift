@@ -80,7 +80,7 @@ struct IdentityServiceTests {
 
     @Test("after the limit of failures an email is throttled, known or not, until the window passes")
     func throttling() async throws {
-        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 900))
+        let identity = try await TestIdentity.make(limits: LoginThrottleConfiguration(maxFailuresPerEmail: 5, maxFailuresPerClient: 100, window: 900))
         _ = try await registered(identity)
         for email in ["ada@example.com", "ghost@example.com"] {
             for _ in 0..<5 {
@@ -98,7 +98,7 @@ struct IdentityServiceTests {
 
     @Test("wrong current_password checks are throttled with failed logins: a stolen token cannot guess the password")
     func currentPasswordThrottled() async throws {
-        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 3, maxFailuresPerClient: 100, window: 900))
+        let identity = try await TestIdentity.make(limits: LoginThrottleConfiguration(maxFailuresPerEmail: 3, maxFailuresPerClient: 100, window: 900))
         let (_, principal) = try await registered(identity)
         for _ in 0..<2 {
             await #expect(throws: IdentityError.wrongCurrentPassword) {
@@ -126,7 +126,7 @@ struct IdentityServiceTests {
 
     @Test("a successful login resets the email's failures")
     func successResets() async throws {
-        let identity = try await TestIdentity.make(limits: LoginThrottleLimits(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 900))
+        let identity = try await TestIdentity.make(limits: LoginThrottleConfiguration(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 900))
         _ = try await registered(identity)
         let wrong = { try await identity.service.login(email: "ada@example.com", password: "wrong password", client: nil) }
         await #expect(throws: IdentityError.invalidCredentials) { _ = try await wrong() }
@@ -243,7 +243,7 @@ struct IdentityServiceTests {
         let user = try await old.service.register(email: "ada@example.com", password: password, name: "Ada")
         let oldHash = try #require(await old.store.user(id: user.id)?.passwordHash)
         // The same store, served by a hasher with stronger parameters.
-        let current = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 128, iterations: 2))
+        let current = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 128, iterations: 2))
         let handler = IdentityCommandHandler(users: old.store, outbox: old.store, revocations: old.revocations, tokens: old.tokens, clock: old.clock)
         let service = IdentityService(IdentityDependencies(
             users: old.store, outbox: old.store, revocations: old.revocations, hasher: current, tokens: old.tokens,

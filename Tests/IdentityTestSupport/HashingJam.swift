@@ -35,7 +35,7 @@ public final class HashingJam: Sendable {
     public init(queueLimit: Int) throws {
         pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
-        hasher = Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1), pool: pool, queueLimit: queueLimit)
+        hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1), pool: pool, queueLimit: queueLimit)
     }
 
     /// Occupies the pool's thread until `release()`; returns once the blocking job runs.

@@ -33,12 +33,12 @@ public struct TestIdentity: Sendable {
     /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts, and
     /// `hasher`, when given, replaces the Argon2id hasher made with them.
     public static func make(
-        limits: LoginThrottleLimits = LoginThrottleLimits(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
+        limits: LoginThrottleConfiguration = LoginThrottleConfiguration(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
         clock: ManualClock = ManualClock(Date()), hasher: (any PasswordHasher)? = nil
     ) async throws -> TestIdentity {
         let revocations = InMemoryRevocationStore(clock: clock)
         let store = InMemoryUserStore(revocations: revocations)
-        let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: memoryKiB, iterations: iterations))
+        let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: memoryKiB, iterations: iterations))
         let tokens = try await makeTokens()
         let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, tokens: tokens, clock: clock)
         let service = IdentityService(IdentityDependencies(
@@ -57,7 +57,7 @@ public struct TestIdentity: Sendable {
         let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, tokens: tokens, clock: clock)
         return IdentityService(IdentityDependencies(
             users: users, outbox: outbox, revocations: revocations,
-            hasher: Argon2idHasher(parameters: try Argon2Parameters(memoryKiB: 64, iterations: 1)),
+            hasher: Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1)),
             tokens: tokens,
             throttle: throttle, bus: InProcessCommandBus(handler: handler), clock: clock
         ))

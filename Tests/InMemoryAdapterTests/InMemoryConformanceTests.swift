@@ -69,7 +69,7 @@ struct InMemoryBoundsTests {
 
     @Test("throttle keys whose failures left the window are forgotten")
     func throttleSweep() async throws {
-        let throttle = InMemoryLoginThrottle(limits: LoginThrottleLimits(window: 60))
+        let throttle = InMemoryLoginThrottle(limits: LoginThrottleConfiguration(window: 60))
         let start = Date()
         for index in 0..<50 {
             _ = await throttle.beginAttempt(UUID(), email: try Email("u\(index)@example.com"), client: "c\(index)", now: start)

@@ -9,11 +9,11 @@ import Testing
 struct ClientConfigurationTests {
     @Test("the pool keeps every connection open and schedules no keep-alive: no timer per request")
     func noTimerPerRequest() {
-        let options = PostgresConnectionSettings(host: "db", poolSize: 12).clientConfiguration.options
+        let options = PostgresConfiguration(host: "db", poolSize: 12).clientConfiguration.options
         #expect(options.maximumConnections == 12)
         #expect(options.minimumConnections == 12, "no idle-timeout timer each time a connection goes back to the pool")
         #expect(options.keepAliveBehavior == nil, "no keep-alive timer either")
-        #expect(PostgresConnectionSettings(host: "db", poolSize: 0).clientConfiguration.options.minimumConnections == 1)
+        #expect(PostgresConfiguration(host: "db", poolSize: 0).clientConfiguration.options.minimumConnections == 1)
     }
 
     @Test("a store operation past its deadline is BackendUnavailable(postgres)")
@@ -25,7 +25,7 @@ struct ClientConfigurationTests {
 
     @Test("our pool connects with the settings' TLS mode, server and credentials, and has at least one slot")
     func poolConfiguration() throws {
-        let settings = PostgresConnectionSettings(host: "db", port: 6543, username: "u", password: "p", database: "d", poolSize: 0)
+        let settings = PostgresConfiguration(host: "db", port: 6543, username: "u", password: "p", database: "d", poolSize: 0)
         #expect(try settings.makePool(logger: Logger(label: "test")).size == 1)
         var plain = settings
         plain.tls = .disable

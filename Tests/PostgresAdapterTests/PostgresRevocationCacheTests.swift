@@ -11,8 +11,8 @@ import Testing
 
 @Suite("PostgreSQL revocation cache", .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason))
 struct PostgresRevocationCacheTests {
-    static func settings(database: String) -> PostgresConnectionSettings {
-        PostgresConnectionSettings(
+    static func settings(database: String) -> PostgresConfiguration {
+        PostgresConfiguration(
             host: TestDatabase.host, port: TestDatabase.port, username: TestDatabase.user,
             password: TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"], database: database, tls: .disable
         )

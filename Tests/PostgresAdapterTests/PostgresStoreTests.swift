@@ -91,7 +91,7 @@ struct PostgresStoreTests {
     @Test("20 simultaneous attempts for one email from two instances: one goes ahead, the others are told to wait (not refused)")
     func throttleRace() async throws {
         try await Self.withMigrated { client in
-            let limits = LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
+            let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
             // Two throttles on one database stand for two instances. The 20 attempts queue on one
             // lock: a loaded machine may take longer than the 5 s default, which is not the point here.
             let instances = [PostgresLoginThrottle(client: client, limits: limits, timeout: .seconds(60)),
@@ -115,7 +115,7 @@ struct PostgresStoreTests {
     func parallelLogins() async throws {
         try await Self.withMigrated { client in
             let store = PostgresUserStore(client: client)
-            let limits = LoginThrottleLimits(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
+            let limits = LoginThrottleConfiguration(maxFailuresPerEmail: 5, maxFailuresPerClient: 1000, window: 900)
             let services = [
                 try await TestIdentity.service(users: store, outbox: store, revocations: PostgresRevocationStore(client: client),
                                                throttle: PostgresLoginThrottle(client: client, limits: limits, timeout: .seconds(60))),

@@ -1,5 +1,5 @@
 /// Where and how to reach RabbitMQ, in typed form (the host reads it from its configuration).
-public struct AMQPSettings: Sendable, Equatable {
+public struct AMQPConfiguration: Sendable, Equatable {
     /// TLS for `amqps://` (librabbitmq's OpenSSL socket).
     public struct TLS: Sendable, Equatable {
         /// PEM file of the certificate authorities to trust; nil uses OpenSSL's defaults.

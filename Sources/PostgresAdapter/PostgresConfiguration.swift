@@ -3,7 +3,7 @@ public import Logging
 import NIOSSL
 
 /// Where and how to connect, in typed form (the host reads it from its configuration).
-public struct PostgresConnectionSettings: Sendable, Equatable {
+public struct PostgresConfiguration: Sendable, Equatable {
     /// Whether to encrypt the connection.
     public enum TLSMode: String, Sendable, CaseIterable {
         /// Plain TCP.
@@ -81,7 +81,7 @@ public struct PostgresConnectionSettings: Sendable, Equatable {
     public var summary: String { "\(host):\(port)/\(database)" }
 }
 
-extension PostgresConnectionSettings {
+extension PostgresConfiguration {
     /// The TLS configuration `tls` asks for, the same for the pool and for a client: nil to
     /// disable; `prefer` is opportunistic encryption, as libpq's sslmode=prefer, without
     /// verification; `require` verifies the certificate and the host name.
