@@ -23,8 +23,17 @@ let package = Package(
         .library(name: "SQLiteAdapter", targets: ["SQLiteAdapter"]),
         .library(name: "AMQPAdapter", targets: ["AMQPAdapter"]),
         .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
+        .library(name: "IdentityComposition", targets: ["IdentityComposition"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
         .executable(name: "DemoServer", targets: ["DemoServer"]),
+    ],
+    // Which store presets `IdentityComposition` offers, and so which adapters (and their
+    // packages) a host that uses it links: all three by default.
+    traits: [
+        .trait(name: "SQLite", description: "The SQLite store preset (sqlite-nio)."),
+        .trait(name: "PostgreSQL", description: "The PostgreSQL store presets (postgres-nio)."),
+        .trait(name: "RabbitMQ", description: "The RabbitMQ command transport (librabbitmq); needs PostgreSQL.", enabledTraits: ["PostgreSQL"]),
+        .default(enabledTraits: ["SQLite", "PostgreSQL", "RabbitMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -141,6 +150,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: the composition point: adapters put together per store, background work as services
+        .target(
+            name: "IdentityComposition",
+            dependencies: [
+                "IdentityApplication",
+                "InMemoryAdapter",
+                "CryptoAdapter",
+                .target(name: "SQLiteAdapter", condition: .when(traits: ["SQLite"])),
+                .target(name: "PostgresAdapter", condition: .when(traits: ["PostgreSQL"])),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["PostgreSQL"])),
+                .target(name: "AMQPAdapter", condition: .when(traits: ["RabbitMQ"])),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: conformance suites for adapter authors
         .target(name: "IdentityConformance", dependencies: ["IdentityDomain", "IdentityPorts"], swiftSettings: swiftSettings),
 
@@ -148,6 +176,7 @@ let package = Package(
         .executableTarget(
             name: "DemoServer",
             dependencies: [
+                "IdentityComposition",
                 "IdentityApplication",
                 "InMemoryAdapter",
                 "CryptoAdapter",
@@ -174,7 +203,7 @@ let package = Package(
         .target(
             name: "IdentityTestSupport",
             dependencies: [
-                "IdentityApplication", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
+                "IdentityApplication", "IdentityComposition", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/IdentityTestSupport",
@@ -182,7 +211,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IdentityApplicationTests",
-            dependencies: ["IdentityApplication", "InMemoryAdapter", "CryptoAdapter", "IdentityTestSupport"],
+            dependencies: ["IdentityApplication", "IdentityComposition", "InMemoryAdapter", "CryptoAdapter", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

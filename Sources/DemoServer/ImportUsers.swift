@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IdentityComposition
 import IdentityApplication
 import IdentityDomain
 import Logging

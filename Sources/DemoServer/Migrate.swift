@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IdentityComposition
 import Logging
 import PostgresAdapter
 import PostgresNIO
@@ -65,7 +66,7 @@ struct Migrate: AsyncParsableCommand {
                 defer { group.cancelAll() }
                 let migrator = try PostgresMigrator(client: client, logger: logger)
                 // Reach the server first, within the deadline; the work itself may take longer.
-                _ = try await PostgresMigrator.withDeadline(Wiring.startupDeadline) { try await migrator.status() }
+                _ = try await PostgresMigrator.withDeadline(IdentityStores.startupDeadline) { try await migrator.status() }
                 try await body(migrator)
             }
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import IdentityComposition
 import IdentityPorts
 import PostgresAdapter
 import ServiceLifecycle
@@ -17,14 +18,19 @@ enum Startup {
         }
     }
 
-    /// The adapters the settings choose, or one line and exit 78 when they cannot be built.
+    /// The stack the settings choose, or one line and exit 78 when it cannot be built as
+    /// configured (69 when its store cannot be opened).
     static func wiring(
         _ settings: Settings, logger: Logger, metrics: ServerMetrics? = nil, role: Wiring.Role = .serve(worker: true)
-    ) async throws -> Wiring {
+    ) async throws -> IdentityStack {
         do {
-            return try await Wiring(settings: settings, logger: logger, metrics: metrics, role: role)
+            return try await Wiring.stack(settings: settings, logger: logger, metrics: metrics, role: role)
         } catch let error as ConfigurationError {
             exitWithConfigurationError(error)
+        } catch let error as IdentityCompositionError {
+            exitWithConfigurationError(ConfigurationError(error.description))
+        } catch {
+            exitCannotStart("\(error)")
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IdentityComposition
 import IdentityPorts
 import Logging
 import PostgresAdapter

@@ -6,6 +6,7 @@ public import CoreMetrics
 import PostgresNIO
 import IdentityAdapterSupport
 import Synchronization
+public import ServiceLifecycle
 
 /// Revocations answered from memory, kept current by PostgreSQL itself: a `RevocationStore`
 /// over `PostgresRevocationStore` for every instance that shares the database.
@@ -31,7 +32,7 @@ import Synchronization
 /// - A write goes to the database first, so it is durable before it returns, then into this
 ///   cache at once (this instance honours it without waiting for the announcement); so do the
 ///   revocations of changes this instance made or was told of (`committed(_:)`).
-public final class PostgresRevocationCache: RevocationStore, Sendable {
+public final class PostgresRevocationCache: RevocationStore, Service, Sendable {
     /// The channel the triggers announce on.
     public static let channel = "identity_revocations"
 
@@ -99,10 +100,16 @@ public final class PostgresRevocationCache: RevocationStore, Sendable {
         return try await base.purgeExpired(now: now)
     }
 
+    /// Runs as a service of the host's `ServiceGroup`: listens (``listen()``) until a graceful
+    /// shutdown begins or the task is cancelled.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.listen() }
+    }
+
     /// Listens until cancelled: connects, catches up, follows the announcements; after a
     /// failure it answers from the database and starts again, waiting 0.1 s, doubling up to
     /// 5 s while it cannot catch up. Heartbeats go out all along.
-    public func run() async {
+    public func listen() async {
         await withDiscardingTaskGroup { group in
             let listener = listener
             group.addTask { await listener.run() }

@@ -1,6 +1,7 @@
 import CryptoAdapter
 import Foundation
 import IdentityApplication
+import IdentityComposition
 import IdentityDomain
 import IdentityPorts
 import IdentityTestSupport
@@ -244,10 +245,8 @@ struct IdentityServiceTests {
         let oldHash = try #require(await old.store.user(id: user.id)?.passwordHash)
         // The same store, served by a hasher with stronger parameters.
         let current = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 128, iterations: 2))
-        let handler = IdentityCommandHandler(users: old.store, outbox: old.store, revocations: old.revocations, tokens: old.tokens, clock: old.clock)
-        let service = IdentityService(IdentityDependencies(
-            users: old.store, outbox: old.store, revocations: old.revocations, hasher: current, tokens: old.tokens,
-            throttle: InMemoryLoginThrottle(), bus: InProcessCommandBus(handler: handler), clock: old.clock))
+        let stores = IdentityStores(users: old.store, outbox: old.store, revocations: old.revocations, throttle: InMemoryLoginThrottle())
+        let service = try IdentityStack.assemble(stores: stores, hasher: current, tokens: old.tokens, clock: old.clock).service
         _ = try await service.login(email: "ada@example.com", password: password, client: nil)
         let newHash = try #require(await old.store.user(id: user.id)?.passwordHash)
         #expect(newHash != oldHash && newHash.contains("m=128,t=2,p=1"))

@@ -1,4 +1,5 @@
 import CryptoAdapter
+import IdentityComposition
 public import Foundation
 public import IdentityApplication
 public import IdentityPorts
@@ -40,11 +41,8 @@ public struct TestIdentity: Sendable {
         let store = InMemoryUserStore(revocations: revocations)
         let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: memoryKiB, iterations: iterations))
         let tokens = try await makeTokens()
-        let handler = IdentityCommandHandler(users: store, outbox: store, revocations: revocations, tokens: tokens, clock: clock)
-        let service = IdentityService(IdentityDependencies(
-            users: store, outbox: store, revocations: revocations, hasher: hasher, tokens: tokens,
-            throttle: InMemoryLoginThrottle(limits: limits), bus: InProcessCommandBus(handler: handler), clock: clock
-        ))
+        let stores = IdentityStores(users: store, outbox: store, revocations: revocations, throttle: InMemoryLoginThrottle(limits: limits))
+        let service = try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: tokens, clock: clock).service
         return TestIdentity(service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher)
     }
 
@@ -53,13 +51,8 @@ public struct TestIdentity: Sendable {
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock(),
         throttle: any LoginThrottle = InMemoryLoginThrottle()
     ) async throws -> IdentityService {
-        let tokens = try await makeTokens()
-        let handler = IdentityCommandHandler(users: users, outbox: outbox, revocations: revocations, tokens: tokens, clock: clock)
-        return IdentityService(IdentityDependencies(
-            users: users, outbox: outbox, revocations: revocations,
-            hasher: Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1)),
-            tokens: tokens,
-            throttle: throttle, bus: InProcessCommandBus(handler: handler), clock: clock
-        ))
+        let stores = IdentityStores(users: users, outbox: outbox, revocations: revocations, throttle: throttle)
+        let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
+        return try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: try await makeTokens(), clock: clock).service
     }
 }

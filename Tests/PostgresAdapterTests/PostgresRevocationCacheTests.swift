@@ -35,7 +35,7 @@ struct PostgresRevocationCacheTests {
             var listening = settings(database: database)
             if let port { (listening.host, listening.port) = ("127.0.0.1", port) }
             let cache = PostgresRevocationCache(base: PostgresRevocationStore(client: client), listeningWith: listening)
-            running.withLock { $0.append(Task { await cache.run() }) }
+            running.withLock { $0.append(Task { await cache.listen() }) }
             #expect(await eventually { cache.isSynchronised }, "the cache synchronises")
             return cache
         }

@@ -1,0 +1,150 @@
+public import Foundation
+public import IdentityPorts
+#if SQLite
+public import SQLiteAdapter
+#endif
+#if PostgreSQL
+public import PostgresAdapter
+public import PostgresNIO
+#endif
+
+/// Where accounts, revocations and login failures live: a preset per adapter, or stores of
+/// your own.
+///
+/// The presets this build offers depend on the package traits the host enables: `SQLite`,
+/// `PostgreSQL`, `RabbitMQ` (all three by default); the in-memory store is always there.
+public enum IdentityStore: Sendable {
+    /// In memory: one process, nothing survives it.
+    case inMemory
+    #if SQLite
+    /// A SQLite file, opened and migrated at composition (`:memory:` for a private database).
+    case sqlite(path: String)
+    #endif
+    #if PostgreSQL
+    /// PostgreSQL through a fixed pool the stack makes and runs itself (one of its `services`).
+    /// `timeout` bounds each statement.
+    case postgres(PostgresConfiguration, timeout: Duration = .seconds(5))
+    /// PostgreSQL through the host's own client, which the host runs (`client.run()` or as a
+    /// service of its own). `configuration` names the same database: the revocation feed
+    /// holds one connection of its own, made from it.
+    case postgresClient(PostgresClient, configuration: PostgresConfiguration, timeout: Duration = .seconds(5))
+    #endif
+    /// Stores of your own (an adapter that passes the conformance suites).
+    case custom(IdentityStores)
+
+    /// Opens the stores with the configuration's clock, limits, logger and metrics.
+    func open(_ configuration: IdentityConfiguration) async throws -> IdentityStores {
+        switch self {
+        case .inMemory:
+            return .inMemory(clock: configuration.clock, throttle: configuration.throttle)
+        #if SQLite
+        case .sqlite(let path):
+            return try await .sqlite(path: path, configuration: configuration)
+        #endif
+        #if PostgreSQL
+        case .postgres(let postgres, let timeout):
+            let pool = try postgres.makePool(logger: configuration.logger)
+            var stores = try IdentityStores.postgres(
+                source: .pool(pool), listeningWith: postgres, timeout: timeout, configuration: configuration
+            )
+            stores.services.insert(pool, at: 0)
+            return stores
+        case .postgresClient(let client, let postgres, let timeout):
+            return try IdentityStores.postgres(source: .client(client), listeningWith: postgres, timeout: timeout, configuration: configuration)
+        #endif
+        case .custom(let stores):
+            return stores
+        }
+    }
+}
+
+/// The events no relay publishes, in a deployment without a broker: the newest are kept, as
+/// the in-memory outbox keeps them.
+let unrelayedEventsKept = 10_000
+
+#if SQLite
+extension IdentityStores {
+    /// The SQLite stores on one file, opened and migrated now.
+    public static func sqlite(path: String, configuration: IdentityConfiguration) async throws -> IdentityStores {
+        let database = try await IdentitySQLiteDatabase.open(path: path, logger: configuration.logger)
+        let store = SQLiteUserStore(database: database)
+        let revocations = SQLiteRevocationStore(database: database)
+        let throttle = SQLiteLoginThrottle(database: database, limits: configuration.throttle)
+        return IdentityStores(
+            users: store, outbox: store, revocations: revocations, throttle: throttle,
+            purges: [
+                .init("revocations") { try await revocations.purgeExpired(now: $0) },
+                .init("login failures") { try await throttle.purgeExpired(now: $0) },
+            ],
+            trimOutbox: { try await store.trimOutbox(keeping: $0) },
+            summary: "sqlite(\(path))"
+        )
+    }
+}
+#endif
+
+#if PostgreSQL
+extension IdentityStores {
+    /// How the PostgreSQL stores reach the database.
+    enum PostgresSource {
+        case pool(PostgresConnectionPool)
+        case client(PostgresClient)
+    }
+
+    /// How long applied-command records are kept: far longer than any redelivery.
+    static let appliedCommandsKept: TimeInterval = 7 * 86_400
+
+    /// The PostgreSQL stores; revocations are checked through a cache kept current by the
+    /// database's numbered announcements (`PostgresRevocationCache`, one of the `services`).
+    static func postgres(
+        source: PostgresSource, listeningWith postgres: PostgresConfiguration, timeout: Duration, configuration: IdentityConfiguration
+    ) throws -> IdentityStores {
+        let logger = configuration.logger
+        let store: PostgresUserStore
+        let base: PostgresRevocationStore
+        let throttle: PostgresLoginThrottle
+        let migrator: PostgresMigrator
+        let health: PostgresHealthCheck
+        switch source {
+        case .pool(let pool):
+            store = PostgresUserStore(pool: pool, timeout: timeout, logger: logger)
+            base = PostgresRevocationStore(pool: pool, timeout: timeout, logger: logger)
+            throttle = PostgresLoginThrottle(pool: pool, limits: configuration.throttle, timeout: timeout, logger: logger)
+            migrator = try PostgresMigrator(pool: pool, logger: logger)
+            health = PostgresHealthCheck(pool: pool)
+        case .client(let client):
+            store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
+            base = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
+            throttle = PostgresLoginThrottle(client: client, limits: configuration.throttle, timeout: timeout, logger: logger)
+            migrator = try PostgresMigrator(client: client, logger: logger)
+            health = PostgresHealthCheck(client: client)
+        }
+        let cache = PostgresRevocationCache(
+            base: base, listeningWith: postgres, logger: logger, metrics: configuration.metricsFactory
+        )
+        return IdentityStores(
+            users: store, outbox: store, revocations: cache, throttle: throttle,
+            purges: [
+                // The cache prunes itself and its table.
+                .init("revocations") { try await cache.purgeExpired(now: $0) },
+                .init("login failures") { try await throttle.purgeExpired(now: $0) },
+                .init("applied commands") { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-appliedCommandsKept)) },
+            ],
+            trimOutbox: { try await store.trimOutbox(keeping: $0) },
+            services: [cache], readiness: [health],
+            prepare: { policy in
+                try await PostgresMigrator.withDeadline(startupDeadline) {
+                    switch policy {
+                    case .requireCurrent: try await migrator.ensureCurrent()
+                    case .migrate: _ = try await migrator.up()
+                    }
+                }
+            },
+            isShared: true, summary: "postgres(\(postgres.summary))"
+        )
+    }
+
+    /// How long start-up waits for PostgreSQL before giving up.
+    public static let startupDeadline: Duration = .seconds(10)
+}
+#endif

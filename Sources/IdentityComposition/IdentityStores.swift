@@ -1,0 +1,68 @@
+public import Foundation
+public import IdentityPorts
+public import ServiceLifecycle
+import InMemoryAdapter
+
+/// The driven stores of one deployment, with what they need to keep running: their own
+/// services (a pool, a revocation feed), their readiness checks, the rows they purge, and how
+/// their schema is made current.
+///
+/// The presets of ``IdentityStore`` make one; an adapter of your own fills one in and passes it
+/// as ``IdentityStore/custom(_:)``.
+public struct IdentityStores: Sendable {
+    /// Accounts.
+    public var users: any UserRepository
+    /// The events written with account changes; the same database as `users`.
+    public var outbox: any EventOutbox
+    /// Revoked tokens and account cut-offs: the store `users` writes its revocations to (or a
+    /// cache over it).
+    public var revocations: any RevocationStore
+    /// Failed-login counts.
+    public var throttle: any LoginThrottle
+    /// Expired rows to delete now and then (`ExpiryPurge`).
+    public var purges: [ExpiryPurge.PurgeTask]
+    /// Keeps the newest `keeping` unpublished events, for a deployment that relays none; nil
+    /// when the outbox bounds itself.
+    public var trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)?
+    /// What the stores run beside the server (a connection pool, a revocation feed).
+    public var services: [any Service]
+    /// What `/health/ready` asks.
+    public var readiness: [any HealthCheck]
+    /// Makes the schema current (or checks that it is) before the first request.
+    public var prepare: @Sendable (SchemaPolicy) async throws -> Void
+    /// Whether every instance shares these stores (a database server), as a broker requires.
+    public var isShared: Bool
+    /// One line for the start-up log, with no secret in it.
+    public var summary: String
+
+    /// Bundles stores of your own; by default nothing is purged, run or checked.
+    public init(
+        users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, throttle: any LoginThrottle,
+        purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
+        services: [any Service] = [], readiness: [any HealthCheck] = [],
+        prepare: @escaping @Sendable (SchemaPolicy) async throws -> Void = { _ in }, isShared: Bool = false, summary: String = "custom"
+    ) {
+        self.users = users
+        self.outbox = outbox
+        self.revocations = revocations
+        self.throttle = throttle
+        self.purges = purges
+        self.trimOutbox = trimOutbox
+        self.services = services
+        self.readiness = readiness
+        self.prepare = prepare
+        self.isShared = isShared
+        self.summary = summary
+    }
+
+    /// The in-memory stores: everything ends with the process; they purge and bound themselves.
+    public static func inMemory(clock: any IdentityClock = SystemClock(), throttle: LoginThrottleConfiguration = LoginThrottleConfiguration())
+        -> IdentityStores
+    {
+        let store = InMemoryUserStore(revocations: InMemoryRevocationStore(clock: clock))
+        return IdentityStores(
+            users: store, outbox: store, revocations: store.revocations, throttle: InMemoryLoginThrottle(limits: throttle),
+            summary: "in-memory"
+        )
+    }
+}
