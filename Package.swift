@@ -204,6 +204,7 @@ let package = Package(
             name: "IdentityTestSupport",
             dependencies: [
                 "IdentityApplication", "IdentityComposition", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/IdentityTestSupport",
@@ -212,6 +213,15 @@ let package = Package(
         .testTarget(
             name: "IdentityApplicationTests",
             dependencies: ["IdentityApplication", "IdentityComposition", "InMemoryAdapter", "CryptoAdapter", "IdentityTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IdentityCompositionTests",
+            dependencies: [
+                "IdentityComposition", "IdentityApplication", "IdentityTestSupport", "AMQPAdapter", "PostgresAdapter",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import IdentityTestSupport
 import IdentityAdapterSupport
 import IdentityDomain
 import IdentityPorts
