@@ -119,6 +119,10 @@ public final class PostgresRevocationCache: RevocationStore, Service, Sendable {
                 let catchUpsBefore = catchUps.load(ordering: .relaxed)
                 do {
                     try await listenOnce()
+                } catch let error as PostgresStoreError where error.sqlState == "42P01" {
+                    // undefined_table: a host that migrates at start-up starts this feed first.
+                    if Task.isCancelled { break }
+                    logger.notice("revocation tables not there yet (schema not migrated); asking the database until they are")
                 } catch {
                     if Task.isCancelled { break }
                     logger.warning("revocation cache lost its feed; asking the database until it has caught up again",

@@ -18,6 +18,11 @@ struct IdentityStackTests {
     static let configuration = IdentityConfiguration(
         tokens: try! TokenConfiguration(secret: TestIdentity.secret), argon2: try! Argon2Configuration(memoryKiB: 64, iterations: 1)
     )
+    static let migrating = {
+        var configuration = Self.configuration
+        configuration.schema = .migrate
+        return configuration
+    }()
     static let keys = try! CommandSigningKeys([Data(String(repeating: "command-signing-key-", count: 2).utf8)])
     static let broker = AMQPConfiguration(host: "127.0.0.1", port: 1)
 
@@ -118,15 +123,11 @@ struct IdentityStackTests {
     )
     func postgresClient() async throws {
         try await TestDatabase.with { client, name in
-            var postgres = PostgresConfiguration(host: TestDatabase.host, port: TestDatabase.port, username: TestDatabase.user,
-                                                 database: name, tls: .disable)
-            postgres.password = TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"]
+            let postgres = Self.postgres(name)
             let strict = try await IdentityStack.make(store: .postgresClient(client, configuration: postgres), configuration: Self.configuration)
             await #expect(throws: SchemaOutOfDate.self, "an empty database is behind this build") { try await strict.prepare() }
 
-            var migrating = Self.configuration
-            migrating.schema = .migrate
-            let stack = try await IdentityStack.make(store: .postgresClient(client, configuration: postgres), configuration: migrating)
+            let stack = try await IdentityStack.make(store: .postgresClient(client, configuration: postgres), configuration: Self.migrating)
             #expect(stack.services.contains { $0 is PostgresRevocationCache })
             #expect(stack.services.contains { $0 is ExpiryPurge })
             #expect(!stack.services.contains { $0 is PostgresConnectionPool }, "the host runs its own client")
@@ -146,12 +147,8 @@ struct IdentityStackTests {
     )
     func postgresPool() async throws {
         try await TestDatabase.with { _, name in
-            var postgres = PostgresConfiguration(host: TestDatabase.host, port: TestDatabase.port, username: TestDatabase.user,
-                                                 database: name, poolSize: 2, tls: .disable)
-            postgres.password = TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"]
-            var migrating = Self.configuration
-            migrating.schema = .migrate
-            let stack = try await IdentityStack.make(store: .postgres(postgres), configuration: migrating)
+            let postgres = Self.postgres(name, poolSize: 2)
+            let stack = try await IdentityStack.make(store: .postgres(postgres), configuration: Self.migrating)
             #expect(stack.services.first is PostgresConnectionPool)
             #expect(stack.summary.hasPrefix("store=postgres(\(postgres.summary))"))
             try await Self.running(stack.services) {
@@ -159,6 +156,14 @@ struct IdentityStackTests {
                 try await Self.story(stack.service)
             }
         }
+    }
+
+    /// The test server's database `name`, as a host would describe it.
+    static func postgres(_ name: String, poolSize: Int = 20) -> PostgresConfiguration {
+        PostgresConfiguration(
+            host: TestDatabase.host, port: TestDatabase.port, username: TestDatabase.user,
+            password: TestDatabase.environment["IDENTITY_TEST_POSTGRES_PASSWORD"], database: name, poolSize: poolSize, tls: .disable
+        )
     }
 
     /// Runs `services` in a group for the duration of `body`, then shuts them down gracefully.
