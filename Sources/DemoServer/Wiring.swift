@@ -27,19 +27,19 @@ struct Wiring: Sendable {
     private let migrator: PostgresMigrator?
 
     /// Wires the adapters; with `metrics`, they record into its registry.
-    init(settings: Settings, logger: Logger, metrics: ServerMetrics? = nil, role: Role = .serve(worker: true)) async throws {
+    init(settings: ServerConfiguration, logger: Logger, metrics: ServerMetrics? = nil, role: Role = .serve(worker: true)) async throws {
         if role == .worker, settings.rabbitmq == nil {
             throw ConfigurationError("RABBITMQ_HOST must be set for `DemoServer worker` (without a broker there are no commands to consume)")
         }
-        let lifetime = TimeInterval(settings.jwtExpireMinutes * 60)
-        let (tokens, argon2) = try await Self.crypto(settings: settings, lifetime: lifetime, logger: logger)
+        if settings.usesRandomJWTSecret {
+            logger.warning("JWT_SECRET is unset: using a random secret, so tokens will not survive a restart")
+        }
+        let tokens = await JWTTokenService(configuration: settings.tokens)
+        let argon2 = settings.argon2
         let clock = SystemClock()
         let factory: any MetricsFactory = metrics?.factory ?? MetricsSystem.factory
 
-        let limits = LoginThrottleConfiguration(
-            maxFailuresPerEmail: settings.loginMaxFailures, maxFailuresPerClient: settings.loginMaxFailuresPerClient,
-            window: TimeInterval(settings.loginFailureWindowSeconds)
-        )
+        let limits = settings.throttle
         let users: any UserRepository
         let outbox: any EventOutbox
         let revocations: any RevocationStore
@@ -51,7 +51,7 @@ struct Wiring: Sendable {
         if let postgres = settings.postgres {
             // Our own fixed pool, not PostgresClient: see Docs/decisions.md ("Our own connection pool").
             let pool = try postgres.makePool(logger: logger)
-            let timeout = Duration.seconds(settings.postgresTimeoutSeconds)
+            let timeout = settings.postgresTimeout
             let store = PostgresUserStore(pool: pool, timeout: timeout, logger: logger)
             let revocationStore = PostgresRevocationStore(pool: pool, timeout: timeout, logger: logger)
             let sharedThrottle = PostgresLoginThrottle(pool: pool, limits: limits, timeout: timeout, logger: logger)
@@ -138,7 +138,7 @@ struct Wiring: Sendable {
         }
         self.readiness = readiness
         self.services = services
-        self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2),queue=\(settings.hashQueueLimit)) tokens=\(settings.jwtAlgorithm)"
+        self.summary = "store=\(storeSummary) bus=\(busSummary) hasher=argon2id(\(argon2),queue=\(settings.hashQueueLimit)) tokens=\(settings.tokens.algorithm.rawValue)"
     }
 
     /// Without a broker nothing relays events: a store keeps only the newest, as the in-memory
@@ -167,31 +167,5 @@ struct Wiring: Sendable {
             try await PostgresMigrator.withDeadline(Self.startupDeadline) { try await migrator.ensureCurrent() }
         }
         try await service.warmUp()
-    }
-
-    private static func crypto(settings: Settings, lifetime: TimeInterval, logger: Logger) async throws
-        -> (JWTTokenService, Argon2Configuration)
-    {
-        let secret: String
-        if let configured = settings.jwtSecret {
-            secret = configured
-        } else {
-            secret = TokenConfiguration.randomSecret()
-            logger.warning("JWT_SECRET is unset: using a random secret, so tokens will not survive a restart")
-        }
-        do {
-            let configuration = try TokenConfiguration(
-                secret: secret, algorithm: JWTAlgorithm(rawValue: settings.jwtAlgorithm) ?? .hs256,
-                issuer: settings.jwtIssuer, audience: settings.jwtAudience, lifetime: lifetime
-            )
-            let argon2 = try Argon2Configuration(
-                memoryKiB: settings.argon2MemoryKiB, iterations: settings.argon2Iterations, parallelism: settings.argon2Parallelism
-            )
-            return (await JWTTokenService(configuration: configuration), argon2)
-        } catch let error as TokenConfigurationError {
-            throw ConfigurationError("JWT_SECRET: \(error)")
-        } catch {
-            throw ConfigurationError("ARGON2_*: \(error)")
-        }
     }
 }
