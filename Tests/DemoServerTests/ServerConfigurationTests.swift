@@ -270,4 +270,15 @@ struct ServerConfigurationTests {
         }
         #expect(help.split(separator: "\n").allSatisfy { $0.count <= 80 }, "no line is re-wrapped by the help printer")
     }
+
+    @Test("README's configuration table names every variable of the table")
+    func readme() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "## Configuration").dropFirst().first?.components(separatedBy: "\n## ").first)
+        for variable in ConfigurationVariable.all {
+            #expect(section.contains("`\(variable.name)`"), "\(variable.name) is missing from README.md's configuration table")
+        }
+    }
 }
