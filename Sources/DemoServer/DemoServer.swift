@@ -7,8 +7,21 @@ struct DemoServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "DemoServer",
         abstract: "The Identity demo server.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, ImportUsers.self],
+        discussion: ConfigurationVariable.helpText,
+        subcommands: [Serve.self, Worker.self, Migrate.self, ImportUsers.self, ShowConfiguration.self],
         defaultSubcommand: Serve.self
     )
 }
 
+/// `DemoServer config`: the effective configuration, secrets redacted; a bad value exits 78
+/// with the same line as `serve`.
+struct ShowConfiguration: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Print the effective configuration, one NAME=value a line with where it came from; secrets redacted."
+    )
+
+    func run() {
+        print(Startup.configuration().description)
+    }
+}

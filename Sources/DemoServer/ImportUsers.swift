@@ -29,7 +29,7 @@ struct ImportUsers: AsyncParsableCommand {
     @Flag(help: "Check the file and report, without importing anything.") var dryRun = false
 
     func run() async throws {
-        let settings = Startup.settings()
+        let settings = Startup.configuration()
         let logger = Startup.logger(settings)
         guard settings.postgres != nil else {
             exitWithConfigurationError(ConfigurationError("POSTGRES_HOST must be set to import users (the in-memory store ends with the process)"))

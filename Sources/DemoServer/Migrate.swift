@@ -54,7 +54,7 @@ struct Migrate: AsyncParsableCommand {
 
     /// Runs `body` with a migrator on a running client; any failure is one line and exit 1.
     static func withMigrator(_ body: @Sendable (PostgresMigrator) async throws -> Void) async throws {
-        let settings = Startup.settings()
+        let settings = Startup.configuration()
         let logger = Startup.logger(settings)
         guard let postgres = settings.postgres else {
             exitWithConfigurationError(ConfigurationError("POSTGRES_HOST must be set to migrate"))

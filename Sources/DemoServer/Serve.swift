@@ -19,7 +19,7 @@ struct Serve: AsyncParsableCommand {
     var noWorker = false
 
     func run() async throws {
-        let settings = Startup.settings()
+        let settings = Startup.configuration()
         let logger = Startup.logger(settings)
         let metrics = ServerMetrics()
         let wiring = try await Startup.wiring(settings, logger: logger, metrics: metrics, role: .serve(worker: !noWorker))

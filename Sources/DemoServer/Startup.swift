@@ -6,11 +6,11 @@ import PostgresAdapter
 import ServiceLifecycle
 import UnixSignals
 
-/// What every command does first: read the settings (or exit with one line) and set up logging.
+/// What every command does first: read the configuration (or exit with one line) and set up logging.
 enum Startup {
-    static func settings() -> Settings {
+    static func configuration() -> ServerConfiguration {
         do {
-            return try Settings(from: ConfigurationSource.load())
+            return try ServerConfiguration(from: ConfigurationValues.load())
         } catch let error as ConfigurationError {
             exitWithConfigurationError(error)
         } catch {
@@ -18,10 +18,10 @@ enum Startup {
         }
     }
 
-    /// The stack the settings choose, or one line and exit 78 when it cannot be built as
+    /// The stack the configuration chooses, or one line and exit 78 when it cannot be built as
     /// configured (69 when its store cannot be opened).
     static func wiring(
-        _ settings: Settings, logger: Logger, metrics: ServerMetrics? = nil, role: Wiring.Role = .serve(worker: true)
+        _ settings: ServerConfiguration, logger: Logger, metrics: ServerMetrics? = nil, role: Wiring.Role = .serve(worker: true)
     ) async throws -> IdentityStack {
         do {
             return try await Wiring.stack(settings: settings, logger: logger, metrics: metrics, role: role)
@@ -36,7 +36,7 @@ enum Startup {
 
     /// Runs the process's services; a schema that is not current or a database that does not
     /// answer at start-up ends the process with one line and exit 69.
-    static func exitingOnStartupFailure(_ settings: Settings, _ run: () async throws -> Void) async throws {
+    static func exitingOnStartupFailure(_ settings: ServerConfiguration, _ run: () async throws -> Void) async throws {
         do {
             try await run()
         } catch let error as SchemaOutOfDate {
@@ -66,7 +66,7 @@ enum Startup {
     static let gracefulShutdownLimit: Duration = .seconds(30)
     static let cancellationLimit: Duration = .seconds(10)
 
-    static func logger(_ settings: Settings) -> Logger {
+    static func logger(_ settings: ServerConfiguration) -> Logger {
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -14,7 +14,7 @@ struct Worker: AsyncParsableCommand {
     )
 
     func run() async throws {
-        let settings = Startup.settings()
+        let settings = Startup.configuration()
         let logger = Startup.logger(settings)
         let wiring = try await Startup.wiring(settings, logger: logger, role: .worker)
         // The check runs as the last service, once the database pool (started before it) runs.
