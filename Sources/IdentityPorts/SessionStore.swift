@@ -88,8 +88,8 @@ public struct SessionConfiguration: Sendable, Equatable {
     public var replacedDigestsKept: Int
 
     /// Creates a configuration; the defaults are the contract's (30 days idle, 90 days in all,
-    /// 10 s of grace) and 1,000 replaced digests per session (a session refreshed every hour
-    /// replaces about 720 tokens in the 30 days its oldest token can be replayed in).
+    /// 10 s of grace) and 1,000 replaced digests per session (six weeks of a client that
+    /// refreshes every hour).
     public init(
         idleLifetime: TimeInterval = 30 * 86_400, absoluteLifetime: TimeInterval = 90 * 86_400, graceInterval: TimeInterval = 10,
         replacedDigestsKept: Int = 1_000
