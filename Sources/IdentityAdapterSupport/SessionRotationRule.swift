@@ -9,6 +9,12 @@ public struct SessionRotation: Sendable, Equatable {
     public let stored: Session?
     /// The answer.
     public let outcome: RotationOutcome
+
+    /// Creates a decision.
+    public init(stored: Session?, outcome: RotationOutcome) {
+        self.stored = stored
+        self.outcome = outcome
+    }
 }
 
 extension SessionConfiguration {

@@ -85,7 +85,9 @@ public struct SessionConfiguration: Sendable, Equatable {
     /// How many replaced digests a session keeps for reuse detection, newest first (at least
     /// one: the digest just replaced). A token replaced longer ago than that is answered as
     /// unknown (refused, the session unchanged) rather than as a reuse.
-    public var replacedDigestsKept: Int
+    public var replacedDigestsKept: Int {
+        didSet { replacedDigestsKept = max(1, replacedDigestsKept) }
+    }
 
     /// Creates a configuration; the defaults are the contract's (30 days idle, 90 days in all,
     /// 10 s of grace) and 1,000 replaced digests per session (six weeks of a client that

@@ -152,13 +152,11 @@ public struct PostgresSessionStore: SessionStore {
     public func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) async throws -> [Session] {
         let since = configuration.openSince(now: now)
         let at = now.truncatedToMilliseconds
-        // A UUID no session has stands for "no exception", so that the statement is one.
-        let excepted = except?.uuid ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
         return try await session.run { connection, logger in
             try await Self.all(connection.query(
                 """
                 UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
-                WHERE user_id = \(userID.uuid) AND id <> \(excepted)
+                WHERE user_id = \(userID.uuid) AND id IS DISTINCT FROM \(except?.uuid)
                     AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
                 RETURNING \(unescaped: Self.columns)
                 """,
