@@ -35,7 +35,7 @@ enum PostgresErrors {
         case let error as PublisherFailed:
             return error.error
         case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError,
-             is CommandAlreadyApplied:
+             is CommandAlreadyApplied, is SessionConflict:
             return error
         case is PostgresDecodingError:
             // A column did not decode: a schema mismatch or a bug, not an outage.
@@ -46,8 +46,9 @@ enum PostgresErrors {
                 return BackendUnavailable(backend: "postgres")
             }
             if state == "23505" {
-                return error.serverInfo?[.constraintName] == "identity_users_email_key"
-                    ? IdentityError.emailTaken : IdentityError.concurrentUpdate
+                let constraint = error.serverInfo?[.constraintName] ?? ""
+                if constraint.hasPrefix("identity_session") { return SessionConflict() }
+                return constraint == "identity_users_email_key" ? IdentityError.emailTaken : IdentityError.concurrentUpdate
             }
             if state.hasPrefix("08") || unavailableStates.contains(state) { return BackendUnavailable(backend: "postgres") }
             return PostgresStoreError(sqlState: state)

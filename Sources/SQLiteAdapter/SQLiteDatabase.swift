@@ -90,6 +90,8 @@ public actor IdentitySQLiteDatabase {
         let version: Int
         let name: String
         let sql: String
+        /// What undoes it (`NNNN_name.down.sql`), for the migrations that ship one.
+        var down: String?
         var checksum: String { SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined() }
     }
 
@@ -97,14 +99,52 @@ public actor IdentitySQLiteDatabase {
         guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
             throw SQLiteStoreError(description: "the SQLite migrations are missing from the bundle")
         }
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let all = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let files = all.filter { $0.hasSuffix(".sql") && !$0.hasSuffix(".down.sql") }.sorted()
         return try files.map { file in
             let stem = file.dropLast(4)
             guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]) else {
                 throw SQLiteStoreError(description: "migration file \(file) is not named NNNN_name.sql")
             }
             let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
-            return Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql)
+            let downFile = stem + ".down.sql"
+            let down = all.contains(String(downFile))
+                ? try String(contentsOf: directory.appendingPathComponent(String(downFile)), encoding: .utf8) : nil
+            return Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql, down: down)
+        }
+    }
+
+    /// Undoes the applied migrations newer than `version`, newest first, each in a transaction
+    /// with its record, so that an older build can open the file; returns the versions undone.
+    /// Refuses (undoing nothing) when one of them ships no down migration (`NNNN_name.down.sql`):
+    /// the first three do not. The stores fail on what was undone until the file is opened
+    /// again, which applies it again.
+    public func revert(toVersion version: Int) async throws -> [Int] {
+        let migrations = try Self.shippedMigrations()
+        return try await exclusive { connection in
+            var applied: [Int] = []
+            for row in try await connection.query("SELECT version FROM identity_schema_migrations WHERE version > ? ORDER BY version DESC",
+                                                  [.integer(version)]) {
+                if let number = row.column("version")?.integer { applied.append(Int(number)) }
+            }
+            let undoing = try applied.map { number in
+                guard let down = migrations.first(where: { $0.version == number })?.down else {
+                    throw SQLiteStoreError(description: "migration \(number) cannot be undone: it ships no down migration")
+                }
+                return (number, down)
+            }
+            for (number, down) in undoing {
+                _ = try await connection.query("BEGIN IMMEDIATE")
+                do {
+                    for statement in Self.statements(down) { _ = try await connection.query(statement) }
+                    _ = try await connection.query("DELETE FROM identity_schema_migrations WHERE version = ?", [.integer(number)])
+                    _ = try await connection.query("COMMIT")
+                } catch {
+                    _ = try? await connection.query("ROLLBACK")
+                    throw error
+                }
+            }
+            return undoing.map(\.0)
         }
     }
 

@@ -35,6 +35,11 @@ struct InMemoryConformanceTests {
         try await LoginThrottleConformance { limits in InMemoryLoginThrottle(limits: limits) }.run()
     }
 
+    @Test("InMemorySessionStore is a SessionStore")
+    func sessionStore() async throws {
+        try await SessionStoreConformance { configuration in InMemorySessionStore(configuration: configuration) }.run()
+    }
+
     @Test("InProcessCommandBus is a CommandBus")
     func bus() async throws {
         try await CommandBusConformance { handler in InProcessCommandBus(handler: handler) }.run()
@@ -65,6 +70,21 @@ struct InMemoryBoundsTests {
         clock.advance(by: 120)
         try store.revoke(jti: "new", userID: user, until: clock.now().addingTimeInterval(30))
         #expect(store.count == 1, "the expired entry went when the next write found a purge due")
+    }
+
+    @Test("sessions past their lifetime are purged by themselves when a session opens, at most once a minute")
+    func sessionPurgeAsItGoes() async throws {
+        let store = InMemorySessionStore(configuration: SessionConfiguration(idleLifetime: 3600, absoluteLifetime: 7200))
+        let user = UserID(UUID())
+        let start = Date()
+        for _ in 0..<10 {
+            try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start))
+        }
+        #expect(store.count == 10)
+        try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start.addingTimeInterval(30)))
+        #expect(store.count == 11, "nothing has lapsed")
+        try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start.addingTimeInterval(3601)))
+        #expect(store.count == 2, "the ten idle for more than an hour went when the next session opened")
     }
 
     @Test("throttle keys whose failures left the window are forgotten")

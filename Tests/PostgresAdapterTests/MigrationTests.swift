@@ -18,7 +18,7 @@ struct MigrationTests {
 
     static let schema: Set<String> = [
         "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_account_cutoffs", "identity_processed_messages",
-        "identity_login_failures", "identity_revocation_sequence",
+        "identity_login_failures", "identity_revocation_sequence", "identity_sessions", "identity_session_digests",
     ]
 
     @Test("the shipped migrations are numbered, named, and each has its down")
@@ -79,6 +79,30 @@ struct MigrationTests {
             #expect(try await store.isRevoked(jti: "any", userID: UserID(gone), accountVersion: 1_000_000), "a deleted account's, all")
             let (last, messages) = try await store.changes(after: 0)
             #expect(last == 3 && Set(messages.compactMap(\.sequence)) == [1, 2, 3], "every row already there is numbered: a cache reads it")
+        }
+    }
+
+    @Test("0006 (sessions) goes down and up: its tables and their indexes come and go, the tables before it stay")
+    func sessionsUpDown() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            let sessions = try #require(migrator.migrations.first { $0.name == "sessions" })
+            let sessionTables: Set<String> = ["identity_sessions", "identity_session_digests"]
+            _ = try await migrator.up()
+            let store = PostgresSessionStore(client: client)
+            let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), at: Date())
+            try await store.open(opened)
+            let newer = migrator.migrations.filter { $0.version > sessions.version }.count
+            #expect(try await migrator.down(newer + 1).map(\.version).last == sessions.version)
+            #expect(try await tables(client).isDisjoint(with: sessionTables), "the session tables are gone")
+            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(sessionTables)), "the others stay")
+            let indexes = try await client.query("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'identity_session%'")
+            for try await count in indexes.decode(Int64.self) { #expect(count == 0, "and so are their indexes") }
+            #expect(try await migrator.up().map(\.version).first == sessions.version)
+            #expect(try await tables(client).isSuperset(of: sessionTables))
+            #expect(try await store.session(id: opened.id) == nil, "empty again")
+            try await store.open(opened)
+            #expect(try await store.session(id: opened.id) == opened, "and usable")
         }
     }
 

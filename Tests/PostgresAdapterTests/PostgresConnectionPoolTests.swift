@@ -1,6 +1,8 @@
 import Foundation
 import IdentityAdapterSupport
 import IdentityConformance
+import IdentityDomain
+import IdentityPorts
 import IdentityTestSupport
 import Logging
 import PostgresAdapter
@@ -79,6 +81,62 @@ struct PostgresPoolStoreTests {
                 try await PostgresStoreTests.reset(client)
                 return PostgresLoginThrottle(pool: pool, limits: limits)
             }.run()
+        }
+    }
+
+    @Test("PostgresSessionStore on the pool passes the SessionStore suite")
+    func sessionStore() async throws {
+        try await Self.withMigratedPool { client, pool in
+            try await SessionStoreConformance { configuration in
+                try await PostgresStoreTests.reset(client)
+                return PostgresSessionStore(pool: pool, configuration: configuration)
+            }.run()
+        }
+    }
+
+    @Test("two instances (two pools) rotating one refresh digest 20 times at once: exactly one rotation, 19 graces with its blob, 30 rounds")
+    func rotationRaceAcrossInstances() async throws {
+        try await TestDatabase.with { client, name in
+            try await PostgresMigrator(client: client).up()
+            try await withPool(database: name, size: 4) { first in
+                try await withPool(database: name, size: 4) { second in
+                    // 20 rotations queue on 8 connections: a loaded machine may take longer than the 5 s default.
+                    let instances = [PostgresSessionStore(pool: first, timeout: .seconds(60)),
+                                     PostgresSessionStore(pool: second, timeout: .seconds(60))]
+                    for _ in 0..<30 {
+                        let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), at: Date())
+                        try await instances[0].open(opened)
+                        let now = Date()
+                        let outcomes = try await withThrowingTaskGroup(of: (RotationOutcome, Data).self) { group in
+                            for index in 0..<20 {
+                                group.addTask {
+                                    let blob = Data(RefreshDigest.random().bytes)
+                                    let outcome = try await instances[index % 2].rotate(
+                                        presented: opened.refreshDigest, replacement: .random(), graceBlob: blob, now: now
+                                    )
+                                    return (outcome, blob)
+                                }
+                            }
+                            return try await group.reduce(into: [(RotationOutcome, Data)]()) { $0.append($1) }
+                        }
+                        let rotations = outcomes.compactMap { outcome, blob -> (Session, Data)? in
+                            if case .rotated(let session) = outcome { (session, blob) } else { nil }
+                        }
+                        guard rotations.count == 1, let winner = rotations.first else {
+                            Issue.record("exactly one rotation, got \(rotations.count)")
+                            return
+                        }
+                        let (rotated, blob) = winner
+                        #expect(outcomes.filter { $0.0 == .grace(rotated, blob: blob) }.count == 19,
+                                "every other refresh gets the winner's pair, on either instance")
+                        #expect(try await instances[1].session(id: opened.id) == rotated)
+                        let history = try await client.query(
+                            "SELECT count(*) FROM identity_session_digests WHERE session_id = \(opened.id.uuid)"
+                        )
+                        for try await count in history.decode(Int64.self) { #expect(count == 1, "one replaced digest recorded") }
+                    }
+                }
+            }
         }
     }
 

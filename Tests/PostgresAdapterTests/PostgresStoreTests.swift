@@ -22,7 +22,7 @@ struct PostgresStoreTests {
         try await client.query(
             """
             TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_account_cutoffs,
-                     identity_processed_messages, identity_login_failures
+                     identity_processed_messages, identity_login_failures, identity_sessions, identity_session_digests
             """
         )
     }
@@ -84,6 +84,16 @@ struct PostgresStoreTests {
             try await LoginThrottleConformance { limits in
                 try await Self.reset(client)
                 return PostgresLoginThrottle(client: client, limits: limits)
+            }.run()
+        }
+    }
+
+    @Test("PostgresSessionStore passes the SessionStore suite")
+    func sessionStore() async throws {
+        try await Self.withMigrated { client in
+            try await SessionStoreConformance { configuration in
+                try await Self.reset(client)
+                return PostgresSessionStore(client: client, configuration: configuration)
             }.run()
         }
     }

@@ -58,6 +58,44 @@ struct SQLiteAdapterTests {
         }.run()
     }
 
+    @Test("SQLiteSessionStore passes the SessionStore suite")
+    func sessionStore() async throws {
+        try await SessionStoreConformance { configuration in
+            SQLiteSessionStore(database: try await IdentitySQLiteDatabase.open(path: ":memory:"), configuration: configuration)
+        }.run()
+    }
+
+    @Test("0004 (sessions) goes down and up again: its tables go, the record goes, a reopen applies it again; 0003 has no down")
+    func sessionsMigrationDownAndUp() async throws {
+        let path = Self.freshPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        @Sendable func tables(_ database: IdentitySQLiteDatabase) async throws -> Set<String> {
+            let rows = try await database.exclusive { try await $0.query("SELECT name FROM sqlite_master WHERE type = 'table'") }
+            return Set(rows.compactMap { $0.column("name")?.string })
+        }
+        let sessionTables: Set<String> = ["identity_sessions", "identity_session_digests"]
+        let first = try await IdentitySQLiteDatabase.open(path: path)
+        #expect(try await tables(first).isSuperset(of: sessionTables))
+        let user = UserID(UUID())
+        try await SQLiteSessionStore(database: first).open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: Date()))
+        #expect(try await first.revert(toVersion: 4).isEmpty, "nothing newer than 4 to undo")
+        #expect(try await first.revert(toVersion: 3) == [4])
+        #expect(try await tables(first).isDisjoint(with: sessionTables), "the session tables are gone")
+        #expect(try await tables(first).isSuperset(of: ["identity_users", "identity_account_cutoffs", "identity_login_failures"]),
+                "the tables of 0001-0003 stay")
+        let versions = try await first.exclusive { try await $0.query("SELECT version FROM identity_schema_migrations ORDER BY version") }
+        #expect(versions.compactMap { $0.column("version")?.integer } == [1, 2, 3], "its record is gone")
+        await #expect {
+            _ = try await first.revert(toVersion: 2)
+        } throws: { "\($0)".contains("migration 3 cannot be undone") }
+        try await first.close()
+
+        let second = try await IdentitySQLiteDatabase.open(path: path)
+        #expect(try await tables(second).isSuperset(of: sessionTables), "opening the file applies 0004 again")
+        #expect(try await SQLiteSessionStore(database: second).sessions(of: user, now: Date()).isEmpty, "empty: the sessions went with it")
+        try await second.close()
+    }
+
     @Test("a file keeps accounts, revocations and events across a reopen, and is not migrated twice")
     func reopen() async throws {
         let path = Self.freshPath()

@@ -1,0 +1,46 @@
+public import Foundation
+public import IdentityDomain
+public import IdentityPorts
+
+/// What `SessionStore.rotate` does to a session once the store has found the session a
+/// presented digest belongs to: what to store and what to answer.
+public struct SessionRotation: Sendable, Equatable {
+    /// The session to store in place of the one found; nil: nothing changes.
+    public let stored: Session?
+    /// The answer.
+    public let outcome: RotationOutcome
+
+    /// Creates a decision.
+    public init(stored: Session?, outcome: RotationOutcome) {
+        self.stored = stored
+        self.outcome = outcome
+    }
+}
+
+extension SessionConfiguration {
+    /// The rule every session store applies to `presented`, the current digest of `session` or
+    /// one of the replaced digests it keeps, at `now` (contract §9):
+    ///
+    /// - a session that is not open (ended, or past its lifetime) changes no more: unknown;
+    /// - its current digest rotates to `replacement`, keeping `graceBlob`;
+    /// - the digest just replaced, within the grace interval, gets the stored blob, and
+    ///   nothing changes;
+    /// - any other replaced digest ends the session with reason `reuse`.
+    ///
+    /// A store holds the session (a lock, a transaction, a compare-and-swap on what it read)
+    /// from reading it to writing `stored`.
+    public func rotation(
+        of session: Session, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date
+    ) -> SessionRotation {
+        guard isOpen(session, at: now) else { return SessionRotation(stored: nil, outcome: .unknown) }
+        if presented == session.refreshDigest {
+            let rotated = session.rotated(to: replacement, graceBlob: graceBlob, at: now)
+            return SessionRotation(stored: rotated, outcome: .rotated(rotated))
+        }
+        if presented == session.previousDigest, isWithinGrace(session, at: now), let blob = session.graceBlob {
+            return SessionRotation(stored: nil, outcome: .grace(session, blob: blob))
+        }
+        let ended = session.ended(.reuse, at: now)
+        return SessionRotation(stored: ended, outcome: .reused(ended))
+    }
+}

@@ -1,0 +1,368 @@
+public import IdentityPorts
+import IdentityDomain
+import Foundation
+import Testing
+
+/// The behaviour every `SessionStore` must show (contract §9): rotation, the grace rule, reuse
+/// detection, idle and absolute lifetimes, one rotation out of simultaneous ones, listing,
+/// ending one, the others or all, and the purge.
+///
+/// ```swift
+/// @Test func conforms() async throws {
+///     try await SessionStoreConformance { configuration in MySessionStore(configuration: configuration) }.run()
+/// }
+/// ```
+///
+/// Every call of the factory must return an empty store that applies `configuration`. The
+/// concurrent check runs 20 rotations at once: a store on a connection pool needs as many
+/// connections, or waits for them within its deadline.
+public struct SessionStoreConformance: Sendable {
+    /// Makes a fresh, empty store with `configuration`.
+    public typealias Factory = @Sendable (_ configuration: SessionConfiguration) async throws -> any SessionStore
+    private let makeStore: Factory
+
+    /// Creates the suite.
+    public init(makeStore: @escaping Factory) {
+        self.makeStore = makeStore
+    }
+
+    /// Runs every check, each on a fresh store.
+    public func run() async throws {
+        await Fixture.check("anOpenedSessionIsStoredAsGiven") { try await anOpenedSessionIsStoredAsGiven() }
+        await Fixture.check("theCurrentDigestRotates") { try await theCurrentDigestRotates() }
+        await Fixture.check("theDigestJustReplacedGetsTheStoredBlobWithinTheGrace") {
+            try await theDigestJustReplacedGetsTheStoredBlobWithinTheGrace()
+        }
+        await Fixture.check("aReplayAfterTheGraceEndsTheSession") { try await aReplayAfterTheGraceEndsTheSession() }
+        await Fixture.check("anOlderDigestEndsTheSession") { try await anOlderDigestEndsTheSession() }
+        await Fixture.check("anEndedSessionNeverComesBack") { try await anEndedSessionNeverComesBack() }
+        await Fixture.check("unknownDigestsChangeNothing") { try await unknownDigestsChangeNothing() }
+        await Fixture.check("aSessionLapsesAfterItsIdleLifetime") { try await aSessionLapsesAfterItsIdleLifetime() }
+        await Fixture.check("aSessionLapsesAfterItsAbsoluteLifetime") { try await aSessionLapsesAfterItsAbsoluteLifetime() }
+        await Fixture.check("simultaneousRotationsWithOneDigestRotateOnce") { try await simultaneousRotationsWithOneDigestRotateOnce() }
+        await Fixture.check("replacedDigestsAreKeptUpToTheConfiguredNumber") { try await replacedDigestsAreKeptUpToTheConfiguredNumber() }
+        await Fixture.check("openSessionsAreListedNewestFirst") { try await openSessionsAreListedNewestFirst() }
+        await Fixture.check("endingOneSessionNeedsItsOwner") { try await endingOneSessionNeedsItsOwner() }
+        await Fixture.check("endingAllOrTheOthersEndsOnlyThose") { try await endingAllOrTheOthersEndsOnlyThose() }
+        await Fixture.check("sessionsArePurgedOnceTheirLifetimeHasPassed") { try await sessionsArePurgedOnceTheirLifetimeHasPassed() }
+    }
+
+    private let now = Fixture.epoch
+    private static let day: TimeInterval = 86_400
+
+    /// Opens a session of `user` at `time`, stored; returns it.
+    private func open(
+        _ store: any SessionStore, _ user: UserID, at time: Date, userAgent: String? = nil, clientAddress: String? = nil
+    ) async throws -> Session {
+        let session = Session.open(
+            id: SessionID(UUID()), userID: user, refreshDigest: .random(), userAgent: userAgent, clientAddress: clientAddress, at: time
+        )
+        try await store.open(session)
+        return session
+    }
+
+    /// Rotates `presented` to a fresh digest at `time`; returns the outcome and the digest and blob offered.
+    private func rotate(
+        _ store: any SessionStore, _ presented: RefreshDigest, at time: Date
+    ) async throws -> (outcome: RotationOutcome, replacement: RefreshDigest, blob: Data) {
+        let replacement = RefreshDigest.random()
+        let blob = Data(RefreshDigest.random().bytes + [0x01])
+        return (try await store.rotate(presented: presented, replacement: replacement, graceBlob: blob, now: time), replacement, blob)
+    }
+
+    /// Rotates `presented` at `time` and requires a rotation; returns the session as rotated.
+    private func mustRotate(_ store: any SessionStore, _ presented: RefreshDigest, at time: Date) async throws -> Session {
+        let (outcome, replacement, blob) = try await rotate(store, presented, at: time)
+        guard case .rotated(let session) = outcome else {
+            throw ConformanceFailure("the current digest rotates, got \(outcome)")
+        }
+        #expect(session.refreshDigest == replacement && session.graceBlob == blob)
+        return session
+    }
+
+    func anOpenedSessionIsStoredAsGiven() async throws {
+        let store = try await makeStore(SessionConfiguration())
+        let user = UserID(UUID())
+        let session = try await open(store, user, at: now, userAgent: "Mozilla/5.0 (X11; Linux x86_64) Ünïcödé", clientAddress: "2001:db8::1")
+        let bare = try await open(store, user, at: now)
+        #expect(try await store.session(id: session.id) == session, "every field, instants to the millisecond")
+        #expect(try await store.session(id: bare.id) == bare, "no user agent and no address are kept as none")
+        #expect(try await store.session(id: SessionID(UUID())) == nil, "an unknown id has no session")
+        await #expect(throws: SessionConflict.self, "a second session with the same id is refused") {
+            try await store.open(Session.open(id: session.id, userID: user, refreshDigest: .random(), at: now))
+        }
+        await #expect(throws: SessionConflict.self, "a second session with a digest already issued is refused") {
+            try await store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: session.refreshDigest, at: now))
+        }
+        #expect(try await store.session(id: session.id) == session, "and the first is unchanged")
+    }
+
+    func theCurrentDigestRotates() async throws {
+        let store = try await makeStore(SessionConfiguration())
+        let opened = try await open(store, UserID(UUID()), at: now, userAgent: "agent")
+        let first = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(5.5))
+        let at = now.addingTimeInterval(5.5).truncatedToMilliseconds
+        #expect(first.previousDigest == opened.refreshDigest && first.rotatedAt == at && first.lastUsedAt == at && first.generation == 1,
+                "the presented digest is the previous one, the rotation's instant is the last use")
+        #expect(first.id == opened.id && first.createdAt == opened.createdAt && first.userAgent == "agent" && first.endedAt == nil)
+        #expect(try await store.session(id: opened.id) == first, "the store holds what it returned")
+        let second = try await mustRotate(store, first.refreshDigest, at: now.addingTimeInterval(3600))
+        #expect(second.generation == 2 && second.previousDigest == first.refreshDigest, "the new digest rotates in turn")
+        #expect(try await store.session(id: opened.id) == second)
+    }
+
+    func theDigestJustReplacedGetsTheStoredBlobWithinTheGrace() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10))
+        let opened = try await open(store, UserID(UUID()), at: now)
+        let rotated = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(1))
+        for (offset, label) in [(1.0, "at once"), (6.0, "a few seconds later"), (11.0, "10 s after the rotation (the grace includes it)")] {
+            let (outcome, offered, _) = try await rotate(store, opened.refreshDigest, at: now.addingTimeInterval(offset))
+            #expect(outcome == .grace(rotated, blob: rotated.graceBlob ?? Data()),
+                    "the replaced digest \(label) gets the blob stored with the current pair, the session unchanged")
+            let (unstored, _, _) = try await rotate(store, offered, at: now.addingTimeInterval(offset))
+            #expect(unstored == .unknown, "the replacement offered with it was not stored")
+        }
+        #expect(try await store.session(id: opened.id) == rotated, "nothing changed: not the digest, not the last use")
+        let next = try await mustRotate(store, rotated.refreshDigest, at: now.addingTimeInterval(12))
+        #expect(next.generation == 2, "the current digest still rotates")
+    }
+
+    func aReplayAfterTheGraceEndsTheSession() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10))
+        let user = UserID(UUID())
+        let opened = try await open(store, user, at: now)
+        let rotated = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(1))
+        let late = now.addingTimeInterval(11.001)
+        let (outcome, _, _) = try await rotate(store, opened.refreshDigest, at: late)
+        let ended = rotated.ended(.reuse, at: late)
+        #expect(outcome == .reused(ended), "the replaced digest a millisecond past the grace ends the session with reason reuse")
+        #expect(try await store.session(id: opened.id) == ended)
+        #expect(try await rotate(store, rotated.refreshDigest, at: late).outcome == .unknown, "its current token no longer works")
+        #expect(try await rotate(store, opened.refreshDigest, at: late).outcome == .unknown, "a second replay changes nothing more")
+        #expect(try await store.sessions(of: user, now: late).isEmpty, "it is no longer listed")
+        #expect(try await store.session(id: opened.id)?.endedAt == late.truncatedToMilliseconds, "it ended when the reuse was seen")
+    }
+
+    func anOlderDigestEndsTheSession() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10))
+        let opened = try await open(store, UserID(UUID()), at: now)
+        let first = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(1))
+        let second = try await mustRotate(store, first.refreshDigest, at: now.addingTimeInterval(2))
+        let (outcome, _, _) = try await rotate(store, opened.refreshDigest, at: now.addingTimeInterval(3))
+        #expect(outcome == .reused(second.ended(.reuse, at: now.addingTimeInterval(3))),
+                "a digest older than the one just replaced is a reuse, even within seconds of the last rotation")
+        #expect(try await rotate(store, second.refreshDigest, at: now.addingTimeInterval(3)).outcome == .unknown,
+                "and the session's current digest no longer rotates")
+        #expect(try await rotate(store, first.refreshDigest, at: now.addingTimeInterval(3)).outcome == .unknown,
+                "nor does the one just replaced get the grace")
+    }
+
+    func anEndedSessionNeverComesBack() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10))
+        let user = UserID(UUID())
+        let opened = try await open(store, user, at: now)
+        let rotated = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(1))
+        let ended = try await store.end(id: opened.id, userID: user, reason: .logout, now: now.addingTimeInterval(2))
+        #expect(ended == rotated.ended(.logout, at: now.addingTimeInterval(2)))
+        for offset in [3.0, 5.0, 60.0, 40 * Self.day] {
+            let time = now.addingTimeInterval(offset)
+            #expect(try await rotate(store, rotated.refreshDigest, at: time).outcome == .unknown, "its current digest is refused")
+            #expect(try await rotate(store, opened.refreshDigest, at: time).outcome == .unknown,
+                    "the replaced one gets no grace, and is no reuse to report either")
+        }
+        #expect(try await store.session(id: opened.id) == ended, "it keeps its first end and reason")
+        #expect(try await store.end(id: opened.id, userID: user, reason: .revoked, now: now.addingTimeInterval(4)) == nil,
+                "it cannot be ended again")
+        #expect(try await store.endAll(userID: user, except: nil, reason: .passwordChange, now: now.addingTimeInterval(4)).isEmpty)
+        #expect(try await store.session(id: opened.id) == ended)
+    }
+
+    func unknownDigestsChangeNothing() async throws {
+        let store = try await makeStore(SessionConfiguration())
+        let user = UserID(UUID())
+        let opened = try await open(store, user, at: now)
+        let other = try await open(store, UserID(UUID()), at: now)
+        let rotated = try await mustRotate(store, other.refreshDigest, at: now.addingTimeInterval(1))
+        for index in 0..<20 {
+            let (outcome, replacement, _) = try await rotate(store, .random(), at: now.addingTimeInterval(2 + Double(index)))
+            #expect(outcome == .unknown, "a digest never issued is unknown")
+            #expect(try await rotate(store, replacement, at: now.addingTimeInterval(2 + Double(index))).outcome == .unknown,
+                    "and the replacement offered with it was not stored")
+        }
+        let zeros = try #require(RefreshDigest(Data(count: RefreshDigest.byteCount)))
+        #expect(try await rotate(store, zeros, at: now.addingTimeInterval(30)).outcome == .unknown)
+        #expect(try await store.session(id: opened.id) == opened, "no session changed")
+        #expect(try await store.session(id: other.id) == rotated, "no session changed")
+        #expect(try await store.sessions(of: user, now: now.addingTimeInterval(30)) == [opened])
+    }
+
+    func aSessionLapsesAfterItsIdleLifetime() async throws {
+        let store = try await makeStore(SessionConfiguration(idleLifetime: 30 * Self.day, absoluteLifetime: 90 * Self.day))
+        let user = UserID(UUID())
+        let opened = try await open(store, user, at: now)
+        let idle = now.addingTimeInterval(30 * Self.day)
+        #expect(try await store.sessions(of: user, now: idle).map(\.id) == [opened.id], "open through the last instant of its idle lifetime")
+        let rotated = try await mustRotate(store, opened.refreshDigest, at: idle)
+        let lapsed = idle.addingTimeInterval(30 * Self.day + 0.001)
+        #expect(try await store.sessions(of: user, now: lapsed).isEmpty, "a rotation moved the idle limit, which then passed")
+        #expect(try await rotate(store, rotated.refreshDigest, at: lapsed).outcome == .unknown, "a session past its idle lifetime does not rotate")
+        #expect(try await store.end(id: opened.id, userID: user, reason: .logout, now: lapsed) == nil, "nor end: it has lapsed")
+        #expect(try await store.endAll(userID: user, except: nil, reason: .revoked, now: lapsed).isEmpty)
+        let stored = try await store.session(id: opened.id)
+        #expect(stored == rotated, "a lapsed session is not ended (no reason): it is unchanged until it is purged")
+    }
+
+    func aSessionLapsesAfterItsAbsoluteLifetime() async throws {
+        let store = try await makeStore(SessionConfiguration(idleLifetime: 30 * Self.day, absoluteLifetime: 90 * Self.day))
+        let user = UserID(UUID())
+        var session = try await open(store, user, at: now)
+        for day in [20.0, 40, 60, 80, 90] {
+            session = try await mustRotate(store, session.refreshDigest, at: now.addingTimeInterval(day * Self.day))
+        }
+        let end = now.addingTimeInterval(90 * Self.day)
+        #expect(try await store.sessions(of: user, now: end).map(\.id) == [session.id], "open through its 90th day, used or not")
+        let past = end.addingTimeInterval(0.001)
+        #expect(try await store.sessions(of: user, now: past).isEmpty, "however recently it was used")
+        #expect(try await rotate(store, session.refreshDigest, at: past).outcome == .unknown, "and no longer rotates")
+        #expect(try await store.session(id: session.id) == session)
+    }
+
+    func simultaneousRotationsWithOneDigestRotateOnce() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10))
+        let opened = try await open(store, UserID(UUID()), at: now)
+        let time = now.addingTimeInterval(1)
+        let results = try await withThrowingTaskGroup(of: (RotationOutcome, RefreshDigest, Data).self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    let replacement = RefreshDigest.random()
+                    let blob = Data(RefreshDigest.random().bytes)
+                    return (try await store.rotate(presented: opened.refreshDigest, replacement: replacement, graceBlob: blob, now: time),
+                            replacement, blob)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let winners = results.filter { if case .rotated = $0.0 { true } else { false } }
+        guard winners.count == 1, let winner = winners.first, case .rotated(let rotated) = winner.0 else {
+            Issue.record("exactly one of 20 simultaneous rotations with one digest rotates, got \(winners.count)")
+            return
+        }
+        #expect(rotated.refreshDigest == winner.1 && rotated.graceBlob == winner.2 && rotated.generation == 1)
+        let graces = results.filter { $0.0 == .grace(rotated, blob: winner.2) }
+        #expect(graces.count == 19, "the other 19 get the winner's pair (its blob), not a rotation of their own nor a reuse")
+        #expect(try await store.session(id: opened.id) == rotated)
+    }
+
+    func replacedDigestsAreKeptUpToTheConfiguredNumber() async throws {
+        let store = try await makeStore(SessionConfiguration(graceInterval: 10, replacedDigestsKept: 3))
+        let opened = try await open(store, UserID(UUID()), at: now)
+        var digests = [opened.refreshDigest]
+        var session = opened
+        for second in 1...5 {
+            session = try await mustRotate(store, session.refreshDigest, at: now.addingTimeInterval(Double(second)))
+            digests.append(session.refreshDigest)
+        }
+        // Replaced: digests[0...4]; kept: the newest three, digests[2...4].
+        let time = now.addingTimeInterval(6)
+        #expect(try await rotate(store, digests[0], at: time).outcome == .unknown, "a digest replaced before the kept ones is unknown")
+        #expect(try await rotate(store, digests[1], at: time).outcome == .unknown)
+        #expect(try await store.session(id: opened.id) == session, "and changes nothing")
+        #expect(try await rotate(store, digests[2], at: time).outcome == .reused(session.ended(.reuse, at: time)),
+                "the oldest kept one is still recognised as a reuse")
+    }
+
+    func openSessionsAreListedNewestFirst() async throws {
+        let store = try await makeStore(SessionConfiguration(idleLifetime: 30 * Self.day))
+        let (user, other) = (UserID(UUID()), UserID(UUID()))
+        let lapsed = try await open(store, user, at: now.addingTimeInterval(-31 * Self.day))
+        let first = try await open(store, user, at: now, userAgent: "first")
+        let second = try await open(store, user, at: now.addingTimeInterval(1), userAgent: "second")
+        let third = try await open(store, user, at: now.addingTimeInterval(2), clientAddress: "192.0.2.1")
+        let ended = try await open(store, user, at: now.addingTimeInterval(3))
+        _ = try await open(store, other, at: now.addingTimeInterval(4))
+        _ = try await store.end(id: ended.id, userID: user, reason: .logout, now: now.addingTimeInterval(5))
+        let rotated = try await mustRotate(store, first.refreshDigest, at: now.addingTimeInterval(6))
+        let listed = try await store.sessions(of: user, now: now.addingTimeInterval(7))
+        #expect(listed == [third, second, rotated],
+                "open sessions of the user only, latest opened first, as stored (a rotation's last use shows)")
+        #expect(!listed.contains { $0.id == lapsed.id || $0.id == ended.id })
+        #expect(try await store.sessions(of: UserID(UUID()), now: now).isEmpty, "a user without sessions has none")
+    }
+
+    func endingOneSessionNeedsItsOwner() async throws {
+        let store = try await makeStore(SessionConfiguration())
+        let (user, intruder) = (UserID(UUID()), UserID(UUID()))
+        let session = try await open(store, user, at: now)
+        let kept = try await open(store, user, at: now.addingTimeInterval(1))
+        let time = now.addingTimeInterval(2)
+        #expect(try await store.end(id: session.id, userID: intruder, reason: .revoked, now: time) == nil,
+                "another user's session cannot be ended")
+        #expect(try await store.end(id: SessionID(UUID()), userID: user, reason: .revoked, now: time) == nil, "nor an unknown one")
+        #expect(try await store.session(id: session.id) == session, "it is untouched")
+        let ended = try await store.end(id: session.id, userID: user, reason: .revoked, now: time)
+        #expect(ended == session.ended(.revoked, at: time), "its owner ends it, with the reason and the instant")
+        #expect(try await store.sessions(of: user, now: time) == [kept], "only that one")
+        #expect(try await rotate(store, session.refreshDigest, at: time).outcome == .unknown, "its token is refused")
+        #expect(try await mustRotate(store, kept.refreshDigest, at: time).generation == 1, "the other still rotates")
+    }
+
+    func endingAllOrTheOthersEndsOnlyThose() async throws {
+        let store = try await makeStore(SessionConfiguration())
+        let (user, other) = (UserID(UUID()), UserID(UUID()))
+        let a = try await open(store, user, at: now)
+        let b = try await open(store, user, at: now.addingTimeInterval(1))
+        let c = try await open(store, user, at: now.addingTimeInterval(2))
+        let theirs = try await open(store, other, at: now.addingTimeInterval(3))
+        let time = now.addingTimeInterval(4)
+        let others = try await store.endAll(userID: user, except: b.id, reason: .revoked, now: time)
+        #expect(Set(others.map(\.id)) == [a.id, c.id] && others.count == 2, "all but the one excepted")
+        #expect(others.allSatisfy { $0.endReason == .revoked && $0.endedAt == time.truncatedToMilliseconds })
+        #expect(try await store.sessions(of: user, now: time) == [b])
+        #expect(try await store.session(id: a.id) == a.ended(.revoked, at: time))
+        let later = now.addingTimeInterval(5)
+        let all = try await store.endAll(userID: user, except: nil, reason: .passwordChange, now: later)
+        #expect(all == [b.ended(.passwordChange, at: later)], "all: the one left")
+        #expect(try await store.sessions(of: user, now: later).isEmpty)
+        #expect(try await store.session(id: c.id)?.endReason == .revoked, "an ended session keeps its first reason")
+        #expect(try await store.endAll(userID: user, except: nil, reason: .accountDeleted, now: later).isEmpty, "nothing is left to end")
+        #expect(try await store.sessions(of: other, now: later) == [theirs], "another user's sessions are untouched")
+    }
+
+    func sessionsArePurgedOnceTheirLifetimeHasPassed() async throws {
+        let store = try await makeStore(SessionConfiguration(idleLifetime: 10 * Self.day, absoluteLifetime: 20 * Self.day))
+        let user = UserID(UUID())
+        func day(_ days: Double) -> Date { now.addingTimeInterval(days * Self.day) }
+        // Every session opens before any lapses, so that a store purging as it goes changes no count.
+        let absolute = try await open(store, user, at: now)
+        let idle = try await open(store, user, at: now.addingTimeInterval(1))
+        let ended = try await open(store, user, at: now.addingTimeInterval(2))
+        let live = try await open(store, user, at: now.addingTimeInterval(3))
+        var absoluteNow = try await mustRotate(store, absolute.refreshDigest, at: day(9))
+        absoluteNow = try await mustRotate(store, absoluteNow.refreshDigest, at: day(18))      // lapses at day 20
+        let endedRotated = try await mustRotate(store, ended.refreshDigest, at: day(9))         // lapses at day 19
+        let endedNow = try await store.end(id: ended.id, userID: user, reason: .logout, now: day(9).addingTimeInterval(1))
+        var liveNow = try await mustRotate(store, live.refreshDigest, at: day(9))
+        liveNow = try await mustRotate(store, liveNow.refreshDigest, at: day(15))               // lapses at day 20 + 3 s
+        // `idle` lapses at day 10 + 1 s.
+
+        #expect(try await store.purgeExpired(now: day(10)) == 0, "a session lasts through the last instant of its lifetime")
+        #expect(try await store.purgeExpired(now: day(19)) == 1, "the idle one went")
+        #expect(try await store.session(id: idle.id) == nil)
+        #expect(try await rotate(store, idle.refreshDigest, at: day(19)).outcome == .unknown)
+        #expect(endedNow == endedRotated.ended(.logout, at: day(9).addingTimeInterval(1)))
+        #expect(try await store.session(id: ended.id) == endedNow, "an ended session stays until it would have lapsed")
+        #expect(try await store.purgeExpired(now: day(19).addingTimeInterval(0.001)) == 1, "then it goes")
+        #expect(try await store.session(id: ended.id) == nil)
+        #expect(try await rotate(store, ended.refreshDigest, at: day(19)).outcome == .unknown, "its digests with it")
+        #expect(try await store.purgeExpired(now: day(20).addingTimeInterval(0.001)) == 1, "the one past its absolute lifetime")
+        #expect(try await store.session(id: absolute.id) == nil)
+        #expect(try await store.session(id: live.id) == liveNow, "the open one stays")
+        #expect(try await mustRotate(store, liveNow.refreshDigest, at: day(20).addingTimeInterval(1)).generation == 3, "and still rotates")
+    }
+}
+
+/// A check that could not go on; recorded by `Fixture.check` with its name.
+struct ConformanceFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

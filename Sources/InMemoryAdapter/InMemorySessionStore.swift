@@ -1,0 +1,134 @@
+public import IdentityPorts
+public import IdentityDomain
+public import Foundation
+import Synchronization
+import IdentityAdapterSupport
+
+/// Sessions and their refresh-token digests in memory, for one process.
+///
+/// Every operation runs under one lock, so a rotation reads and writes a session in one step:
+/// two refreshes with one token give one rotation, and the other finds the token just replaced.
+/// Sessions past their lifetime are purged as it goes (at most once a minute, when a session
+/// opens) and by `purgeExpired(now:)`, so memory stays bounded by the sessions that can
+/// still matter.
+public final class InMemorySessionStore: SessionStore {
+    private struct State {
+        var sessions: [SessionID: Session] = [:]
+        /// The current digest of every stored session.
+        var current: [RefreshDigest: SessionID] = [:]
+        /// The replaced digests kept for reuse detection.
+        var replaced: [RefreshDigest: SessionID] = [:]
+        /// Each session's kept replaced digests, oldest first.
+        var history: [SessionID: [RefreshDigest]] = [:]
+        var lastPurge: Date?
+    }
+
+    private let state = Mutex(State())
+    private let configuration: SessionConfiguration
+
+    /// Creates an empty store with `configuration`.
+    public init(configuration: SessionConfiguration = SessionConfiguration()) {
+        self.configuration = configuration
+    }
+
+    /// How many sessions are held, ended and expired ones included until they are purged.
+    public var count: Int { state.withLock { $0.sessions.count } }
+
+    public func open(_ session: Session) throws {
+        let configuration = configuration
+        try state.withLock { state in
+            if state.lastPurge.map({ session.createdAt.timeIntervalSince($0) >= 60 }) ?? true {
+                state.lastPurge = session.createdAt
+                Self.purge(&state, configuration: configuration, now: session.createdAt)
+            }
+            guard state.sessions[session.id] == nil, state.current[session.refreshDigest] == nil,
+                  state.replaced[session.refreshDigest] == nil
+            else { throw SessionConflict() }
+            state.sessions[session.id] = session
+            state.current[session.refreshDigest] = session.id
+        }
+    }
+
+    public func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) throws -> RotationOutcome {
+        let configuration = configuration
+        return try state.withLock { state in
+            guard let id = state.current[presented] ?? state.replaced[presented], let session = state.sessions[id] else {
+                return .unknown
+            }
+            let rotation = configuration.rotation(
+                of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, now: now
+            )
+            guard let stored = rotation.stored else { return rotation.outcome }
+            if case .rotated = rotation.outcome {
+                guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
+                state.current[presented] = nil
+                state.current[replacement] = id
+                state.replaced[presented] = id
+                var kept = state.history[id, default: []]
+                kept.append(presented)
+                while kept.count > configuration.replacedDigestsKept { state.replaced[kept.removeFirst()] = nil }
+                state.history[id] = kept
+            }
+            state.sessions[id] = stored
+            return rotation.outcome
+        }
+    }
+
+    public func session(id: SessionID) -> Session? {
+        state.withLock { $0.sessions[id] }
+    }
+
+    public func sessions(of userID: UserID, now: Date) -> [Session] {
+        let configuration = configuration
+        return state.withLock { state in
+            state.sessions.values.filter { $0.userID == userID && configuration.isOpen($0, at: now) }.sorted(by: Self.newestFirst)
+        }
+    }
+
+    public func end(id: SessionID, userID: UserID, reason: SessionEndReason, now: Date) -> Session? {
+        let configuration = configuration
+        return state.withLock { state in
+            guard let session = state.sessions[id], session.userID == userID, configuration.isOpen(session, at: now) else { return nil }
+            let ended = session.ended(reason, at: now)
+            state.sessions[id] = ended
+            return ended
+        }
+    }
+
+    public func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) -> [Session] {
+        let configuration = configuration
+        return state.withLock { state in
+            let open = state.sessions.values.filter { $0.userID == userID && $0.id != except && configuration.isOpen($0, at: now) }
+            return open.sorted(by: Self.newestFirst).map { session in
+                let ended = session.ended(reason, at: now)
+                state.sessions[session.id] = ended
+                return ended
+            }
+        }
+    }
+
+    @discardableResult
+    public func purgeExpired(now: Date) -> Int {
+        let configuration = configuration
+        return state.withLock { state in
+            state.lastPurge = now
+            return Self.purge(&state, configuration: configuration, now: now)
+        }
+    }
+
+    /// Deletes the sessions whose lifetime ended before `now`, with their digests.
+    @discardableResult
+    private static func purge(_ state: inout State, configuration: SessionConfiguration, now: Date) -> Int {
+        let gone = state.sessions.values.filter { configuration.expiry(of: $0).epochMilliseconds < now.truncatedToMilliseconds.epochMilliseconds }
+        for session in gone {
+            state.sessions[session.id] = nil
+            state.current[session.refreshDigest] = nil
+            for digest in state.history.removeValue(forKey: session.id) ?? [] { state.replaced[digest] = nil }
+        }
+        return gone.count
+    }
+
+    private static func newestFirst(_ a: Session, _ b: Session) -> Bool {
+        a.createdAt != b.createdAt ? a.createdAt > b.createdAt : a.id.description > b.id.description
+    }
+}

@@ -1,0 +1,217 @@
+public import IdentityPorts
+public import IdentityDomain
+public import PostgresNIO
+public import Foundation
+import Logging
+import IdentityAdapterSupport
+
+/// Sessions and their refresh-token digests in PostgreSQL (migration 0006), shared by every
+/// instance.
+///
+/// A rotation is one statement, a compare-and-swap on the unique index of the current digest
+/// (`UPDATE identity_sessions … WHERE refresh_digest = <presented> … RETURNING`), which also
+/// records the replaced digest: of two refreshes with one token, on one instance or two, the
+/// second waits only for the first's statement, then finds the digest replaced and gets the
+/// grace (or a reuse). No lock outlives a statement. A digest that was not current is looked
+/// up among the replaced ones, and a reuse ends the session with one more conditional
+/// `UPDATE`; a digest once replaced never becomes current again, so nothing between the two
+/// statements can turn a reuse into something else.
+public struct PostgresSessionStore: SessionStore {
+    private let session: PostgresSession
+    private let configuration: SessionConfiguration
+
+    /// Creates the store on `client` with `configuration`; an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(client: PostgresClient, configuration: SessionConfiguration = SessionConfiguration(),
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+        self.configuration = configuration
+    }
+
+    /// Creates the store on `pool` (which the host runs) with `configuration`; an operation not
+    /// done within `timeout` fails with `BackendUnavailable`.
+    public init(pool: PostgresConnectionPool, configuration: SessionConfiguration = SessionConfiguration(),
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
+        self.configuration = configuration
+    }
+
+    public func open(_ opened: Session) async throws {
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
+                """
+                INSERT INTO identity_sessions (id, user_id, created_at, last_used_at, user_agent, client_address, generation,
+                    refresh_digest, previous_digest, rotated_at, grace_blob, ended_at, end_reason)
+                SELECT \(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
+                    \(opened.clientAddress), \(opened.generation), \(opened.refreshDigest.bytes), \(opened.previousDigest?.bytes),
+                    \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt), \(opened.endReason?.rawValue)
+                WHERE NOT EXISTS (SELECT 1 FROM identity_session_digests WHERE digest = \(opened.refreshDigest.bytes))
+                RETURNING 1
+                """,
+                logger: logger
+            )
+            var inserted = false
+            for try await _ in rows { inserted = true }
+            guard inserted else { throw SessionConflict() }
+        }
+    }
+
+    public func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) async throws -> RotationOutcome {
+        let configuration = configuration
+        let since = configuration.openSince(now: now)
+        let at = now.truncatedToMilliseconds
+        let kept = Int64(configuration.replacedDigestsKept)
+        return try await session.run { connection, logger in
+            // The compare-and-swap: SET reads the row as it was, RETURNING gives it as written.
+            let rotated = try await connection.query(
+                """
+                WITH rotated AS (
+                    UPDATE identity_sessions SET refresh_digest = \(replacement.bytes), previous_digest = refresh_digest,
+                        rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1
+                    WHERE refresh_digest = \(presented.bytes) AND ended_at IS NULL
+                        AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                    RETURNING \(unescaped: Self.columns)
+                ), retired AS (
+                    INSERT INTO identity_session_digests (digest, session_id, generation)
+                    SELECT previous_digest, id, generation - 1 FROM rotated
+                ), trimmed AS (
+                    DELETE FROM identity_session_digests d USING rotated r
+                    WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - \(kept)
+                )
+                SELECT \(unescaped: Self.columns) FROM rotated
+                """,
+                logger: logger
+            )
+            if let session = try await Self.first(rotated) { return .rotated(session) }
+
+            let replaced = try await connection.query(
+                """
+                SELECT \(unescaped: Self.columns("s")) FROM identity_session_digests d
+                JOIN identity_sessions s ON s.id = d.session_id WHERE d.digest = \(presented.bytes)
+                """,
+                logger: logger
+            )
+            guard let found = try await Self.first(replaced) else { return .unknown }
+            let rotation = configuration.rotation(of: found, presented: presented, replacement: replacement, graceBlob: graceBlob, now: now)
+            guard case .reused = rotation.outcome else {
+                // The grace, or nothing (`.rotated` cannot come from a replaced digest).
+                if case .rotated = rotation.outcome { return .unknown }
+                return rotation.outcome
+            }
+            let ended = try await connection.query(
+                """
+                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(SessionEndReason.reuse.rawValue)
+                WHERE id = \(found.id.uuid) AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                RETURNING \(unescaped: Self.columns)
+                """,
+                logger: logger
+            )
+            // Nothing returned: it ended (or lapsed) meanwhile, and a session ends once.
+            return try await Self.first(ended).map(RotationOutcome.reused) ?? .unknown
+        }
+    }
+
+    public func session(id: SessionID) async throws -> Session? {
+        try await session.run { connection, logger in
+            try await Self.first(connection.query(
+                "SELECT \(unescaped: Self.columns) FROM identity_sessions WHERE id = \(id.uuid)", logger: logger
+            ))
+        }
+    }
+
+    public func sessions(of userID: UserID, now: Date) async throws -> [Session] {
+        let since = configuration.openSince(now: now)
+        return try await session.run { connection, logger in
+            try await Self.all(connection.query(
+                """
+                SELECT \(unescaped: Self.columns) FROM identity_sessions
+                WHERE user_id = \(userID.uuid) AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                ORDER BY created_at DESC, id DESC
+                """,
+                logger: logger
+            ))
+        }
+    }
+
+    public func end(id: SessionID, userID: UserID, reason: SessionEndReason, now: Date) async throws -> Session? {
+        let since = configuration.openSince(now: now)
+        let at = now.truncatedToMilliseconds
+        return try await session.run { connection, logger in
+            try await Self.first(connection.query(
+                """
+                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
+                WHERE id = \(id.uuid) AND user_id = \(userID.uuid)
+                    AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                RETURNING \(unescaped: Self.columns)
+                """,
+                logger: logger
+            ))
+        }
+    }
+
+    public func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) async throws -> [Session] {
+        let since = configuration.openSince(now: now)
+        let at = now.truncatedToMilliseconds
+        return try await session.run { connection, logger in
+            try await Self.all(connection.query(
+                """
+                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
+                WHERE user_id = \(userID.uuid) AND id IS DISTINCT FROM \(except?.uuid)
+                    AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                RETURNING \(unescaped: Self.columns)
+                """,
+                logger: logger
+            )).sorted { ($0.createdAt, $0.id.description) > ($1.createdAt, $1.id.description) }
+        }
+    }
+
+    @discardableResult
+    public func purgeExpired(now: Date) async throws -> Int {
+        let since = configuration.openSince(now: now)
+        return try await session.run { connection, logger in
+            // Replaced digests go with their session (ON DELETE CASCADE).
+            let rows = try await connection.query(
+                """
+                WITH gone AS (
+                    DELETE FROM identity_sessions WHERE last_used_at < \(since.lastUsed) OR created_at < \(since.created) RETURNING 1
+                )
+                SELECT count(*) FROM gone
+                """,
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
+    // MARK: rows
+
+    private static let columns = columns(nil)
+
+    private static func columns(_ table: String?) -> String {
+        let prefix = table.map { $0 + "." } ?? ""
+        return ["id", "user_id", "created_at", "last_used_at", "user_agent", "client_address", "generation", "refresh_digest",
+                "previous_digest", "rotated_at", "grace_blob", "ended_at", "end_reason"]
+            .map { prefix + $0 }.joined(separator: ", ")
+    }
+
+    private static func first(_ rows: PostgresRowSequence) async throws -> Session? {
+        try await all(rows).first
+    }
+
+    private static func all(_ rows: PostgresRowSequence) async throws -> [Session] {
+        var sessions: [Session] = []
+        for try await (id, user, created, lastUsed, userAgent, clientAddress, generation, digest, previous, rotatedAt, blob, endedAt, reason)
+            in rows.decode((UUID, UUID, Date, Date, String?, String?, Int64, Data, Data?, Date?, Data?, Date?, String?).self)
+        {
+            guard let digest = RefreshDigest(digest) else { throw PostgresStoreError(sqlState: nil) }
+            sessions.append(Session(
+                id: SessionID(id), userID: UserID(user), createdAt: created.roundedToMilliseconds, lastUsedAt: lastUsed.roundedToMilliseconds,
+                userAgent: userAgent, clientAddress: clientAddress, generation: generation, refreshDigest: digest,
+                previousDigest: previous.flatMap(RefreshDigest.init), rotatedAt: rotatedAt?.roundedToMilliseconds, graceBlob: blob,
+                endedAt: endedAt?.roundedToMilliseconds, endReason: reason.flatMap(SessionEndReason.init(rawValue:))
+            ))
+        }
+        return sessions
+    }
+}

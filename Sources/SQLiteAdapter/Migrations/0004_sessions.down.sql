@@ -1,0 +1,3 @@
+-- Undoes 0004_sessions: every session and refresh token is gone (their owners log in again).
+DROP TABLE identity_session_digests;
+DROP TABLE identity_sessions;
