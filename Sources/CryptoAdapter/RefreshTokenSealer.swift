@@ -1,5 +1,6 @@
 public import Foundation
 public import IdentityPorts
+public import IdentityDomain
 import Crypto
 
 /// Refresh tokens as contract §9 asks, with swift-crypto: 256 random bits in base64url
@@ -19,12 +20,12 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
         Self.base64URL(SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) })
     }
 
-    public func digest(of token: String) -> RefreshTokenDigest? {
+    public func digest(of token: String) -> RefreshDigest? {
         guard let bytes = Self.tokenBytes(token) else { return nil }
         var hash = SHA256()
         hash.update(data: Data("identity refresh token digest v1".utf8))
         hash.update(data: bytes)
-        return RefreshTokenDigest(bytes: Data(hash.finalize()))
+        return RefreshDigest(Data(hash.finalize()))
     }
 
     public func seal(_ plaintext: Data, under token: String) throws -> Data {

@@ -1,4 +1,5 @@
 public import Foundation
+public import IdentityDomain
 
 /// What the sessions use case needs of cryptography for refresh tokens (contract §9): new
 /// opaque tokens, the digest a store keeps in their place, and sealing under a key derived
@@ -9,24 +10,10 @@ public protocol RefreshTokenSealing: Sendable {
     func makeToken() -> String
     /// The digest a store keeps instead of `token`, or nil when `token` cannot be one of ours
     /// (wrong length or alphabet): such a token is refused without a lookup.
-    func digest(of token: String) -> RefreshTokenDigest?
+    func digest(of token: String) -> RefreshDigest?
     /// Seals `plaintext` under a key derived from `token` (and from nothing the store holds).
     func seal(_ plaintext: Data, under token: String) throws -> Data
     /// Opens what `seal` made under the same token; nil when `token` is another or `sealed`
     /// was altered.
     func open(_ sealed: Data, with token: String) -> Data?
-}
-
-/// The digest of a refresh token: what a session store keeps and looks tokens up by.
-public struct RefreshTokenDigest: Sendable, Hashable, CustomStringConvertible {
-    /// The digest's bytes (32 for SHA-256).
-    public let bytes: Data
-
-    /// Wraps digest bytes (as read back from a store).
-    public init(bytes: Data) {
-        self.bytes = bytes
-    }
-
-    /// Short, and not the digest itself: digests are lookup keys and stay out of logs.
-    public var description: String { "RefreshTokenDigest(\(bytes.count) bytes)" }
 }

@@ -1,5 +1,6 @@
 @testable import CryptoAdapter
 import Foundation
+import IdentityDomain
 import IdentityPorts
 import Testing
 
@@ -25,7 +26,6 @@ struct RefreshTokenSealerTests {
         #expect(digest == sealer.digest(of: token))
         #expect(digest != sealer.digest(of: sealer.makeToken()))
         #expect(digest.bytes.count == 32 && digest.bytes != RefreshTokenSealer.tokenBytes(token))
-        #expect(!digest.description.contains(digest.bytes.base64EncodedString()), "a digest's description does not print it")
     }
 
     @Test("garbage, empty, over-long, wrong-alphabet, padded and non-canonical tokens have no digest", arguments: [

@@ -79,12 +79,15 @@ struct RevocationCacheFaultTests {
     @Test("a link paused past three silence limits: the cache drops it and connects again, and catches up once the link resumes")
     func pausedUntilReconnect() async throws {
         try await Self.withProxiedCache { caches, proxy, cache in
-            #expect(try await proxy.acceptedConnections() == 1)
+            // Under load the cache may already have reconnected once before the pause (a late
+            // heartbeat), so count from what the proxy has seen so far.
+            let before = try await proxy.acceptedConnections()
+            #expect(before >= 1)
             try await Self.pauseUntilUnsynchronised(proxy, cache)
             let user = try await Self.revocationMeanwhile(caches, cache)
-            #expect(await eventually(within: 30) { (try? await proxy.acceptedConnections()) ?? 0 >= 2 },
+            #expect(await eventually(within: 30) { (try? await proxy.acceptedConnections()) ?? 0 > before },
                     "the cache gives up the silent connection and opens another (held too)")
-            #expect(try await proxy.heldCloses() == 1, "it closed the silent one")
+            #expect(try await proxy.heldCloses() >= 1, "it closed the silent one")
             #expect(!cache.isSynchronised)
             #expect(try await cache.isRevoked(jti: "meanwhile", userID: user, accountVersion: 1))
             try await proxy.resume()
