@@ -1,7 +1,7 @@
 public import Foundation
 
 /// A session's identifier: a UUID, written lower-case and hyphenated (the `sid` of its tokens).
-public struct SessionID: Hashable, Sendable, CustomStringConvertible {
+public struct SessionID: UUIDIdentifier {
     /// The underlying UUID.
     public let uuid: UUID
 
@@ -9,15 +9,6 @@ public struct SessionID: Hashable, Sendable, CustomStringConvertible {
     public init(_ uuid: UUID) {
         self.uuid = uuid
     }
-
-    /// Parses a hyphenated UUID in either case; nil when `string` is not one.
-    public init?(_ string: some StringProtocol) {
-        guard string.utf8.count == 36, let uuid = UUID(uuidString: String(string)) else { return nil }
-        self.uuid = uuid
-    }
-
-    /// The lower-case hyphenated form.
-    public var description: String { uuid.uuidString.lowercased() }
 }
 
 /// Why a session ended: the `reason` of a `session.ended` event (contract §9).

@@ -1,7 +1,27 @@
 public import Foundation
 
+/// An identifier that is a UUID, written lower-case and hyphenated: what `UserID` and
+/// `SessionID` share, so that each parses and prints ids one way.
+public protocol UUIDIdentifier: Hashable, Sendable, CustomStringConvertible {
+    /// The underlying UUID.
+    var uuid: UUID { get }
+    /// Wraps a UUID.
+    init(_ uuid: UUID)
+}
+
+extension UUIDIdentifier {
+    /// Parses a hyphenated UUID in either case; nil when `string` is not one.
+    public init?(_ string: some StringProtocol) {
+        guard string.utf8.count == 36, let uuid = UUID(uuidString: String(string)) else { return nil }
+        self.init(uuid)
+    }
+
+    /// The lower-case hyphenated form.
+    public var description: String { uuid.uuidString.lowercased() }
+}
+
 /// A user's identifier: a UUID, written lower-case and hyphenated.
-public struct UserID: Hashable, Sendable, CustomStringConvertible {
+public struct UserID: UUIDIdentifier {
     /// The underlying UUID.
     public let uuid: UUID
 
@@ -9,15 +29,6 @@ public struct UserID: Hashable, Sendable, CustomStringConvertible {
     public init(_ uuid: UUID) {
         self.uuid = uuid
     }
-
-    /// Parses a hyphenated UUID in either case; nil when `string` is not one.
-    public init?(_ string: some StringProtocol) {
-        guard string.utf8.count == 36, let uuid = UUID(uuidString: String(string)) else { return nil }
-        self.uuid = uuid
-    }
-
-    /// The lower-case hyphenated form.
-    public var description: String { uuid.uuidString.lowercased() }
 }
 
 extension UserID: Codable {
