@@ -6,7 +6,7 @@ import Foundation
 ///
 /// It takes a token only when nothing about it is unusual: a header that is byte for byte one
 /// of the two this service writes (`{"alg":…,"typ":"JWT"}` in either key order, for the
-/// configured algorithm), a payload of the seven registered claims and `ver` with plain values (strings
+/// configured algorithm), a payload of the seven registered claims, `ver` and `sid` with plain values (strings
 /// of printable ASCII without escapes, non-negative decimal numbers, an `aud` string or array
 /// of strings; no whitespace, no duplicate key), and canonical unpadded base64url throughout.
 /// Anything else is **declined**, not refused: `JWTTokenService` then verifies it the general
@@ -74,6 +74,7 @@ struct TokenClaims: Equatable {
     var nbf: Date?
     var jti: String?
     var ver: Int64?
+    var sid: String?
 }
 
 /// Canonical, unpadded base64url (RFC 7515 §2, RFC 4648 §5).
@@ -150,13 +151,13 @@ enum CompactClaimsParser {
     }
 
     /// The claims read, as bits of a mask (to refuse a duplicate without a set of strings).
-    private static let keys: [(name: String, bit: UInt8)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti", "ver"].enumerated()
-        .map { ($0.element, UInt8(1) << UInt8($0.offset)) }
+    private static let keys: [(name: String, bit: UInt16)] = ["iss", "aud", "sub", "iat", "exp", "nbf", "jti", "ver", "sid"].enumerated()
+        .map { ($0.element, UInt16(1) << UInt16($0.offset)) }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> TokenClaims? {
         var reader = Reader(bytes: bytes)
         var claims = TokenClaims()
-        var seen: UInt8 = 0
+        var seen: UInt16 = 0
         guard reader.take(UInt8(ascii: "{")) else { return nil }
         if reader.take(UInt8(ascii: "}")) { return reader.atEnd ? claims : nil }
         repeat {
@@ -169,6 +170,7 @@ enum CompactClaimsParser {
             case ("iss", .string(let text)): claims.iss = text
             case ("sub", .string(let text)): claims.sub = text
             case ("jti", .string(let text)): claims.jti = text
+            case ("sid", .string(let text)): claims.sid = text
             case ("aud", .string(let text)): claims.aud = [text]
             case ("aud", .strings(let texts)): claims.aud = texts
             // As JSONDecoder's `.secondsSince1970`, which jwt-kit decodes dates with.

@@ -106,7 +106,7 @@ public struct JWTTokenService: TokenService {
 
     public var leeway: TimeInterval { configuration.leeway }
 
-    public func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken {
+    public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt: Date) async throws -> IssuedToken {
         // NumericDate without a fraction: every JWT library reads it.
         let issuedAt = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
         let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime.rounded(.down))
@@ -114,7 +114,8 @@ public struct JWTTokenService: TokenService {
         let payload = AccessTokenClaims(
             iss: IssuerClaim(value: configuration.issuer), aud: AudienceClaim(value: [configuration.audience]),
             sub: SubjectClaim(value: userID.description), iat: IssuedAtClaim(value: issuedAt),
-            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti), ver: accountVersion
+            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti), ver: accountVersion,
+            sid: sessionID?.description
         )
         let header: JWTHeader = ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"]
         let token = try await keys.sign(payload, header: header)
@@ -141,7 +142,8 @@ public struct JWTTokenService: TokenService {
             throw TokenRejected.malformed
         }
         return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
-                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver)
+                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver,
+                           sid: claims.sid)
     }
 
     /// `verify` without the compact path: the reference the compact path is tested and
@@ -181,7 +183,14 @@ public struct JWTTokenService: TokenService {
         // A token without `ver` (issued before versions were carried) counts as version 0:
         // every cut-off revokes it.
         guard (claims.ver ?? 0) >= 0 else { throw TokenRejected.missingClaim }
-        return VerifiedToken(userID: userID, jti: jti, issuedAt: iat, expiresAt: exp, accountVersion: claims.ver ?? 0)
+        var sessionID: SessionID?
+        if let sid = claims.sid {
+            guard let parsed = SessionID(sid) else { throw TokenRejected.missingClaim }
+            sessionID = parsed
+        }
+        return VerifiedToken(
+            userID: userID, jti: jti, issuedAt: iat, expiresAt: exp, accountVersion: claims.ver ?? 0, sessionID: sessionID
+        )
     }
 
     /// 128 random bits, base64url: unguessable and unique.
@@ -203,6 +212,8 @@ struct AccessTokenClaims: JWTPayload {
     var jti: IDClaim?
     /// The account's version when the token was issued (our own claim).
     var ver: Int64?
+    /// The session the token belongs to (contract §9).
+    var sid: String?
 
     /// Claims are checked by `JWTTokenService` itself, with the injected clock.
     func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}

@@ -1,31 +1,37 @@
 public import Foundation
-public import IdentityPorts
 public import IdentityDomain
+public import IdentityPorts
 import Crypto
 
-/// Refresh tokens as contract §9 asks, with swift-crypto: 256 random bits in base64url
-/// (43 characters); the store keeps a SHA-256 digest of the token; what must be handed out
-/// again is sealed with AES-256-GCM under a key derived from the token by HKDF-SHA256.
+/// Refresh tokens as contract §9 asks, with swift-crypto. A token is 65 base64url characters:
+/// the session's id (16 bytes, 22 characters), then 256 random bits (43 characters). The
+/// store keeps a SHA-256 digest of the whole token; what must be handed out again is sealed
+/// with AES-256-GCM under a key derived from the token by HKDF-SHA256.
 ///
 /// Digest and sealing key come from the token by two functions with different labels, so
 /// neither yields the other: a copy of the database (digests and sealed pairs) opens nothing.
+/// The session id in the token is no secret (access tokens carry it as `sid`); it only spares
+/// the lookup of a digest, and the digest covers it.
 public struct RefreshTokenSealer: RefreshTokenSealing {
     /// The length of every token this sealer makes, in characters.
-    public static let tokenLength = 43
+    public static let tokenLength = 65
 
     /// Creates the sealer.
     public init() {}
 
-    public func makeToken() -> String {
-        Self.base64URL(SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) })
+    public func makeToken(for session: SessionID) -> String {
+        let id = withUnsafeBytes(of: session.uuid.uuid) { Data($0) }
+        let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        return Self.base64URL(id) + Self.base64URL(secret)
     }
 
-    public func digest(of token: String) -> RefreshDigest? {
-        guard let bytes = Self.tokenBytes(token) else { return nil }
+    public func parse(_ token: String) -> RefreshTokenParts? {
+        guard let (session, bytes) = Self.tokenBytes(token) else { return nil }
         var hash = SHA256()
         hash.update(data: Data("identity refresh token digest v1".utf8))
         hash.update(data: bytes)
-        return RefreshDigest(Data(hash.finalize()))
+        guard let digest = RefreshDigest(Data(hash.finalize())) else { return nil }
+        return RefreshTokenParts(sessionID: session, digest: digest)
     }
 
     public func seal(_ plaintext: Data, under token: String) throws -> Data {
@@ -41,20 +47,27 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
         return try? AES.GCM.open(box, using: key)
     }
 
-    /// The 32 bytes of a well-formed token: exactly 43 base64url characters, no padding.
-    static func tokenBytes(_ token: String) -> Data? {
-        let utf8 = token.utf8
-        guard utf8.count == tokenLength, utf8.allSatisfy(Self.isBase64URL) else { return nil }
-        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += "="
-        guard let bytes = Data(base64Encoded: base64), bytes.count == 32 else { return nil }
-        // Only the canonical spelling: the last character carries 2 unused bits, which must be 0.
-        guard base64URL(bytes) == token else { return nil }
+    /// The session and the 48 bytes of a well-formed token: exactly 65 base64url characters,
+    /// each part in its one canonical spelling.
+    static func tokenBytes(_ token: String) -> (SessionID, Data)? {
+        guard token.utf8.count == tokenLength else { return nil }
+        let split = token.index(token.startIndex, offsetBy: 22)
+        guard let id = decode(token[..<split], count: 16), let secret = decode(token[split...], count: 32) else { return nil }
+        let uuid = id.withUnsafeBytes { $0.loadUnaligned(as: uuid_t.self) }
+        return (SessionID(UUID(uuid: uuid)), id + secret)
+    }
+
+    private static func decode(_ part: Substring, count: Int) -> Data? {
+        guard part.utf8.allSatisfy(isBase64URL) else { return nil }
+        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
+        // Only the canonical spelling: the unused low bits of the last character must be 0.
+        guard let bytes = Data(base64Encoded: base64), bytes.count == count, base64URL(bytes) == part else { return nil }
         return bytes
     }
 
     private static func sealingKey(_ token: String) -> SymmetricKey? {
-        guard let bytes = tokenBytes(token) else { return nil }
+        guard let (_, bytes) = tokenBytes(token) else { return nil }
         return HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: bytes), info: Data("identity refresh token sealing v1".utf8), outputByteCount: 32
         )

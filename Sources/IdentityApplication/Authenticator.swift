@@ -23,8 +23,17 @@ public struct Authenticator: Sendable {
         if try await revocations.isRevoked(jti: verified.jti, userID: verified.userID, accountVersion: verified.accountVersion) {
             throw TokenRejected.revoked
         }
+        // A token of an ended session: its session's revocation covers every token it issued.
+        if let session = verified.sessionID,
+           try await revocations.isRevoked(
+               jti: Revocation.sessionKey(session), userID: verified.userID, accountVersion: verified.accountVersion
+           )
+        {
+            throw TokenRejected.revoked
+        }
         return Principal(
-            userID: verified.userID, tokenID: verified.jti, issuedAt: verified.issuedAt, expiresAt: verified.expiresAt
+            userID: verified.userID, tokenID: verified.jti, issuedAt: verified.issuedAt, expiresAt: verified.expiresAt,
+            sessionID: verified.sessionID
         )
     }
 }

@@ -12,13 +12,16 @@ public struct Principal: Sendable, Equatable {
     public let issuedAt: Date
     /// The token's `exp`.
     public let expiresAt: Date
+    /// The token's `sid`: the session it belongs to (nil for a token issued outside one).
+    public let sessionID: SessionID?
 
     /// Creates a principal.
-    public init(userID: UserID, tokenID: String, issuedAt: Date, expiresAt: Date) {
+    public init(userID: UserID, tokenID: String, issuedAt: Date, expiresAt: Date, sessionID: SessionID? = nil) {
         self.userID = userID
         self.tokenID = tokenID
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
+        self.sessionID = sessionID
     }
 }
 

@@ -39,6 +39,10 @@ public struct TokenServiceConformance: Sendable {
         #expect(verified.issuedAt == issued.issuedAt, "iat round-trips")
         #expect(verified.expiresAt == issued.expiresAt, "exp round-trips")
         #expect(verified.accountVersion == 7, "the account version round-trips")
+        #expect(verified.sessionID == nil, "a token issued outside a session has no session")
+        let session = SessionID(UUID())
+        let inSession = try await service.issue(for: user, accountVersion: 7, sessionID: session, issuedAt: now)
+        #expect(try await service.verify(inSession.token, now: now).sessionID == session, "the session id round-trips")
         #expect(service.revocationExpiry(ofTokenExpiringAt: issued.expiresAt) >= issued.expiresAt.addingTimeInterval(service.leeway),
                 "a revocation outlives the token's acceptance (exp plus the leeway)")
         #expect(service.cutoffExpiry(madeAt: now) >= issued.expiresAt.addingTimeInterval(service.leeway),

@@ -41,6 +41,19 @@ public enum Revocation: Sendable, Hashable {
     /// A cut-off version above every version an account can have: all its tokens (deletion).
     public static let everyVersion = Int64.max
 
+    /// Every access token of session `id` (logout, a session ended or reused), held until
+    /// `until`: a token revocation keyed by ``sessionKey(_:)``, so every store, cache and feed
+    /// carries it as it carries a logout.
+    public static func session(_ id: SessionID, userID: UserID, until: Date) -> Revocation {
+        .token(jti: sessionKey(id), userID: userID, until: until)
+    }
+
+    /// The key under which a session's revocation is kept among revoked tokens: `sid:` and the
+    /// session id, which no `jti` can be (they are base64url).
+    public static func sessionKey(_ id: SessionID) -> String {
+        "sid:" + id.description
+    }
+
     /// When the entry lapses.
     public var until: Date {
         switch self {

@@ -36,14 +36,17 @@ public struct VerifiedToken: Sendable, Equatable {
     public let expiresAt: Date
     /// `ver`: the account's version when the token was issued (0 when the token has none).
     public let accountVersion: Int64
+    /// `sid`: the session the token belongs to (nil for a token issued outside a session).
+    public let sessionID: SessionID?
 
     /// Creates the value.
-    public init(userID: UserID, jti: String, issuedAt: Date, expiresAt: Date, accountVersion: Int64) {
+    public init(userID: UserID, jti: String, issuedAt: Date, expiresAt: Date, accountVersion: Int64, sessionID: SessionID? = nil) {
         self.userID = userID
         self.jti = jti
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.accountVersion = accountVersion
+        self.sessionID = sessionID
     }
 }
 
@@ -91,9 +94,10 @@ public protocol TokenService: Sendable {
     var lifetime: TimeInterval { get }
     /// How far past `exp` (and before `iat`/`nbf`) a token is still accepted.
     var leeway: TimeInterval { get }
-    /// Signs a token for `userID`, whose account is at `accountVersion`, issued at `issuedAt`
-    /// (truncated to whole seconds: `iat`, `exp` and `nbf` are integers).
-    func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken
+    /// Signs a token for `userID`, whose account is at `accountVersion`, in session `sessionID`
+    /// (its `sid`, if any), issued at `issuedAt` (truncated to whole seconds: `iat`, `exp` and
+    /// `nbf` are integers).
+    func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt: Date) async throws -> IssuedToken
     /// Verifies signature, algorithm and claims at `now`; throws `TokenRejected`.
     ///
     /// Runs on the caller's executor (`nonisolated(nonsending)`): every authenticated request
@@ -102,6 +106,11 @@ public protocol TokenService: Sendable {
 }
 
 extension TokenService {
+    /// A token outside any session (no `sid`).
+    public func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken {
+        try await issue(for: userID, accountVersion: accountVersion, sessionID: nil, issuedAt: issuedAt)
+    }
+
     /// Until when the revocation of a token expiring at `exp` must be kept: past `exp` plus the
     /// leeway by one more leeway, so that an instance whose clock runs up to a leeway ahead
     /// never purges it while another instance still accepts the token.
