@@ -93,7 +93,7 @@ struct PostgresStoreTests {
         try await Self.withMigrated { client in
             try await SessionStoreConformance { configuration in
                 try await Self.reset(client)
-                return PostgresSessionStore(client: client, configuration: configuration)
+                return (PostgresSessionStore(client: client, configuration: configuration), PostgresUserStore(client: client))
             }.run()
         }
     }
