@@ -66,6 +66,20 @@ struct SQLiteAdapterTests {
         }.run()
     }
 
+    @Test("SQLiteSessionStore writes its events in the change's transaction: with the outbox refusing writes (a trigger), no session opens or ends")
+    func sessionEventsCommitWithTheirChange() async throws {
+        let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
+        try await SessionEventsCommitWithTheirChange(
+            store: SQLiteSessionStore(database: database), outbox: SQLiteUserStore(database: database)
+        ) { refuse in
+            _ = try await database.exclusive { connection in
+                try await connection.query(refuse
+                    ? "CREATE TRIGGER identity_test_fail BEFORE INSERT ON identity_outbox BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END"
+                    : "DROP TRIGGER identity_test_fail")
+            }
+        }.run()
+    }
+
     @Test("0004 (sessions) goes down and up again: its tables go, the record goes, a reopen applies it again; 0003 has no down")
     func sessionsMigrationDownAndUp() async throws {
         let path = Self.freshPath()
