@@ -2,11 +2,12 @@ public import Foundation
 public import IdentityDomain
 import IdentityPorts
 
-/// The JSON form of events (contract §6): `{"event_id","type","occurred_at","data":{...}}`.
+/// The JSON form of events (contract §6 and §9): `{"event_id","type","occurred_at","data":{...}}`.
 ///
 /// `data` is `{user_id,email,name}` for `user.registered`, `{user_id,changed}` for
-/// `user.updated`, `{user_id}` for `user.deleted` and `{user_id,jti,expires_at}` for
-/// `token.revoked`; never a password or a hash. Stores keep `data` as they like; brokers
+/// `user.updated`, `{user_id}` for `user.deleted`, `{user_id,jti,expires_at}` for
+/// `token.revoked`, `{user_id,session_id}` for `session.started` and
+/// `{user_id,session_id,reason}` for `session.ended`; never a password, a hash or a token. Stores keep `data` as they like; brokers
 /// publish the whole document.
 public enum EventCodec {
     /// Why stored or received JSON is not an event.
@@ -74,6 +75,8 @@ private struct EventData: Codable {
     var changed: [String]?
     var jti: String?
     var expires_at: String?
+    var session_id: String?
+    var reason: String?
 
     init(_ payload: IdentityEvent.Payload) {
         switch payload {
@@ -90,6 +93,13 @@ private struct EventData: Codable {
             user_id = id.description
             self.jti = jti
             expires_at = expiresAt.rfc3339
+        case .sessionStarted(let id, let session):
+            user_id = id.description
+            session_id = session.description
+        case .sessionEnded(let id, let session, let reason):
+            user_id = id.description
+            session_id = session.description
+            self.reason = reason.rawValue
         }
     }
 
@@ -109,8 +119,22 @@ private struct EventData: Codable {
                 throw EventCodec.DecodingFailure(description: "token.revoked without jti or expires_at")
             }
             return .tokenRevoked(userID: userID, jti: jti, expiresAt: expires)
+        case "session.started":
+            return .sessionStarted(userID: userID, sessionID: try sessionID(type))
+        case "session.ended":
+            guard let reason = reason.flatMap(SessionEndReason.init(rawValue:)) else {
+                throw EventCodec.DecodingFailure(description: "session.ended without a known reason")
+            }
+            return .sessionEnded(userID: userID, sessionID: try sessionID(type), reason: reason)
         default:
             throw EventCodec.DecodingFailure(description: "unknown event type \(type)")
         }
+    }
+
+    private func sessionID(_ type: String) throws(EventCodec.DecodingFailure) -> SessionID {
+        guard let id = session_id.flatMap(SessionID.init) else {
+            throw EventCodec.DecodingFailure(description: "\(type) without a session_id UUID")
+        }
+        return id
     }
 }

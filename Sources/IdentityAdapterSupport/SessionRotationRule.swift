@@ -22,19 +22,19 @@ extension SessionConfiguration {
     /// one of the replaced digests it keeps, at `now` (contract §9):
     ///
     /// - a session that is not open (ended, or past its lifetime) changes no more: unknown;
-    /// - its current digest rotates to `replacement`, keeping `graceBlob`;
+    /// - its current digest rotates to `replacement`, keeping `graceBlob`, on `accountVersion`;
     /// - the digest just replaced, within the grace interval, gets the stored blob, and
     ///   nothing changes;
     /// - any other replaced digest ends the session with reason `reuse`.
     ///
     /// A store holds the session (a lock, a transaction, a compare-and-swap on what it read)
-    /// from reading it to writing `stored`.
+    /// from reading it to writing `stored` and the outcome's events (`RotationOutcome.events()`).
     public func rotation(
-        of session: Session, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date
+        of session: Session, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
     ) -> SessionRotation {
         guard isOpen(session, at: now) else { return SessionRotation(stored: nil, outcome: .unknown) }
         if presented == session.refreshDigest {
-            let rotated = session.rotated(to: replacement, graceBlob: graceBlob, at: now)
+            let rotated = session.rotated(to: replacement, graceBlob: graceBlob, accountVersion: accountVersion, at: now)
             return SessionRotation(stored: rotated, outcome: .rotated(rotated))
         }
         if presented == session.previousDigest, isWithinGrace(session, at: now), let blob = session.graceBlob {

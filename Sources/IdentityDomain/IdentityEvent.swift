@@ -1,6 +1,7 @@
 public import Foundation
 
-/// Something that happened to an account, published after commit (contract §6).
+/// Something that happened to an account or one of its sessions, published after commit
+/// (contract §6 and §9).
 public struct IdentityEvent: Sendable, Equatable {
     /// Unique id; consumers deduplicate on it.
     public let eventID: UUID
@@ -9,7 +10,7 @@ public struct IdentityEvent: Sendable, Equatable {
     /// What happened.
     public let payload: Payload
 
-    /// The four event kinds. None carries a password or a hash.
+    /// The event kinds. None carries a password, a hash or a token.
     public enum Payload: Sendable, Equatable {
         /// `user.registered`
         case userRegistered(userID: UserID, email: Email, name: DisplayName)
@@ -19,6 +20,10 @@ public struct IdentityEvent: Sendable, Equatable {
         case userDeleted(userID: UserID)
         /// `token.revoked`
         case tokenRevoked(userID: UserID, jti: String, expiresAt: Date)
+        /// `session.started`: a login opened the session.
+        case sessionStarted(userID: UserID, sessionID: SessionID)
+        /// `session.ended`, with why. A session that merely lapsed has no such event.
+        case sessionEnded(userID: UserID, sessionID: SessionID, reason: SessionEndReason)
     }
 
     /// Creates an event.
@@ -28,20 +33,23 @@ public struct IdentityEvent: Sendable, Equatable {
         self.payload = payload
     }
 
-    /// The event type as published (`user.registered`, ...).
+    /// The event type as published (`user.registered`, `session.ended`, ...).
     public var type: String {
         switch payload {
         case .userRegistered: "user.registered"
         case .userUpdated: "user.updated"
         case .userDeleted: "user.deleted"
         case .tokenRevoked: "token.revoked"
+        case .sessionStarted: "session.started"
+        case .sessionEnded: "session.ended"
         }
     }
 
     /// The user the event is about: events are ordered per user.
     public var userID: UserID {
         switch payload {
-        case .userRegistered(let id, _, _), .userUpdated(let id, _), .userDeleted(let id), .tokenRevoked(let id, _, _):
+        case .userRegistered(let id, _, _), .userUpdated(let id, _), .userDeleted(let id), .tokenRevoked(let id, _, _),
+             .sessionStarted(let id, _), .sessionEnded(let id, _, _):
             id
         }
     }

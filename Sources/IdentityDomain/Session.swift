@@ -68,6 +68,11 @@ public struct RefreshDigest: Hashable, Sendable, CustomStringConvertible {
 /// grace interval, with `graceBlob`). `graceBlob` is the current token pair sealed under a key
 /// derived from the replaced token, which the database does not hold: to a store it is opaque
 /// bytes. All instants have millisecond precision.
+///
+/// `accountVersion` is the account's version the session stands on: the one read with the
+/// checked password at the login, then the one read at each refresh. A refresh can refuse a
+/// session below an account's password-change cut-off, so that a password change ends every
+/// session even when ending them failed or raced a login.
 public struct Session: Sendable, Equatable, Identifiable {
     /// Stable identifier (the `sid` of the session's access tokens).
     public let id: SessionID
@@ -81,6 +86,9 @@ public struct Session: Sendable, Equatable, Identifiable {
     public let userAgent: String?
     /// The client address of the login, if known.
     public let clientAddress: String?
+    /// The account's version read with the checked password at the login, then at the last
+    /// refresh (the last rotation).
+    public var accountVersion: Int64
     /// How many times its refresh token was rotated: 0 at the login.
     public var generation: Int64
     /// Digest of the refresh token that works now.
@@ -100,7 +108,7 @@ public struct Session: Sendable, Equatable, Identifiable {
     /// Creates a session from stored fields.
     public init(
         id: SessionID, userID: UserID, createdAt: Date, lastUsedAt: Date, userAgent: String?, clientAddress: String?,
-        generation: Int64, refreshDigest: RefreshDigest, previousDigest: RefreshDigest?, rotatedAt: Date?, graceBlob: Data?,
+        accountVersion: Int64, generation: Int64, refreshDigest: RefreshDigest, previousDigest: RefreshDigest?, rotatedAt: Date?, graceBlob: Data?,
         endedAt: Date?, endReason: SessionEndReason?
     ) {
         self.id = id
@@ -109,6 +117,7 @@ public struct Session: Sendable, Equatable, Identifiable {
         self.lastUsedAt = lastUsedAt
         self.userAgent = userAgent
         self.clientAddress = clientAddress
+        self.accountVersion = accountVersion
         self.generation = generation
         self.refreshDigest = refreshDigest
         self.previousDigest = previousDigest
@@ -118,15 +127,16 @@ public struct Session: Sendable, Equatable, Identifiable {
         self.endReason = endReason
     }
 
-    /// Opens a session at `now` whose first refresh token has digest `refreshDigest`.
+    /// Opens a session at `now` whose first refresh token has digest `refreshDigest`, on the
+    /// account version `accountVersion` read with the checked password.
     public static func open(
         id: SessionID, userID: UserID, refreshDigest: RefreshDigest, userAgent: String? = nil, clientAddress: String? = nil,
-        at now: Date
+        accountVersion: Int64, at now: Date
     ) -> Session {
         let now = now.truncatedToMilliseconds
         return Session(
             id: id, userID: userID, createdAt: now, lastUsedAt: now, userAgent: userAgent, clientAddress: clientAddress,
-            generation: 0, refreshDigest: refreshDigest, previousDigest: nil, rotatedAt: nil, graceBlob: nil,
+            accountVersion: accountVersion, generation: 0, refreshDigest: refreshDigest, previousDigest: nil, rotatedAt: nil, graceBlob: nil,
             endedAt: nil, endReason: nil
         )
     }
@@ -135,10 +145,12 @@ public struct Session: Sendable, Equatable, Identifiable {
     public var isEnded: Bool { endedAt != nil }
 
     /// This session after a rotation at `now`: `replacement` works, the digest that worked is
-    /// the previous one, `graceBlob` is kept for the grace rule.
-    public func rotated(to replacement: RefreshDigest, graceBlob: Data, at now: Date) -> Session {
+    /// the previous one, `graceBlob` is kept for the grace rule, and the session stands on
+    /// `accountVersion`, the account's version read for this refresh.
+    public func rotated(to replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, at now: Date) -> Session {
         var next = self
         let now = now.truncatedToMilliseconds
+        next.accountVersion = accountVersion
         next.previousDigest = refreshDigest
         next.refreshDigest = replacement
         next.rotatedAt = now

@@ -9,29 +9,43 @@ public import IdentityDomain
 /// (`SessionConfiguration.isOpen(_:at:)`); only an open session rotates, lists or ends, and an
 /// ended session never comes back, whatever is presented.
 ///
+/// **Events.** A store writes the events of its changes to the outbox the account store uses
+/// (`EventOutbox`), in the same transaction as the change: `open` writes `session.started`;
+/// `end`, `endAll` (one per session ended) and a `rotate` that finds a reuse write
+/// `session.ended` with the reason, at `now`. Anything that changes nothing (a rotation, the
+/// grace, an unknown digest, a refused or failed write) writes none, and a session that lapses
+/// ends with no event. A store writes no command message id (`CommandContext`): the account
+/// store records it with the command's own change.
+///
 /// `rotate` is the one operation that races: two refreshes with one token, on one instance or
 /// two, must give exactly one rotation. It is a compare-and-swap on the current digest, decided
 /// inside the store (one statement, or one transaction that holds the row only for the
 /// database's own work), never a lock held across a call to anything else.
 public protocol SessionStore: Sendable {
-    /// Stores a session just opened (`Session.open`): its first refresh digest works.
+    /// Stores a session just opened (`Session.open`): its first refresh digest works. Writes
+    /// `session.started` at its `createdAt` with it.
     func open(_ session: Session) async throws
 
     /// Presents the digest of a refresh token at `now`, with the digest of the token that is to
-    /// replace it and `graceBlob` (the new pair sealed under a key derived from the presented
-    /// token). In one atomic step:
+    /// replace it, `graceBlob` (the new pair sealed under a key derived from the presented
+    /// token) and `accountVersion` (the account's version read for this refresh). In one
+    /// atomic step:
     ///
     /// - the current digest of an open session: it becomes the previous one, `replacement`
-    ///   the current, `graceBlob` is kept, `lastUsedAt` is `now`, `generation` goes up by one:
-    ///   `.rotated` with the session as stored;
+    ///   the current, `graceBlob` is kept, `lastUsedAt` is `now`, `generation` goes up by one,
+    ///   `accountVersion` is stored: `.rotated` with the session as stored;
     /// - the digest the last rotation replaced, within `SessionConfiguration.graceInterval` of
     ///   that rotation: nothing changes, `.grace` with the blob stored by that rotation;
     /// - any other replaced digest of an open session (later than the grace interval, or
     ///   older than the one just replaced): the session ends with reason `reuse` in the same
-    ///   step, `.reused` with the session as ended;
+    ///   step, writing `session.ended` (`reuse`): `.reused` with the session as ended;
     /// - anything else (a digest never issued, or one of a session that ended or expired):
     ///   nothing changes, `.unknown`.
-    func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) async throws -> RotationOutcome
+    ///
+    /// Only `.rotated` stores `accountVersion`; the others keep the session's own.
+    func rotate(
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+    ) async throws -> RotationOutcome
 
     /// The session with `id`, open, ended or expired, until it is purged; nil if there is none.
     func session(id: SessionID) async throws -> Session?
@@ -39,16 +53,18 @@ public protocol SessionStore: Sendable {
     /// The open sessions of `userID` at `now`, newest (latest `createdAt`) first.
     func sessions(of userID: UserID, now: Date) async throws -> [Session]
 
-    /// Ends the open session `id` of `userID` at `now` for `reason` and returns it as ended;
-    /// nil (and nothing changes) when there is no such open session, or it is another user's.
+    /// Ends the open session `id` of `userID` at `now` for `reason`, writing its
+    /// `session.ended`, and returns it as ended; nil (nothing changes, no event) when there is
+    /// no such open session, or it is another user's.
     func end(id: SessionID, userID: UserID, reason: SessionEndReason, now: Date) async throws -> Session?
 
-    /// Ends every open session of `userID` at `now` for `reason`, except `except` if given, and
-    /// returns those it ended.
+    /// Ends every open session of `userID` at `now` for `reason`, except `except` if given,
+    /// writing one `session.ended` per session ended, and returns those it ended.
     func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) async throws -> [Session]
 
     /// Deletes the sessions, ended or not, whose lifetime (`SessionConfiguration.expiry(of:)`)
-    /// ended before `now`, with their replaced digests; returns how many sessions went.
+    /// ended before `now`, with their replaced digests; returns how many sessions went. Writes
+    /// no event: lapsing is not ending.
     ///
     /// An ended session stays until then: until it would have expired had it stayed open, a
     /// replay of one of its tokens is still recognised as one of an ended session.

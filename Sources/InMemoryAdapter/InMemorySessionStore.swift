@@ -8,9 +8,17 @@ import IdentityAdapterSupport
 ///
 /// Every operation runs under one lock, so a rotation reads and writes a session in one step:
 /// two refreshes with one token give one rotation, and the other finds the token just replaced.
+/// Its events (`session.started`, `session.ended`) go to the outbox of the `InMemoryUserStore`
+/// it is given, in the same step as the change (on that store's actor, the lock held), so
+/// they are never seen without it and keep the order of the changes with the accounts' own.
 /// Sessions past their lifetime are purged as it goes (at most once a minute, when a session
 /// opens) and by `purgeExpired(now:)`, so memory stays bounded by the sessions that can
 /// still matter.
+///
+/// ```swift
+/// let users = InMemoryUserStore()
+/// let sessions = InMemorySessionStore(outbox: users)
+/// ```
 public final class InMemorySessionStore: SessionStore {
     private struct State {
         var sessions: [SessionID: Session] = [:]
@@ -25,18 +33,20 @@ public final class InMemorySessionStore: SessionStore {
 
     private let state = Mutex(State())
     private let configuration: SessionConfiguration
+    private let outbox: InMemoryUserStore
 
-    /// Creates an empty store with `configuration`.
-    public init(configuration: SessionConfiguration = SessionConfiguration()) {
+    /// Creates an empty store with `configuration` that writes its events to the outbox of
+    /// `outbox`, the account store of the same process.
+    public init(outbox: InMemoryUserStore, configuration: SessionConfiguration = SessionConfiguration()) {
+        self.outbox = outbox
         self.configuration = configuration
     }
 
     /// How many sessions are held, ended and expired ones included until they are purged.
     public var count: Int { state.withLock { $0.sessions.count } }
 
-    public func open(_ session: Session) throws {
-        let configuration = configuration
-        try state.withLock { state in
+    public func open(_ session: Session) async throws {
+        try await commit { state, configuration in
             if state.lastPurge.map({ session.createdAt.timeIntervalSince($0) >= 60 }) ?? true {
                 state.lastPurge = session.createdAt
                 Self.purge(&state, configuration: configuration, now: session.createdAt)
@@ -46,32 +56,46 @@ public final class InMemorySessionStore: SessionStore {
             else { throw SessionConflict() }
             state.sessions[session.id] = session
             state.current[session.refreshDigest] = session.id
+            return ((), [session.startedEvent()])
         }
     }
 
-    public func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) throws -> RotationOutcome {
-        let configuration = configuration
-        return try state.withLock { state in
-            guard let id = state.current[presented] ?? state.replaced[presented], let session = state.sessions[id] else {
-                return .unknown
-            }
-            let rotation = configuration.rotation(
-                of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, now: now
+    public func rotate(
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+    ) async throws -> RotationOutcome {
+        try await commit { state, configuration in
+            let outcome = try Self.rotate(
+                &state, configuration: configuration, presented: presented, replacement: replacement, graceBlob: graceBlob,
+                accountVersion: accountVersion, now: now
             )
-            guard let stored = rotation.stored else { return rotation.outcome }
-            if case .rotated = rotation.outcome {
-                guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
-                state.current[presented] = nil
-                state.current[replacement] = id
-                state.replaced[presented] = id
-                var kept = state.history[id, default: []]
-                kept.append(presented)
-                while kept.count > configuration.replacedDigestsKept { state.replaced[kept.removeFirst()] = nil }
-                state.history[id] = kept
-            }
-            state.sessions[id] = stored
-            return rotation.outcome
+            return (outcome, outcome.events())
         }
+    }
+
+    /// Applies the rotation rule to the session `presented` belongs to, under the lock.
+    private static func rotate(
+        _ state: inout State, configuration: SessionConfiguration, presented: RefreshDigest, replacement: RefreshDigest,
+        graceBlob: Data, accountVersion: Int64, now: Date
+    ) throws -> RotationOutcome {
+        guard let id = state.current[presented] ?? state.replaced[presented], let session = state.sessions[id] else {
+            return .unknown
+        }
+        let rotation = configuration.rotation(
+            of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
+        )
+        guard let stored = rotation.stored else { return rotation.outcome }
+        if case .rotated = rotation.outcome {
+            guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
+            state.current[presented] = nil
+            state.current[replacement] = id
+            state.replaced[presented] = id
+            var kept = state.history[id, default: []]
+            kept.append(presented)
+            while kept.count > configuration.replacedDigestsKept { state.replaced[kept.removeFirst()] = nil }
+            state.history[id] = kept
+        }
+        state.sessions[id] = stored
+        return rotation.outcome
     }
 
     public func session(id: SessionID) -> Session? {
@@ -85,26 +109,35 @@ public final class InMemorySessionStore: SessionStore {
         }
     }
 
-    public func end(id: SessionID, userID: UserID, reason: SessionEndReason, now: Date) -> Session? {
-        let configuration = configuration
-        return state.withLock { state in
-            guard let session = state.sessions[id], session.userID == userID, configuration.isOpen(session, at: now) else { return nil }
+    public func end(id: SessionID, userID: UserID, reason: SessionEndReason, now: Date) async throws -> Session? {
+        try await commit { state, configuration in
+            guard let session = state.sessions[id], session.userID == userID, configuration.isOpen(session, at: now) else {
+                return (nil, [])
+            }
             let ended = session.ended(reason, at: now)
             state.sessions[id] = ended
-            return ended
+            return (ended, ended.endedEvent().map { [$0] } ?? [])
         }
     }
 
-    public func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) -> [Session] {
-        let configuration = configuration
-        return state.withLock { state in
+    public func endAll(userID: UserID, except: SessionID?, reason: SessionEndReason, now: Date) async throws -> [Session] {
+        try await commit { state, configuration in
             let open = state.sessions.values.filter { $0.userID == userID && $0.id != except && configuration.isOpen($0, at: now) }
-            return open.sorted(by: Self.newestFirst).map { session in
+            let ended = open.sorted(by: Self.newestFirst).map { session in
                 let ended = session.ended(reason, at: now)
                 state.sessions[session.id] = ended
                 return ended
             }
+            return (ended, ended.compactMap { $0.endedEvent() })
         }
+    }
+
+    /// Runs `change` under the lock and writes the events it returns to the outbox in the same
+    /// step, on the account store's actor.
+    private func commit<Result: Sendable>(
+        _ change: @escaping @Sendable (inout State, SessionConfiguration) throws -> (result: Result, events: [IdentityEvent])
+    ) async throws -> Result {
+        try await outbox.commit { try self.state.withLock { try change(&$0, self.configuration) } }
     }
 
     @discardableResult

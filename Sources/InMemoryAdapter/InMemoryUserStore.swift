@@ -88,6 +88,16 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         outbox.removeAll { done.contains($0.sequence) }
     }
 
+    /// Runs `change` and appends the events it returns to the outbox in one step on this actor,
+    /// as a transaction would: no reader of the outbox sees the one without the other, and
+    /// events keep the order of their changes. For `InMemorySessionStore`, whose changes are
+    /// no command's own: no command message id is recorded.
+    func commit<Result: Sendable>(_ change: @Sendable () throws -> (result: Result, events: [IdentityEvent])) throws -> Result {
+        let (result, events) = try change()
+        enqueue(events, message: nil)
+        return result
+    }
+
     public func hasApplied(messageID: String) -> Bool {
         appliedMessages.contains(messageID)
     }

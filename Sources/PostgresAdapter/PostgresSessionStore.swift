@@ -16,6 +16,11 @@ import IdentityAdapterSupport
 /// up among the replaced ones, and a reuse ends the session with one more conditional
 /// `UPDATE`; a digest once replaced never becomes current again, so nothing between the two
 /// statements can turn a reuse into something else.
+///
+/// Every change writes its events into `identity_outbox`, the account store's outbox
+/// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
+/// with its `session.started`, an end or a reuse with its `session.ended`. A rotation writes
+/// none and stays one statement.
 public struct PostgresSessionStore: SessionStore {
     private let session: PostgresSession
     private let configuration: SessionConfiguration
@@ -38,25 +43,30 @@ public struct PostgresSessionStore: SessionStore {
 
     public func open(_ opened: Session) async throws {
         try await session.run { connection, logger in
-            let rows = try await connection.query(
-                """
-                INSERT INTO identity_sessions (id, user_id, created_at, last_used_at, user_agent, client_address, generation,
-                    refresh_digest, previous_digest, rotated_at, grace_blob, ended_at, end_reason)
-                SELECT \(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
-                    \(opened.clientAddress), \(opened.generation), \(opened.refreshDigest.bytes), \(opened.previousDigest?.bytes),
-                    \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt), \(opened.endReason?.rawValue)
-                WHERE NOT EXISTS (SELECT 1 FROM identity_session_digests WHERE digest = \(opened.refreshDigest.bytes))
-                RETURNING 1
-                """,
-                logger: logger
-            )
-            var inserted = false
-            for try await _ in rows { inserted = true }
-            guard inserted else { throw SessionConflict() }
+            try await connection.withTransaction(logger: logger) { connection in
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO identity_sessions (\(unescaped: Self.columns))
+                    SELECT \(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
+                        \(opened.clientAddress), \(opened.accountVersion), \(opened.generation), \(opened.refreshDigest.bytes),
+                        \(opened.previousDigest?.bytes), \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt),
+                        \(opened.endReason?.rawValue)
+                    WHERE NOT EXISTS (SELECT 1 FROM identity_session_digests WHERE digest = \(opened.refreshDigest.bytes))
+                    RETURNING 1
+                    """,
+                    logger: logger
+                )
+                var inserted = false
+                for try await _ in rows { inserted = true }
+                guard inserted else { throw SessionConflict() }
+                try await PostgresUserStore.append([opened.startedEvent()], on: connection, logger: logger)
+            }
         }
     }
 
-    public func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) async throws -> RotationOutcome {
+    public func rotate(
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+    ) async throws -> RotationOutcome {
         let configuration = configuration
         let since = configuration.openSince(now: now)
         let at = now.truncatedToMilliseconds
@@ -67,7 +77,8 @@ public struct PostgresSessionStore: SessionStore {
                 """
                 WITH rotated AS (
                     UPDATE identity_sessions SET refresh_digest = \(replacement.bytes), previous_digest = refresh_digest,
-                        rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1
+                        rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1,
+                        account_version = \(accountVersion)
                     WHERE refresh_digest = \(presented.bytes) AND ended_at IS NULL
                         AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
                     RETURNING \(unescaped: Self.columns)
@@ -92,22 +103,30 @@ public struct PostgresSessionStore: SessionStore {
                 logger: logger
             )
             guard let found = try await Self.first(replaced) else { return .unknown }
-            let rotation = configuration.rotation(of: found, presented: presented, replacement: replacement, graceBlob: graceBlob, now: now)
+            let rotation = configuration.rotation(
+                of: found, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
+            )
             guard case .reused = rotation.outcome else {
                 // The grace, or nothing (`.rotated` cannot come from a replaced digest).
                 if case .rotated = rotation.outcome { return .unknown }
                 return rotation.outcome
             }
-            let ended = try await connection.query(
-                """
-                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(SessionEndReason.reuse.rawValue)
-                WHERE id = \(found.id.uuid) AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
-                RETURNING \(unescaped: Self.columns)
-                """,
-                logger: logger
-            )
-            // Nothing returned: it ended (or lapsed) meanwhile, and a session ends once.
-            return try await Self.first(ended).map(RotationOutcome.reused) ?? .unknown
+            return try await connection.withTransaction(logger: logger) { connection in
+                let ended = try await Self.first(connection.query(
+                    """
+                    UPDATE identity_sessions SET ended_at = \(at), end_reason = \(SessionEndReason.reuse.rawValue)
+                    WHERE id = \(found.id.uuid) AND ended_at IS NULL
+                        AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                    RETURNING \(unescaped: Self.columns)
+                    """,
+                    logger: logger
+                ))
+                // Nothing returned: it ended (or lapsed) meanwhile, and a session ends once.
+                guard let ended else { return RotationOutcome.unknown }
+                let outcome = RotationOutcome.reused(ended)
+                try await PostgresUserStore.append(outcome.events(), on: connection, logger: logger)
+                return outcome
+            }
         }
     }
 
@@ -137,15 +156,19 @@ public struct PostgresSessionStore: SessionStore {
         let since = configuration.openSince(now: now)
         let at = now.truncatedToMilliseconds
         return try await session.run { connection, logger in
-            try await Self.first(connection.query(
-                """
-                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
-                WHERE id = \(id.uuid) AND user_id = \(userID.uuid)
-                    AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
-                RETURNING \(unescaped: Self.columns)
-                """,
-                logger: logger
-            ))
+            try await connection.withTransaction(logger: logger) { connection in
+                let ended = try await Self.first(connection.query(
+                    """
+                    UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
+                    WHERE id = \(id.uuid) AND user_id = \(userID.uuid)
+                        AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                    RETURNING \(unescaped: Self.columns)
+                    """,
+                    logger: logger
+                ))
+                try await PostgresUserStore.append(ended.flatMap { $0.endedEvent() }.map { [$0] } ?? [], on: connection, logger: logger)
+                return ended
+            }
         }
     }
 
@@ -153,15 +176,19 @@ public struct PostgresSessionStore: SessionStore {
         let since = configuration.openSince(now: now)
         let at = now.truncatedToMilliseconds
         return try await session.run { connection, logger in
-            try await Self.all(connection.query(
-                """
-                UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
-                WHERE user_id = \(userID.uuid) AND id IS DISTINCT FROM \(except?.uuid)
-                    AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
-                RETURNING \(unescaped: Self.columns)
-                """,
-                logger: logger
-            )).sorted { ($0.createdAt, $0.id.description) > ($1.createdAt, $1.id.description) }
+            try await connection.withTransaction(logger: logger) { connection in
+                let ended = try await Self.all(connection.query(
+                    """
+                    UPDATE identity_sessions SET ended_at = \(at), end_reason = \(reason.rawValue)
+                    WHERE user_id = \(userID.uuid) AND id IS DISTINCT FROM \(except?.uuid)
+                        AND ended_at IS NULL AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
+                    RETURNING \(unescaped: Self.columns)
+                    """,
+                    logger: logger
+                )).sorted { ($0.createdAt, $0.id.description) > ($1.createdAt, $1.id.description) }
+                try await PostgresUserStore.append(ended.compactMap { $0.endedEvent() }, on: connection, logger: logger)
+                return ended
+            }
         }
     }
 
@@ -190,7 +217,7 @@ public struct PostgresSessionStore: SessionStore {
 
     private static func columns(_ table: String?) -> String {
         let prefix = table.map { $0 + "." } ?? ""
-        return ["id", "user_id", "created_at", "last_used_at", "user_agent", "client_address", "generation", "refresh_digest",
+        return ["id", "user_id", "created_at", "last_used_at", "user_agent", "client_address", "account_version", "generation", "refresh_digest",
                 "previous_digest", "rotated_at", "grace_blob", "ended_at", "end_reason"]
             .map { prefix + $0 }.joined(separator: ", ")
     }
@@ -201,13 +228,13 @@ public struct PostgresSessionStore: SessionStore {
 
     private static func all(_ rows: PostgresRowSequence) async throws -> [Session] {
         var sessions: [Session] = []
-        for try await (id, user, created, lastUsed, userAgent, clientAddress, generation, digest, previous, rotatedAt, blob, endedAt, reason)
-            in rows.decode((UUID, UUID, Date, Date, String?, String?, Int64, Data, Data?, Date?, Data?, Date?, String?).self)
+        for try await (id, user, created, lastUsed, userAgent, clientAddress, version, generation, digest, previous, rotatedAt, blob, endedAt, reason)
+            in rows.decode((UUID, UUID, Date, Date, String?, String?, Int64, Int64, Data, Data?, Date?, Data?, Date?, String?).self)
         {
             guard let digest = RefreshDigest(digest) else { throw PostgresStoreError(sqlState: nil) }
             sessions.append(Session(
                 id: SessionID(id), userID: UserID(user), createdAt: created.roundedToMilliseconds, lastUsedAt: lastUsed.roundedToMilliseconds,
-                userAgent: userAgent, clientAddress: clientAddress, generation: generation, refreshDigest: digest,
+                userAgent: userAgent, clientAddress: clientAddress, accountVersion: version, generation: generation, refreshDigest: digest,
                 previousDigest: previous.flatMap(RefreshDigest.init), rotatedAt: rotatedAt?.roundedToMilliseconds, graceBlob: blob,
                 endedAt: endedAt?.roundedToMilliseconds, endReason: reason.flatMap(SessionEndReason.init(rawValue:))
             ))

@@ -215,6 +215,8 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
         return entries
     }
 
+    /// Writes `events` into the outbox on `connection`, in the caller's transaction: the one
+    /// outbox-writing statement, shared by the account store and `PostgresSessionStore`.
     static func append(_ events: [IdentityEvent], on connection: PostgresConnection, logger: Logger) async throws {
         for event in events {
             let data = String(decoding: EventCodec.data(of: event), as: UTF8.self)

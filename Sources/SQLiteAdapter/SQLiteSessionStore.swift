@@ -9,6 +9,8 @@ import IdentityAdapterSupport
 /// A rotation reads the session a digest belongs to and writes what the rule decides in one
 /// `BEGIN IMMEDIATE` transaction, on the database's one connection: two refreshes with one
 /// token are applied one after the other, and the second finds the token just replaced.
+/// Every change writes its events into `identity_outbox`, the account store's outbox
+/// (`SQLiteUserStore`, which relays it), in its own transaction.
 public struct SQLiteSessionStore: SessionStore {
     private let database: IdentitySQLiteDatabase
     private let configuration: SessionConfiguration
@@ -29,19 +31,21 @@ public struct SQLiteSessionStore: SessionStore {
             do {
                 _ = try await connection.query(
                     """
-                    INSERT INTO identity_sessions (id, user_id, created_ms, last_used_ms, user_agent, client_address, generation,
-                        refresh_digest, previous_digest, rotated_ms, grace_blob, ended_ms, end_reason)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO identity_sessions (\(Self.columns))
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     binds
                 )
             } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed: identity_sessions") {
                 throw SessionConflict()
             }
+            try await SQLiteUserStore.append([session.startedEvent()], on: connection)
         }
     }
 
-    public func rotate(presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, now: Date) async throws -> RotationOutcome {
+    public func rotate(
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+    ) async throws -> RotationOutcome {
         let configuration = configuration
         return try await database.transaction { connection in
             let found = try await connection.query(
@@ -55,7 +59,9 @@ public struct SQLiteSessionStore: SessionStore {
                 [Self.blob(presented.bytes)]
             )
             guard let session = try found.first.map(Self.session(from:)) else { return .unknown }
-            let rotation = configuration.rotation(of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, now: now)
+            let rotation = configuration.rotation(
+                of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
+            )
             guard let stored = rotation.stored else { return rotation.outcome }
             if case .rotated = rotation.outcome {
                 let taken = try await connection.query(
@@ -66,12 +72,12 @@ public struct SQLiteSessionStore: SessionStore {
                     _ = try await connection.query(
                         """
                         UPDATE identity_sessions SET refresh_digest = ?, previous_digest = ?, rotated_ms = ?, grace_blob = ?,
-                            last_used_ms = ?, generation = ?
+                            last_used_ms = ?, generation = ?, account_version = ?
                         WHERE id = ?
                         """,
                         [Self.blob(stored.refreshDigest.bytes), Self.blob(presented.bytes), stored.rotatedAt?.sqliteMilliseconds ?? .null,
                          Self.blob(graceBlob), stored.lastUsedAt.sqliteMilliseconds, .integer(Int(stored.generation)),
-                         .text(session.id.description)]
+                         .integer(Int(stored.accountVersion)), .text(session.id.description)]
                     )
                 } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed: identity_sessions") {
                     throw SessionConflict()
@@ -88,6 +94,7 @@ public struct SQLiteSessionStore: SessionStore {
             } else {
                 try await Self.markEnded(stored, on: connection)
             }
+            try await SQLiteUserStore.append(rotation.outcome.events(), on: connection)
             return rotation.outcome
         }
     }
@@ -124,11 +131,12 @@ public struct SQLiteSessionStore: SessionStore {
         return try await endOpen(where: "user_id = ?", [.text(userID.description)], reason: reason, now: now)
     }
 
-    /// Ends the open sessions that `condition` selects; returns them as ended, newest first.
+    /// Ends the open sessions that `condition` selects, with their `session.ended` events in the
+    /// same transaction; returns them as ended, newest first.
     private func endOpen(where condition: String, _ binds: [SQLiteData], reason: SessionEndReason, now: Date) async throws -> [Session] {
         let since = configuration.openSince(now: now)
-        return try await database.exclusive { connection in
-            try await connection.query(
+        return try await database.transaction { connection in
+            let ended = try await connection.query(
                 """
                 UPDATE identity_sessions SET ended_ms = ?, end_reason = ?
                 WHERE \(condition) AND ended_ms IS NULL AND last_used_ms >= ? AND created_ms >= ?
@@ -137,6 +145,8 @@ public struct SQLiteSessionStore: SessionStore {
                 [now.truncatedToMilliseconds.sqliteMilliseconds, .text(reason.rawValue)] + binds
                     + [since.lastUsed.sqliteMilliseconds, since.created.sqliteMilliseconds]
             ).map(Self.session(from:)).sorted { ($0.createdAt, $0.id.description) > ($1.createdAt, $1.id.description) }
+            try await SQLiteUserStore.append(ended.compactMap { $0.endedEvent() }, on: connection)
+            return ended
         }
     }
 
@@ -164,7 +174,7 @@ public struct SQLiteSessionStore: SessionStore {
 
     private static func columns(_ table: String?) -> String {
         let prefix = table.map { $0 + "." } ?? ""
-        return ["id", "user_id", "created_ms", "last_used_ms", "user_agent", "client_address", "generation", "refresh_digest",
+        return ["id", "user_id", "created_ms", "last_used_ms", "user_agent", "client_address", "account_version", "generation", "refresh_digest",
                 "previous_digest", "rotated_ms", "grace_blob", "ended_ms", "end_reason"]
             .map { prefix + $0 }.joined(separator: ", ")
     }
@@ -175,7 +185,8 @@ public struct SQLiteSessionStore: SessionStore {
         func instant(_ value: Date?) -> SQLiteData { value?.sqliteMilliseconds ?? .null }
         func bytes(_ value: Data?) -> SQLiteData { value.map(blob) ?? .null }
         let identity: [SQLiteData] = [.text(session.id.description), .text(session.userID.description)]
-        let use: [SQLiteData] = [instant(session.createdAt), instant(session.lastUsedAt), text(session.userAgent), text(session.clientAddress)]
+        let use: [SQLiteData] = [instant(session.createdAt), instant(session.lastUsedAt), text(session.userAgent), text(session.clientAddress),
+                                 .integer(Int(session.accountVersion))]
         let rotation: [SQLiteData] = [.integer(Int(session.generation)), bytes(session.refreshDigest.bytes),
                                       bytes(session.previousDigest?.bytes), instant(session.rotatedAt), bytes(session.graceBlob)]
         let end: [SQLiteData] = [instant(session.endedAt), text(session.endReason?.rawValue)]
@@ -200,13 +211,13 @@ public struct SQLiteSessionStore: SessionStore {
         func text(_ column: String) -> String? { row.column(column)?.string }
         guard let id = text("id").flatMap(SessionID.init), let user = text("user_id").flatMap(UserID.init),
               let created = instant("created_ms"), let lastUsed = instant("last_used_ms"),
-              let generation = row.column("generation")?.integer,
+              let generation = row.column("generation")?.integer, let accountVersion = row.column("account_version")?.integer,
               let digest = data("refresh_digest").flatMap(RefreshDigest.init)
         else { throw SQLiteStoreError(description: "a session row does not decode") }
         let reason = text("end_reason")
         return Session(
             id: id, userID: user, createdAt: created, lastUsedAt: lastUsed, userAgent: text("user_agent"),
-            clientAddress: text("client_address"), generation: Int64(generation), refreshDigest: digest,
+            clientAddress: text("client_address"), accountVersion: Int64(accountVersion), generation: Int64(generation), refreshDigest: digest,
             previousDigest: data("previous_digest").flatMap(RefreshDigest.init), rotatedAt: instant("rotated_ms"),
             graceBlob: data("grace_blob"), endedAt: instant("ended_ms"), endReason: reason.flatMap(SessionEndReason.init(rawValue:))
         )

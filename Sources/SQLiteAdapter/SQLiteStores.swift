@@ -151,6 +151,8 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         guard !inserted.isEmpty else { throw CommandAlreadyApplied(messageID: id) }
     }
 
+    /// Writes `events` into the outbox on `connection`, in the caller's transaction: the one
+    /// outbox-writing statement, shared by the account store and `SQLiteSessionStore`.
     static func append(_ events: [IdentityEvent], on connection: SQLiteConnection) async throws {
         for event in events {
             _ = try await connection.query(

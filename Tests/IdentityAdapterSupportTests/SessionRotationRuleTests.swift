@@ -10,7 +10,7 @@ struct SessionRotationRuleTests {
     let start = Date(timeIntervalSince1970: 1_790_000_000.123)
 
     func session() -> Session {
-        Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), at: start.addingTimeInterval(0.0004))
+        Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 3, at: start.addingTimeInterval(0.0004))
     }
 
     @Test("a session is open through the last millisecond of its idle and of its absolute lifetime, whichever comes first")
@@ -20,7 +20,7 @@ struct SessionRotationRuleTests {
         #expect(configuration.expiry(of: session) == start.addingTimeInterval(3600))
         #expect(configuration.isOpen(session, at: start.addingTimeInterval(3600.0009)), "the same millisecond")
         #expect(!configuration.isOpen(session, at: start.addingTimeInterval(3600.001)))
-        session = session.rotated(to: .random(), graceBlob: Data([1]), at: start.addingTimeInterval(5000))
+        session = session.rotated(to: .random(), graceBlob: Data([1]), accountVersion: 4, at: start.addingTimeInterval(5000))
         #expect(configuration.expiry(of: session) == start.addingTimeInterval(7200), "the absolute lifetime comes first")
         #expect(!configuration.isOpen(session.ended(.logout, at: start.addingTimeInterval(5001)), at: start.addingTimeInterval(5002)),
                 "an ended session is not open")
@@ -31,33 +31,58 @@ struct SessionRotationRuleTests {
         let opened = session()
         let (first, second, third) = (RefreshDigest.random(), RefreshDigest.random(), RefreshDigest.random())
         let at = start.addingTimeInterval(60)
-        let rotation = configuration.rotation(of: opened, presented: opened.refreshDigest, replacement: first, graceBlob: Data([1]), now: at)
+        let rotation = configuration.rotation(of: opened, presented: opened.refreshDigest, replacement: first, graceBlob: Data([1]), accountVersion: 4, now: at)
         let rotated = try #require(rotation.stored)
         #expect(rotation.outcome == .rotated(rotated))
         #expect(rotated.refreshDigest == first && rotated.previousDigest == opened.refreshDigest && rotated.generation == 1)
         #expect(rotated.lastUsedAt == at.truncatedToMilliseconds && rotated.rotatedAt == at.truncatedToMilliseconds)
+        #expect(opened.accountVersion == 3 && rotated.accountVersion == 4, "a rotation stands on the version read for it")
+        #expect(rotation.outcome.events().isEmpty, "a rotation is no event")
 
         for (offset, label) in [(-5.0, "a clock behind the rotating one"), (0, "at once"), (10, "the last millisecond of the grace")] {
             let grace = configuration.rotation(
-                of: rotated, presented: opened.refreshDigest, replacement: second, graceBlob: Data([2]), now: at.addingTimeInterval(offset)
+                of: rotated, presented: opened.refreshDigest, replacement: second, graceBlob: Data([2]), accountVersion: 9,
+                now: at.addingTimeInterval(offset)
             )
             #expect(grace == SessionRotation(stored: nil, outcome: .grace(rotated, blob: Data([1]))), "\(label)")
+            #expect(grace.outcome.events().isEmpty, "the grace changes nothing: no event")
         }
         let late = at.addingTimeInterval(10.001)
-        let reuse = configuration.rotation(of: rotated, presented: opened.refreshDigest, replacement: second, graceBlob: Data([2]), now: late)
-        #expect(reuse == SessionRotation(stored: rotated.ended(.reuse, at: late), outcome: .reused(rotated.ended(.reuse, at: late))))
+        let reuse = configuration.rotation(of: rotated, presented: opened.refreshDigest, replacement: second, graceBlob: Data([2]), accountVersion: 9, now: late)
+        #expect(reuse == SessionRotation(stored: rotated.ended(.reuse, at: late), outcome: .reused(rotated.ended(.reuse, at: late))),
+                "the session ends on the version it stood on, not the one offered with the replay")
+        let reuseEvents = reuse.outcome.events()
+        #expect(reuseEvents.map(\.payload) == [.sessionEnded(userID: opened.userID, sessionID: opened.id, reason: .reuse)])
+        #expect(reuseEvents.map(\.occurredAt) == [late.truncatedToMilliseconds], "a reuse's event, when it was seen")
 
-        let twice = rotated.rotated(to: third, graceBlob: Data([3]), at: at.addingTimeInterval(1))
-        let older = configuration.rotation(of: twice, presented: opened.refreshDigest, replacement: second, graceBlob: Data(), now: at.addingTimeInterval(2))
+        let twice = rotated.rotated(to: third, graceBlob: Data([3]), accountVersion: 5, at: at.addingTimeInterval(1))
+        let older = configuration.rotation(of: twice, presented: opened.refreshDigest, replacement: second, graceBlob: Data(), accountVersion: 4, now: at.addingTimeInterval(2))
         #expect(older.outcome == .reused(twice.ended(.reuse, at: at.addingTimeInterval(2))), "older than the one just replaced")
 
         let ended = rotated.ended(.logout, at: at.addingTimeInterval(1))
         for presented in [ended.refreshDigest, opened.refreshDigest] {
-            #expect(configuration.rotation(of: ended, presented: presented, replacement: second, graceBlob: Data(), now: at.addingTimeInterval(2))
+            #expect(configuration.rotation(of: ended, presented: presented, replacement: second, graceBlob: Data(), accountVersion: 4, now: at.addingTimeInterval(2))
                     == SessionRotation(stored: nil, outcome: .unknown), "an ended session changes no more")
         }
         let lapsed = at.addingTimeInterval(3600.001)
-        #expect(configuration.rotation(of: rotated, presented: first, replacement: second, graceBlob: Data(), now: lapsed).outcome == .unknown)
+        #expect(configuration.rotation(of: rotated, presented: first, replacement: second, graceBlob: Data(), accountVersion: 4, now: lapsed).outcome == .unknown)
+    }
+
+    @Test("a session's events: started at its opening, ended at its end with its reason, each with an id of its own")
+    func events() throws {
+        let opened = session()
+        let started = opened.startedEvent()
+        #expect(started.payload == .sessionStarted(userID: opened.userID, sessionID: opened.id) && started.occurredAt == opened.createdAt)
+        #expect(started.type == "session.started" && started.userID == opened.userID)
+        #expect(opened.startedEvent().eventID != started.eventID, "a fresh id each time")
+        #expect(opened.endedEvent() == nil, "an open session has no end to report")
+        let at = start.addingTimeInterval(30.0005)
+        for reason in SessionEndReason.allCases {
+            let ended = try #require(opened.ended(reason, at: at).endedEvent())
+            #expect(ended.payload == .sessionEnded(userID: opened.userID, sessionID: opened.id, reason: reason))
+            #expect(ended.occurredAt == at.truncatedToMilliseconds && ended.type == "session.ended")
+        }
+        #expect(RotationOutcome.unknown.events().isEmpty)
     }
 
     @Test("replaced digests kept: at least one, whatever is asked")

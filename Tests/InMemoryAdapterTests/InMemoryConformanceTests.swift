@@ -37,7 +37,10 @@ struct InMemoryConformanceTests {
 
     @Test("InMemorySessionStore is a SessionStore")
     func sessionStore() async throws {
-        try await SessionStoreConformance { configuration in InMemorySessionStore(configuration: configuration) }.run()
+        try await SessionStoreConformance { configuration in
+            let users = InMemoryUserStore()
+            return (InMemorySessionStore(outbox: users, configuration: configuration), users)
+        }.run()
     }
 
     @Test("InProcessCommandBus is a CommandBus")
@@ -74,16 +77,16 @@ struct InMemoryBoundsTests {
 
     @Test("sessions past their lifetime are purged by themselves when a session opens, at most once a minute")
     func sessionPurgeAsItGoes() async throws {
-        let store = InMemorySessionStore(configuration: SessionConfiguration(idleLifetime: 3600, absoluteLifetime: 7200))
+        let store = InMemorySessionStore(outbox: InMemoryUserStore(), configuration: SessionConfiguration(idleLifetime: 3600, absoluteLifetime: 7200))
         let user = UserID(UUID())
         let start = Date()
         for _ in 0..<10 {
-            try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start))
+            try await store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), accountVersion: 1, at: start))
         }
         #expect(store.count == 10)
-        try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start.addingTimeInterval(30)))
+        try await store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), accountVersion: 1, at: start.addingTimeInterval(30)))
         #expect(store.count == 11, "nothing has lapsed")
-        try store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: start.addingTimeInterval(3601)))
+        try await store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), accountVersion: 1, at: start.addingTimeInterval(3601)))
         #expect(store.count == 2, "the ten idle for more than an hour went when the next session opened")
     }
 

@@ -90,7 +90,7 @@ struct MigrationTests {
             let sessionTables: Set<String> = ["identity_sessions", "identity_session_digests"]
             _ = try await migrator.up()
             let store = PostgresSessionStore(client: client)
-            let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), at: Date())
+            let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: Date())
             try await store.open(opened)
             let newer = migrator.migrations.filter { $0.version > sessions.version }.count
             #expect(try await migrator.down(newer + 1).map(\.version).last == sessions.version)

@@ -89,7 +89,7 @@ struct PostgresPoolStoreTests {
         try await Self.withMigratedPool { client, pool in
             try await SessionStoreConformance { configuration in
                 try await PostgresStoreTests.reset(client)
-                return PostgresSessionStore(pool: pool, configuration: configuration)
+                return (PostgresSessionStore(pool: pool, configuration: configuration), PostgresUserStore(pool: pool))
             }.run()
         }
     }
@@ -104,7 +104,7 @@ struct PostgresPoolStoreTests {
                     let instances = [PostgresSessionStore(pool: first, timeout: .seconds(60)),
                                      PostgresSessionStore(pool: second, timeout: .seconds(60))]
                     for _ in 0..<30 {
-                        let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), at: Date())
+                        let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: Date())
                         try await instances[0].open(opened)
                         let now = Date()
                         let outcomes = try await withThrowingTaskGroup(of: (RotationOutcome, Data).self) { group in
@@ -112,7 +112,7 @@ struct PostgresPoolStoreTests {
                                 group.addTask {
                                     let blob = Data(RefreshDigest.random().bytes)
                                     let outcome = try await instances[index % 2].rotate(
-                                        presented: opened.refreshDigest, replacement: .random(), graceBlob: blob, now: now
+                                        presented: opened.refreshDigest, replacement: .random(), graceBlob: blob, accountVersion: 1, now: now
                                     )
                                     return (outcome, blob)
                                 }

@@ -93,7 +93,26 @@ struct PostgresStoreTests {
         try await Self.withMigrated { client in
             try await SessionStoreConformance { configuration in
                 try await Self.reset(client)
-                return PostgresSessionStore(client: client, configuration: configuration)
+                return (PostgresSessionStore(client: client, configuration: configuration), PostgresUserStore(client: client))
+            }.run()
+        }
+    }
+
+    @Test("PostgresSessionStore writes its events in the change's transaction: with the outbox refusing writes (a trigger), no session opens or ends")
+    func sessionEventsCommitWithTheirChange() async throws {
+        try await Self.withMigrated { client in
+            try await client.query(
+                """
+                CREATE FUNCTION identity_test_fail_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'injected outbox failure'; END $$
+                """
+            )
+            try await SessionEventsCommitWithTheirChange(
+                store: PostgresSessionStore(client: client), outbox: PostgresUserStore(client: client)
+            ) { refuse in
+                try await client.query(refuse
+                    ? "CREATE TRIGGER identity_test_fail_outbox BEFORE INSERT ON identity_outbox FOR EACH ROW EXECUTE FUNCTION identity_test_fail_outbox()"
+                    : "DROP TRIGGER identity_test_fail_outbox ON identity_outbox")
             }.run()
         }
     }

@@ -61,7 +61,22 @@ struct SQLiteAdapterTests {
     @Test("SQLiteSessionStore passes the SessionStore suite")
     func sessionStore() async throws {
         try await SessionStoreConformance { configuration in
-            SQLiteSessionStore(database: try await IdentitySQLiteDatabase.open(path: ":memory:"), configuration: configuration)
+            let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
+            return (SQLiteSessionStore(database: database, configuration: configuration), SQLiteUserStore(database: database))
+        }.run()
+    }
+
+    @Test("SQLiteSessionStore writes its events in the change's transaction: with the outbox refusing writes (a trigger), no session opens or ends")
+    func sessionEventsCommitWithTheirChange() async throws {
+        let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
+        try await SessionEventsCommitWithTheirChange(
+            store: SQLiteSessionStore(database: database), outbox: SQLiteUserStore(database: database)
+        ) { refuse in
+            _ = try await database.exclusive { connection in
+                try await connection.query(refuse
+                    ? "CREATE TRIGGER identity_test_fail BEFORE INSERT ON identity_outbox BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END"
+                    : "DROP TRIGGER identity_test_fail")
+            }
         }.run()
     }
 
@@ -77,7 +92,7 @@ struct SQLiteAdapterTests {
         let first = try await IdentitySQLiteDatabase.open(path: path)
         #expect(try await tables(first).isSuperset(of: sessionTables))
         let user = UserID(UUID())
-        try await SQLiteSessionStore(database: first).open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), at: Date()))
+        try await SQLiteSessionStore(database: first).open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), accountVersion: 1, at: Date()))
         #expect(try await first.revert(toVersion: 4).isEmpty, "nothing newer than 4 to undo")
         #expect(try await first.revert(toVersion: 3) == [4])
         #expect(try await tables(first).isDisjoint(with: sessionTables), "the session tables are gone")

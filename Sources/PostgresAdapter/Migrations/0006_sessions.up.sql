@@ -1,7 +1,9 @@
 -- Sessions (contract §9): one per login. Refresh tokens are kept as digests only; grace_blob
 -- is the current pair sealed under a key derived from the token just replaced, which the
 -- database does not hold. A session is open while ended_at is NULL and neither its idle
--- (last_used_at) nor its absolute (created_at) lifetime has passed.
+-- (last_used_at) nor its absolute (created_at) lifetime has passed. account_version is the
+-- account's version read with the checked password at the login, then at each refresh. A
+-- session's events go to identity_outbox in the transaction of its change.
 CREATE TABLE identity_sessions (
     id              uuid        PRIMARY KEY,
     user_id         uuid        NOT NULL,
@@ -9,6 +11,7 @@ CREATE TABLE identity_sessions (
     last_used_at    timestamptz NOT NULL,
     user_agent      text,
     client_address  text,
+    account_version bigint      NOT NULL,
     generation      bigint      NOT NULL,
     refresh_digest  bytea       NOT NULL,
     previous_digest bytea,

@@ -1,7 +1,9 @@
 -- Sessions (contract §9): one per login. Refresh tokens are kept as digests only; grace_blob
 -- is the current pair sealed under a key derived from the token just replaced, which the
 -- database does not hold. A session is open while ended_ms is NULL and neither its idle
--- (last_used_ms) nor its absolute (created_ms) lifetime has passed.
+-- (last_used_ms) nor its absolute (created_ms) lifetime has passed. account_version is the
+-- account's version read with the checked password at the login, then at each refresh. A
+-- session's events go to identity_outbox in the transaction of its change.
 CREATE TABLE identity_sessions (
     id              TEXT    PRIMARY KEY,
     user_id         TEXT    NOT NULL,
@@ -9,6 +11,7 @@ CREATE TABLE identity_sessions (
     last_used_ms    INTEGER NOT NULL,
     user_agent      TEXT,
     client_address  TEXT,
+    account_version INTEGER NOT NULL,
     generation      INTEGER NOT NULL,
     refresh_digest  BLOB    NOT NULL UNIQUE,
     previous_digest BLOB,
