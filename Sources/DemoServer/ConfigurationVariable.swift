@@ -74,6 +74,14 @@ extension ConfigurationVariable {
         "LOGIN_MAX_FAILURES_PER_CLIENT", default: String(LoginThrottleConfiguration().maxFailuresPerClient),
         "failed logins per client address within the window before 429"
     )
+    static let refreshIdleDays = Self(
+        "REFRESH_IDLE_DAYS", default: String(Int(SessionConfiguration().idleLifetime / 86_400)),
+        "a session ends this many days after its last refresh"
+    )
+    static let sessionMaxDays = Self(
+        "SESSION_MAX_DAYS", default: String(Int(SessionConfiguration().absoluteLifetime / 86_400)),
+        "a session ends this many days after its login, however often it is refreshed"
+    )
     static let trustedProxies = Self(
         "TRUSTED_PROXIES", note: "none: the socket peer is the client",
         "proxies (IP addresses or CIDR blocks, comma-separated) whose X-Forwarded-For names the client"
@@ -156,7 +164,7 @@ extension ConfigurationVariable {
     static let all: [ConfigurationVariable] = [
         host, port, logLevel,
         jwtSecret, jwtAlgorithm, jwtExpireMinutes, jwtIssuer, jwtAudience,
-        loginMaxFailures, loginFailureWindowSeconds, loginMaxFailuresPerClient, trustedProxies,
+        loginMaxFailures, loginFailureWindowSeconds, loginMaxFailuresPerClient, refreshIdleDays, sessionMaxDays, trustedProxies,
         argon2MemoryKiB, argon2Iterations, argon2Parallelism, hashQueueLimit,
         postgresHost, postgresPort, postgresUser, postgresPassword, postgresDB, postgresPoolSize, postgresTLS,
         postgresTimeoutSeconds, sqlitePath,

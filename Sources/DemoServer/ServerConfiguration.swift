@@ -22,6 +22,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
     /// Hashes and verifications that may wait for a thread before the next is refused (503).
     var hashQueueLimit: Int
     var throttle: LoginThrottleConfiguration
+    var sessions: SessionConfiguration
     var trustedProxies: TrustedProxies
     var postgres: PostgresConfiguration?
     /// The deadline of every PostgreSQL operation.
@@ -66,6 +67,10 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
             maxFailuresPerEmail: try reader.integer(Variable.loginMaxFailures, in: 1...1_000_000),
             maxFailuresPerClient: try reader.integer(Variable.loginMaxFailuresPerClient, in: 1...100_000_000),
             window: TimeInterval(try reader.integer(Variable.loginFailureWindowSeconds, in: 1...31_536_000))
+        )
+        sessions = SessionConfiguration(
+            idleLifetime: TimeInterval(try reader.integer(Variable.refreshIdleDays, in: 1...3_650) * 86_400),
+            absoluteLifetime: TimeInterval(try reader.integer(Variable.sessionMaxDays, in: 1...3_650) * 86_400)
         )
         trustedProxies = try reader.read(
             Variable.trustedProxies, expected: "a comma-separated list of IP addresses or CIDR blocks", TrustedProxies.init

@@ -42,6 +42,7 @@ enum Wiring {
         }
         return try await IdentityStack.make(store: store, transport: transport, configuration: IdentityConfiguration(
             tokens: settings.tokens, argon2: settings.argon2, hashQueueLimit: settings.hashQueueLimit, throttle: settings.throttle,
+            sessions: settings.sessions,
             logger: logger, metrics: metrics?.factory
         ))
     }

@@ -19,6 +19,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         let routes = RouteCollection(context: Context.self)
         routes.post("/users", use: register)
         routes.post("/auth/login", use: login)
+        routes.post("/auth/refresh", use: refresh)
         routes.group()
             .add(middleware: IdentityBearerAuthenticator<Context>(service: service))
             .get("/users/me", use: me)
@@ -26,6 +27,9 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
             .delete("/users/me", use: deleteMe)
             .get("/users/{user_id}", use: userByID)
             .post("/auth/logout", use: logout)
+            .get("/sessions", use: sessions)
+            .delete("/sessions", use: endSessions)
+            .delete("/sessions/{session_id}", use: endSession)
         return routes
     }
 
@@ -107,9 +111,12 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         guard structural.isEmpty, let email, let password else {
             throw ValidationError(structural + LoginInput.errors(email: email, password: password, emailField: emailField))
         }
-        let token: IssuedToken
+        let token: SignIn
         do {
-            token = try await service.login(email: email, password: password, client: clientAddress(request, context), emailField: emailField)
+            token = try await service.login(
+                email: email, password: password, client: clientAddress(request, context), userAgent: request.headers[.userAgent],
+                emailField: emailField
+            )
             metrics?.login(.success)
         } catch let error as LoginThrottled {
             metrics?.login(.throttled)
@@ -124,6 +131,53 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
     func logout(_ request: Request, _ context: Context) async throws -> Response {
         let principal = try context.requirePrincipal()
         try await service.logout(principal)
+        return noContent()
+    }
+
+    /// `POST /auth/refresh`: JSON `{"refresh_token"}` or the OAuth2 refresh grant (RFC 6749 §6).
+    func refresh(_ request: Request, _ context: Context) async throws -> Response {
+        let type = try RequestBody.mediaType(of: request, accepting: [.json, .form])
+        let bytes = try await RequestBody.bytes(of: request)
+        var fields: RequestFields
+        let known: Set<String>
+        if type == .json {
+            fields = try RequestBody.parseJSONObject(bytes)
+            known = ["refresh_token"]
+        } else {
+            fields = try RequestBody.parseForm(bytes)
+            guard fields.string("grant_type", required: false) == "refresh_token" else {
+                throw Problem(.badRequest, title: "Unsupported grant type", detail: "grant_type must be \"refresh_token\"")
+            }
+            known = ["grant_type", "refresh_token", "scope", "client_id", "client_secret"]
+        }
+        let token = fields.string("refresh_token", required: true)
+        let structural = fields.problems(known: known)
+        guard structural.isEmpty, let token else { throw ValidationError(structural) }
+        let pair = try await service.refresh(token, client: clientAddress(request, context))
+        return jsonResponse(.ok, Views.token(pair), headers: [.pragma: "no-cache"])
+    }
+
+    /// `GET /sessions`: the caller's open sessions, newest first.
+    func sessions(_ request: Request, _ context: Context) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        return jsonResponse(.ok, Views.sessions(try await service.sessions(principal)))
+    }
+
+    /// `DELETE /sessions/{id}`: ends one of the caller's sessions; 404 for anything else.
+    func endSession(_ request: Request, _ context: Context) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        try await service.endSession(principal, id: context.parameters.get("session_id") ?? "")
+        return noContent()
+    }
+
+    /// `DELETE /sessions?scope=others|all`.
+    func endSessions(_ request: Request, _ context: Context) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        let scopes = request.uri.queryParameters.getAll("scope")
+        guard scopes.count == 1, let scope = SessionScope(rawValue: scopes[0]) else {
+            throw Problem(.badRequest, detail: "scope must be given once, as others or all")
+        }
+        try await service.endSessions(principal, scope: scope)
         return noContent()
     }
 

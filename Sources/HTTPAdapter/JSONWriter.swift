@@ -19,6 +19,16 @@ struct JSONWriter {
         text += String(value)
     }
 
+    /// A string, or `null` when there is none.
+    mutating func field(_ name: String, _ value: String?) {
+        guard let value else { return raw(name, "null") }
+        field(name, value)
+    }
+
+    mutating func field(_ name: String, _ value: Bool) {
+        raw(name, value ? "true" : "false")
+    }
+
     mutating func raw(_ name: String, _ json: String) {
         key(name)
         text += json
@@ -80,11 +90,30 @@ enum Views {
         return json.finished()
     }
 
-    static func token(_ token: IssuedToken) -> String {
+    /// A login's or a refresh's reply: the access token and the session's refresh token.
+    static func token(_ pair: SignIn) -> String {
         var json = JSONWriter()
-        json.field("access_token", token.token)
+        json.field("access_token", pair.token)
         json.field("token_type", "bearer")
-        json.field("expires_in", token.expiresIn)
+        json.field("expires_in", pair.expiresIn)
+        json.field("refresh_token", pair.refreshToken)
+        return json.finished()
+    }
+
+    /// `GET /sessions`: the caller's open sessions, newest first.
+    static func sessions(_ sessions: [SessionRecord]) -> String {
+        let items = sessions.map { session -> String in
+            var item = JSONWriter()
+            item.field("id", session.id.description)
+            item.field("created_at", session.createdAt.rfc3339)
+            item.field("last_used_at", session.lastUsedAt.rfc3339)
+            item.field("user_agent", session.userAgent)
+            item.field("ip", session.clientAddress)
+            item.field("current", session.isCurrent)
+            return item.finished()
+        }
+        var json = JSONWriter()
+        json.raw("sessions", "[" + items.joined(separator: ",") + "]")
         return json.finished()
     }
 }

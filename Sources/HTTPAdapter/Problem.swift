@@ -17,6 +17,8 @@ public struct Problem: Error, Sendable, CustomStringConvertible {
     public var errors: [FieldError] = []
     /// Extra response headers (`WWW-Authenticate`, `Retry-After`, `Allow`).
     public var headers: HTTPFields = [:]
+    /// A `type` more specific than the status's own (such as `refresh-token-reused`).
+    var specificType: String?
 
     /// Creates a problem.
     public init(_ status: HTTPResponse.Status, title: String? = nil, detail: String, errors: [FieldError] = [], headers: HTTPFields = [:]) {
@@ -31,7 +33,8 @@ public struct Problem: Error, Sendable, CustomStringConvertible {
 
     /// The `type` URI: a stable, documented name per kind of problem.
     var type: String {
-        switch status.code {
+        if let specificType { return specificType }
+        return switch status.code {
         case 400: "urn:identity:problem:bad-request"
         case 401: "urn:identity:problem:unauthorized"
         case 403: "urn:identity:problem:forbidden"
@@ -102,6 +105,12 @@ extension Problem {
             case .wrongCurrentPassword: return Problem(.forbidden, title: "Wrong current password", detail: error.description)
             case .invalidCredentials:
                 return Problem(.unauthorized, title: "Invalid credentials", detail: error.description, headers: [.wwwAuthenticate: "Bearer"])
+            case .sessionNotFound: return Problem(.notFound, detail: error.description)
+            case .refreshTokenRefused: return Problem(.unauthorized, title: "Invalid refresh token", detail: error.description)
+            case .refreshTokenReused:
+                var problem = Problem(.unauthorized, title: "Refresh token reused", detail: error.description)
+                problem.specificType = "urn:identity:problem:refresh-token-reused"
+                return problem
             case .currentPasswordRequired:
                 return Problem(.unprocessableContent, title: "Validation failed", detail: error.description,
                                errors: [FieldError(pointer: "/current_password", detail: "is required to change email or password")])

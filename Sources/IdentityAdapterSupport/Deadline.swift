@@ -22,14 +22,20 @@ public enum Deadline {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let timer = DispatchSource.makeTimerSource(queue: .global())
-                timer.setEventHandler { race.finish(.failure(timeoutError())) }
+                // The error is made only if the timer wins: a timer that loses never runs it.
+                timer.setEventHandler { race.finish { .failure(timeoutError()) } }
                 timer.schedule(deadline: .now() + timeout.seconds)
                 race.start(continuation, timer: timer, work: Task {
-                    do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
+                    do {
+                        let value = try await body()
+                        race.finish { .success(value) }
+                    } catch {
+                        race.finish { .failure(error) }
+                    }
                 })
             }
         } onCancel: {
-            race.finish(.failure(CancellationError()))
+            race.finish { .failure(CancellationError()) }
         }
     }
 }
@@ -72,14 +78,22 @@ private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
         }
     }
 
-    func finish(_ result: Result<T, any Error>) {
+    /// Answers with `result()` if nothing has answered yet; a later finisher's result is
+    /// never made.
+    func finish(_ result: () -> Result<T, any Error>) {
         lock.lock()
         let (continuation, timer, work) = (continuation, timer, work)
         (self.continuation, self.timer, self.work) = (nil, nil, nil)
-        if continuation == nil, early == nil { early = result }
+        var answer: Result<T, any Error>?
+        if continuation != nil {
+            answer = result()
+        } else if early == nil {
+            // Before the start: the start answers with it.
+            early = result()
+        }
         lock.unlock()
         timer?.cancel()
         work?.cancel()
-        continuation?.resume(with: result)
+        if let continuation, let answer { continuation.resume(with: answer) }
     }
 }

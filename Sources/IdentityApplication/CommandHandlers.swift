@@ -11,13 +11,16 @@ public struct IdentityCommandHandler: CommandHandler {
     private let clock: any IdentityClock
     private let ids: any IDGenerator
     private let tokens: any TokenService
+    private let sessions: (any SessionStore)?
 
     /// Creates the handler over the given stores. `tokens` says how long revocations must last
-    /// (the lifetime and leeway of the tokens they revoke); it signs nothing here.
+    /// (the lifetime and leeway of the tokens they revoke); it signs nothing here. With
+    /// `sessions`, a password change and a deletion end every session of the account.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, tokens: any TokenService,
-        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
+        sessions: (any SessionStore)? = nil, clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
     ) {
+        self.sessions = sessions
         self.users = users
         self.outbox = outbox
         self.revocations = revocations
@@ -119,6 +122,7 @@ public struct IdentityCommandHandler: CommandHandler {
                 : []
             do {
                 try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations)
+                if changed.contains(.password) { await endSessions(of: user.id, reason: .passwordChange) }
                 return .user(UserRecord(user))
             } catch let error as IdentityError where error == .concurrentUpdate && attempt < Self.updateAttempts {
                 // Another change committed between the read and the write: apply this one to the
@@ -137,7 +141,16 @@ public struct IdentityCommandHandler: CommandHandler {
         try await users.delete(
             id: command.userID, events: [event(.userDeleted(userID: command.userID), at: clock.now())], revocations: [everything]
         )
+        await endSessions(of: command.userID, reason: .accountDeleted)
         return .done
+    }
+
+    /// Ends every session of an account whose password changed or which was deleted. Best
+    /// effort after the change has committed: should it fail, the change's cut-off still
+    /// covers the sessions' tokens, and a refresh refuses a session whose account version is
+    /// below it (`SessionHandler.refresh`).
+    private func endSessions(of userID: UserID, reason: SessionEndReason) async {
+        _ = try? await sessions?.endAll(userID: userID, except: nil, reason: reason, now: clock.now())
     }
 
     private func revoke(_ command: RevokeToken) async throws -> CommandReply {

@@ -16,6 +16,12 @@ public struct IdentityDependencies: Sendable {
     public var tokens: any TokenService
     /// Failed-login counting.
     public var throttle: any LoginThrottle
+    /// Sessions and their refresh-token digests.
+    public var sessions: any SessionStore
+    /// Makes, reads and seals refresh tokens.
+    public var refreshTokens: any RefreshTokenSealing
+    /// Session lifetimes and the grace interval (the session store's own).
+    public var sessionConfiguration: SessionConfiguration
     /// Carries commands to the write side.
     public var bus: any CommandBus
     /// Wall clock.
@@ -26,8 +32,9 @@ public struct IdentityDependencies: Sendable {
     /// Bundles the adapters.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore,
-        hasher: any PasswordHasher, tokens: any TokenService, throttle: any LoginThrottle, bus: any CommandBus,
-        clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
+        hasher: any PasswordHasher, tokens: any TokenService, throttle: any LoginThrottle, sessions: any SessionStore,
+        refreshTokens: any RefreshTokenSealing, sessionConfiguration: SessionConfiguration = SessionConfiguration(),
+        bus: any CommandBus, clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
     ) {
         self.users = users
         self.outbox = outbox
@@ -35,6 +42,9 @@ public struct IdentityDependencies: Sendable {
         self.hasher = hasher
         self.tokens = tokens
         self.throttle = throttle
+        self.sessions = sessions
+        self.refreshTokens = refreshTokens
+        self.sessionConfiguration = sessionConfiguration
         self.bus = bus
         self.clock = clock
         self.ids = ids
@@ -52,6 +62,7 @@ public struct IdentityService: Sendable {
     private let deps: IdentityDependencies
     private let login: LoginHandler
     private let attempts: PasswordAttempts
+    private let sessions: SessionHandler
     /// Verifies bearer tokens.
     public let authenticator: Authenticator
 
@@ -60,9 +71,15 @@ public struct IdentityService: Sendable {
         self.deps = deps
         let attempts = PasswordAttempts(throttle: deps.throttle, clock: deps.clock, ids: deps.ids)
         self.attempts = attempts
+        let sessions = SessionHandler(
+            users: deps.users, sessions: deps.sessions, revocations: deps.revocations, tokens: deps.tokens,
+            refreshTokens: deps.refreshTokens, configuration: deps.sessionConfiguration, throttle: deps.throttle, clock: deps.clock,
+            ids: deps.ids
+        )
+        self.sessions = sessions
         self.login = LoginHandler(
-            users: deps.users, hasher: deps.hasher, tokens: deps.tokens, attempts: attempts, bus: deps.bus,
-            clock: deps.clock, ids: deps.ids, dummy: DummyHash()
+            users: deps.users, hasher: deps.hasher, sessions: sessions, attempts: attempts, bus: deps.bus, ids: deps.ids,
+            dummy: DummyHash()
         )
         self.authenticator = Authenticator(tokens: deps.tokens, revocations: deps.revocations, clock: deps.clock)
     }
@@ -151,21 +168,60 @@ public struct IdentityService: Sendable {
         await noteCommitted(.account(userID: principal.userID, belowVersion: Revocation.everyVersion, until: cutoffExpiry))
     }
 
-    /// Revokes the caller's token (`POST /auth/logout`); returns once the revocation is durable.
+    /// Revokes the caller's token and ends its session (`POST /auth/logout`): the session's
+    /// refresh token and every access token it issued are refused from then on. Returns once
+    /// the revocations are durable.
     public func logout(_ principal: Principal) async throws {
         let command = RevokeToken(userID: principal.userID, jti: principal.tokenID, expiresAt: principal.expiresAt)
         try await expectDone(send(.revokeToken(command)))
         let until = deps.tokens.revocationExpiry(ofTokenExpiringAt: principal.expiresAt)
         await noteCommitted(.token(jti: principal.tokenID, userID: principal.userID, until: until))
+        if let session = principal.sessionID {
+            do {
+                try await sessions.end(session, of: principal.userID, reason: .logout)
+            } catch let error as IdentityError where error == .sessionNotFound {
+                // Ended already (another logout, a reuse, a password change): nothing more to do.
+            }
+        }
+    }
+
+    /// Renews a session with its refresh token (`POST /auth/refresh`): a new access token and a
+    /// new refresh token. Within 10 s of a rotation the token it replaced gets the same pair
+    /// again; any other replay ends the session (`IdentityError.refreshTokenReused`). Anything
+    /// else that is not a current refresh token is `IdentityError.refreshTokenRefused`, counted
+    /// like a failed login for `client`.
+    public func refresh(_ refreshToken: String, client: String?) async throws -> SignIn {
+        try await sessions.refresh(refreshToken, client: client)
+    }
+
+    /// The caller's open sessions, newest first (`GET /sessions`).
+    public func sessions(_ principal: Principal) async throws -> [SessionRecord] {
+        try await sessions.list(principal)
+    }
+
+    /// Ends one of the caller's sessions (`DELETE /sessions/{id}`); `IdentityError.sessionNotFound`
+    /// for a malformed id, another account's session or one that is not open.
+    public func endSession(_ principal: Principal, id: String) async throws {
+        guard let id = SessionID(id) else { throw IdentityError.sessionNotFound }
+        try await sessions.end(id, of: principal.userID, reason: .revoked)
+    }
+
+    /// Ends the caller's other sessions, or all of them (`DELETE /sessions?scope=`).
+    public func endSessions(_ principal: Principal, scope: SessionScope) async throws {
+        let except = scope == .others ? principal.sessionID : nil
+        try await sessions.endAll(of: principal.userID, except: except, reason: .revoked)
     }
 
     // MARK: queries
 
-    /// Checks a password and issues a token (`POST /auth/login`). `emailField` names the email
-    /// field in validation errors (`username` in the OAuth2 form).
-    public func login(email: String, password: String, client: String?, emailField: String = "email") async throws -> IssuedToken {
+    /// Checks a password, opens a session and issues its first pair (`POST /auth/login`).
+    /// `emailField` names the email field in validation errors (`username` in the OAuth2 form);
+    /// `userAgent` is kept with the session, for the caller's list of sessions.
+    public func login(
+        email: String, password: String, client: String?, userAgent: String? = nil, emailField: String = "email"
+    ) async throws -> SignIn {
         let input = try LoginInput(email: email, password: password, emailField: emailField)
-        return try await login.login(email: input.email, password: input.password, client: client)
+        return try await login.login(email: input.email, password: input.password, client: client, userAgent: userAgent)
     }
 
     /// The caller's own account (`GET /users/me`).

@@ -2,21 +2,20 @@ import IdentityPorts
 import IdentityDomain
 import Foundation
 
-/// `Login`: a query that checks a password and issues a token.
+/// `Login`: checks a password, then opens a session with its first pair of tokens.
 ///
 /// Unknown emails cost the same as wrong passwords (a dummy hash is verified), both are
 /// throttled alike, and the outcome is the same `IdentityError.invalidCredentials`.
 struct LoginHandler: Sendable {
     let users: any UserRepository
     let hasher: any PasswordHasher
-    let tokens: any TokenService
+    let sessions: SessionHandler
     let attempts: PasswordAttempts
     let bus: any CommandBus
-    let clock: any IdentityClock
     let ids: any IDGenerator
     let dummy: DummyHash
 
-    func login(email: Email, password: Password, client: String?) async throws -> IssuedToken {
+    func login(email: Email, password: Password, client: String?, userAgent: String?) async throws -> SignIn {
         let (right, user) = try await attempts.run(email: email, client: client) { () async throws -> (right: Bool, value: User?) in
             guard let user = try await users.user(email: email) else {
                 _ = try await hasher.verify(password, against: await dummy.value(using: hasher))
@@ -28,9 +27,9 @@ struct LoginHandler: Sendable {
         if hasher.needsRehash(user.passwordHash) {
             await rehash(user, password: password)
         }
-        // The token carries the version read with the hash it was checked against: if the
-        // password changes while this login runs, the change's cut-off is above it.
-        return try await tokens.issue(for: user.id, accountVersion: Int64(user.version), issuedAt: clock.now())
+        // The session and its token carry the version read with the hash it was checked against:
+        // if the password changes while this login runs, the change's cut-off is above it.
+        return try await sessions.open(for: user, client: client, userAgent: userAgent)
     }
 
     /// Best effort: a failed rehash leaves the old (still valid) hash and is retried next login.

@@ -17,6 +17,8 @@ public struct IdentityConfiguration: Sendable {
     public var hashQueueLimit: Int
     /// Failed-login limits.
     public var throttle: LoginThrottleConfiguration
+    /// Session lifetimes (idle, absolute) and the refresh grace interval.
+    public var sessions: SessionConfiguration
     /// How often expired rows (revocations, login failures, applied commands) are deleted.
     public var purgeInterval: Duration
     /// What `IdentityStack.prepare()` does with a database schema that is not current.
@@ -34,13 +36,14 @@ public struct IdentityConfiguration: Sendable {
     public init(
         tokens: TokenConfiguration, argon2: Argon2Configuration = .recommended,
         hashQueueLimit: Int = Argon2idHasher.defaultQueueLimit, throttle: LoginThrottleConfiguration = LoginThrottleConfiguration(),
-        purgeInterval: Duration = .seconds(600), schema: SchemaPolicy = .requireCurrent, clock: any IdentityClock = SystemClock(),
+        sessions: SessionConfiguration = SessionConfiguration(), purgeInterval: Duration = .seconds(600), schema: SchemaPolicy = .requireCurrent, clock: any IdentityClock = SystemClock(),
         ids: any IDGenerator = RandomIDGenerator(), logger: Logger = Logger(label: "identity"), metrics: (any MetricsFactory)? = nil
     ) {
         self.tokens = tokens
         self.argon2 = argon2
         self.hashQueueLimit = hashQueueLimit
         self.throttle = throttle
+        self.sessions = sessions
         self.purgeInterval = purgeInterval
         self.schema = schema
         self.clock = clock

@@ -1,4 +1,4 @@
-public import CryptoAdapter
+import CryptoAdapter
 public import IdentityApplication
 public import IdentityPorts
 public import ServiceLifecycle
@@ -71,7 +71,8 @@ public struct IdentityStack: Sendable {
     ) throws -> IdentityStack {
         let factory = metrics ?? MetricsSystem.factory
         let handler = IdentityCommandHandler(
-            users: stores.users, outbox: stores.outbox, revocations: stores.revocations, tokens: tokens, clock: clock, ids: ids
+            users: stores.users, outbox: stores.outbox, revocations: stores.revocations, tokens: tokens, sessions: stores.sessions,
+            clock: clock, ids: ids
         )
         var services = stores.services
         var readiness = stores.readiness
@@ -111,7 +112,8 @@ public struct IdentityStack: Sendable {
         services.append(OutboxLagSampler(outbox: stores.outbox, clock: clock, factory: factory, logger: logger))
         let service = IdentityService(IdentityDependencies(
             users: stores.users, outbox: stores.outbox, revocations: stores.revocations, hasher: hasher, tokens: tokens,
-            throttle: stores.throttle, bus: MeasuredCommandBus(bus, factory: factory), clock: clock,
+            throttle: stores.throttle, sessions: stores.sessions, refreshTokens: RefreshTokenSealer(),
+            sessionConfiguration: stores.sessionConfiguration, bus: MeasuredCommandBus(bus, factory: factory), clock: clock,
             ids: ids
         ))
         return IdentityStack(

@@ -1,7 +1,7 @@
-public import Foundation
-public import IdentityPorts
+import Foundation
+import IdentityPorts
 #if SQLite
-public import SQLiteAdapter
+import SQLiteAdapter
 #endif
 #if PostgreSQL
 public import PostgresAdapter
@@ -36,7 +36,7 @@ public enum IdentityStore: Sendable {
     func open(_ configuration: IdentityConfiguration) async throws -> IdentityStores {
         switch self {
         case .inMemory:
-            return .inMemory(clock: configuration.clock, throttle: configuration.throttle)
+            return .inMemory(clock: configuration.clock, throttle: configuration.throttle, sessions: configuration.sessions)
         #if SQLite
         case .sqlite(let path):
             return try await .sqlite(path: path, configuration: configuration)
@@ -70,11 +70,14 @@ extension IdentityStores {
         let store = SQLiteUserStore(database: database)
         let revocations = SQLiteRevocationStore(database: database)
         let throttle = SQLiteLoginThrottle(database: database, limits: configuration.throttle)
+        let sessions = SQLiteSessionStore(database: database, configuration: configuration.sessions)
         return IdentityStores(
-            users: store, outbox: store, revocations: revocations, throttle: throttle,
+            users: store, outbox: store, revocations: revocations, throttle: throttle, sessions: sessions,
+            sessionConfiguration: configuration.sessions,
             purges: [
                 .init("revocations") { try await revocations.purgeExpired(now: $0) },
                 .init("login failures") { try await throttle.purgeExpired(now: $0) },
+                .init("sessions") { try await sessions.purgeExpired(now: $0) },
             ],
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             summary: "sqlite(\(path))"
@@ -103,6 +106,7 @@ extension IdentityStores {
         let store: PostgresUserStore
         let base: PostgresRevocationStore
         let throttle: PostgresLoginThrottle
+        let sessions: PostgresSessionStore
         let migrator: PostgresMigrator
         let health: PostgresHealthCheck
         switch source {
@@ -110,12 +114,14 @@ extension IdentityStores {
             store = PostgresUserStore(pool: pool, timeout: timeout, logger: logger)
             base = PostgresRevocationStore(pool: pool, timeout: timeout, logger: logger)
             throttle = PostgresLoginThrottle(pool: pool, limits: configuration.throttle, timeout: timeout, logger: logger)
+            sessions = PostgresSessionStore(pool: pool, configuration: configuration.sessions, timeout: timeout, logger: logger)
             migrator = try PostgresMigrator(pool: pool, logger: logger)
             health = PostgresHealthCheck(pool: pool)
         case .client(let client):
             store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
             base = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
             throttle = PostgresLoginThrottle(client: client, limits: configuration.throttle, timeout: timeout, logger: logger)
+            sessions = PostgresSessionStore(client: client, configuration: configuration.sessions, timeout: timeout, logger: logger)
             migrator = try PostgresMigrator(client: client, logger: logger)
             health = PostgresHealthCheck(client: client)
         }
@@ -123,11 +129,13 @@ extension IdentityStores {
             base: base, listeningWith: postgres, logger: logger, metrics: configuration.metricsFactory
         )
         return IdentityStores(
-            users: store, outbox: store, revocations: cache, throttle: throttle,
+            users: store, outbox: store, revocations: cache, throttle: throttle, sessions: sessions,
+            sessionConfiguration: configuration.sessions,
             purges: [
                 // The cache prunes itself and its table.
                 .init("revocations") { try await cache.purgeExpired(now: $0) },
                 .init("login failures") { try await throttle.purgeExpired(now: $0) },
+                .init("sessions") { try await sessions.purgeExpired(now: $0) },
                 .init("applied commands") { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-appliedCommandsKept)) },
             ],
             trimOutbox: { try await store.trimOutbox(keeping: $0) },

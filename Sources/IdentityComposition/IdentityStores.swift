@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import IdentityPorts
 public import ServiceLifecycle
 import InMemoryAdapter
@@ -19,6 +19,10 @@ public struct IdentityStores: Sendable {
     public var revocations: any RevocationStore
     /// Failed-login counts.
     public var throttle: any LoginThrottle
+    /// Sessions and their refresh-token digests.
+    public var sessions: any SessionStore
+    /// The lifetimes `sessions` was made with.
+    public var sessionConfiguration: SessionConfiguration
     /// Expired rows to delete now and then (`ExpiryPurge`).
     public var purges: [ExpiryPurge.PurgeTask]
     /// Keeps the newest `keeping` unpublished events, for a deployment that relays none; nil
@@ -38,7 +42,7 @@ public struct IdentityStores: Sendable {
     /// Bundles stores of your own; by default nothing is purged, run or checked.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, throttle: any LoginThrottle,
-        purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
+        sessions: any SessionStore, sessionConfiguration: SessionConfiguration = SessionConfiguration(), purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
         services: [any Service] = [], readiness: [any HealthCheck] = [],
         prepare: @escaping @Sendable (SchemaPolicy) async throws -> Void = { _ in }, isShared: Bool = false, summary: String = "custom"
     ) {
@@ -46,6 +50,8 @@ public struct IdentityStores: Sendable {
         self.outbox = outbox
         self.revocations = revocations
         self.throttle = throttle
+        self.sessions = sessions
+        self.sessionConfiguration = sessionConfiguration
         self.purges = purges
         self.trimOutbox = trimOutbox
         self.services = services
@@ -56,13 +62,14 @@ public struct IdentityStores: Sendable {
     }
 
     /// The in-memory stores: everything ends with the process; they purge and bound themselves.
-    public static func inMemory(clock: any IdentityClock = SystemClock(), throttle: LoginThrottleConfiguration = LoginThrottleConfiguration())
-        -> IdentityStores
-    {
+    public static func inMemory(
+        clock: any IdentityClock = SystemClock(), throttle: LoginThrottleConfiguration = LoginThrottleConfiguration(),
+        sessions: SessionConfiguration = SessionConfiguration()
+    ) -> IdentityStores {
         let store = InMemoryUserStore(revocations: InMemoryRevocationStore(clock: clock))
         return IdentityStores(
             users: store, outbox: store, revocations: store.revocations, throttle: InMemoryLoginThrottle(limits: throttle),
-            summary: "in-memory"
+            sessions: InMemorySessionStore(outbox: store, configuration: sessions), sessionConfiguration: sessions, summary: "in-memory"
         )
     }
 }

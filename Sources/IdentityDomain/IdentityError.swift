@@ -2,7 +2,7 @@
 public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case emailTaken, userNotFound, invalidCredentials, wrongCurrentPassword, concurrentUpdate
-        case currentPasswordRequired, preconditionFailed
+        case currentPasswordRequired, preconditionFailed, sessionNotFound, refreshTokenRefused, refreshTokenReused
     }
 
     private let kind: Kind
@@ -22,6 +22,14 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
     public static let currentPasswordRequired = IdentityError(.currentPasswordRequired)
     /// The account is no longer at the version the caller's precondition (`If-Match`) names (412).
     public static let preconditionFailed = IdentityError(.preconditionFailed)
+    /// No open session of the caller has this id (404), whoever else's it may be.
+    public static let sessionNotFound = IdentityError(.sessionNotFound)
+    /// A refresh token that is unknown, malformed, expired or of an ended session (401): which
+    /// of these is never said.
+    public static let refreshTokenRefused = IdentityError(.refreshTokenRefused)
+    /// A refresh token replayed after its rotation: its whole session has just been ended (401,
+    /// `refresh-token-reused`).
+    public static let refreshTokenReused = IdentityError(.refreshTokenReused)
 
     public var description: String {
         switch kind {
@@ -32,6 +40,9 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
         case .concurrentUpdate: "the account was changed concurrently; retry"
         case .currentPasswordRequired: "current_password is required to change email or password"
         case .preconditionFailed: "the account has changed since the version If-Match names; nothing was changed"
+        case .sessionNotFound: "no such session"
+        case .refreshTokenRefused: "the refresh token is not valid"
+        case .refreshTokenReused: "the refresh token was already used: the session has been ended"
         }
     }
 }

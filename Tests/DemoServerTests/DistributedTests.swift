@@ -175,8 +175,9 @@ struct DistributedTests {
         let expectedData: [String: Set<String>] = [
             "user.registered": ["user_id", "email", "name"], "user.updated": ["user_id", "changed"],
             "user.deleted": ["user_id"], "token.revoked": ["user_id", "jti", "expires_at"],
+            "session.started": ["user_id", "session_id"], "session.ended": ["user_id", "session_id", "reason"],
         ]
-        #expect(Set(messages.compactMap { $0["type"] as? String }) == Set(expectedData.keys), "all four event types arrive")
+        #expect(Set(messages.compactMap { $0["type"] as? String }) == Set(expectedData.keys), "all six event types arrive")
         for message in messages {
             let body = try #require(message["body"] as? [String: Any])
             let type = try #require(body["type"] as? String)

@@ -20,7 +20,8 @@ struct ServerConfigurationTests {
     static let badValues: [(name: String, value: String)] = [
         ("PORT", "eighty"), ("PORT", "70000"), ("LOG_LEVEL", "loud"), ("JWT_ALGORITHM", "none"), ("JWT_ALGORITHM", "RS256"),
         ("JWT_EXPIRE_MINUTES", "0"), ("JWT_SECRET", "too-short"), ("LOGIN_MAX_FAILURES", "-1"),
-        ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("LOGIN_MAX_FAILURES_PER_CLIENT", "0"), ("ARGON2_MEMORY_KIB", "4"),
+        ("LOGIN_FAILURE_WINDOW_SECONDS", "1.5"), ("LOGIN_MAX_FAILURES_PER_CLIENT", "0"), ("REFRESH_IDLE_DAYS", "0"),
+        ("SESSION_MAX_DAYS", "forever"), ("SESSION_MAX_DAYS", "3651"), ("ARGON2_MEMORY_KIB", "4"),
         ("ARGON2_ITERATIONS", "0"), ("ARGON2_PARALLELISM", "x"), ("ARGON2_MEMORY_KIB", "4194304"), ("ARGON2_ITERATIONS", "101"),
         ("ARGON2_PARALLELISM", "17"), ("ARGON2_MEMORY_KIB", "-1"), ("HASH_QUEUE_LIMIT", "0"), ("HASH_QUEUE_LIMIT", "many"),
         ("HASH_QUEUE_LIMIT", "-1"), ("POSTGRES_PORT", "0"), ("RABBITMQ_PORT", "port"), ("TRUSTED_PROXIES", "10.0.0.0/33"),

@@ -14,7 +14,7 @@ struct AuthRoutesTests {
             let response = try await client.postJSON("/auth/login", #"{"email":"ADA@example.com","password":"\#(password)"}"#)
             #expect(response.status == .ok)
             let body = try response.json()
-            #expect(Set(body.keys) == ["access_token", "token_type", "expires_in"])
+            #expect(Set(body.keys) == ["access_token", "token_type", "expires_in", "refresh_token"])
             #expect(body["token_type"] as? String == "bearer")
             #expect(body["expires_in"] as? Int == 3600)
             #expect(response.headers[.cacheControl] == "no-store")

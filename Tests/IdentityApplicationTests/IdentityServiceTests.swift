@@ -212,7 +212,15 @@ struct IdentityServiceTests {
         let (again, _) = try await registered(identity)
         #expect(again.id != user.id)
         let events = await identity.store.pending(limit: 10).map(\.event.type)
-        #expect(events == ["user.registered", "user.deleted", "user.registered"])
+        #expect(events == [
+            "user.registered", "session.started", "session.started", "user.deleted", "session.ended", "session.ended",
+            "user.registered", "session.started",
+        ], "the deletion ends both sessions of the account, after it")
+        let reasons = await identity.store.pending(limit: 10).compactMap { entry -> SessionEndReason? in
+            if case .sessionEnded(_, _, let reason) = entry.event.payload { return reason }
+            return nil
+        }
+        #expect(reasons == [.accountDeleted, .accountDeleted])
     }
 
     @Test("logout revokes exactly that token and publishes token.revoked")
@@ -223,8 +231,12 @@ struct IdentityServiceTests {
         try await identity.service.logout(principal)
         await #expect(throws: TokenRejected.revoked) { try await identity.service.authenticator.authenticate(bearer: token) }
         _ = try await identity.service.authenticator.authenticate(bearer: other.token)
-        let revoked = await identity.store.pending(limit: 10).last?.event.payload
-        #expect(revoked == .tokenRevoked(userID: user.id, jti: principal.tokenID, expiresAt: principal.expiresAt))
+        let last = await identity.store.pending(limit: 10).suffix(2).map(\.event.payload)
+        let session = try #require(principal.sessionID)
+        #expect(last == [
+            .tokenRevoked(userID: user.id, jti: principal.tokenID, expiresAt: principal.expiresAt),
+            .sessionEnded(userID: user.id, sessionID: session, reason: .logout),
+        ], "the token's revocation, then its session's end")
         #expect(identity.revocations.isRevoked(jti: principal.tokenID, userID: user.id, accountVersion: 1))
     }
 
@@ -245,7 +257,9 @@ struct IdentityServiceTests {
         let oldHash = try #require(await old.store.user(id: user.id)?.passwordHash)
         // The same store, served by a hasher with stronger parameters.
         let current = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 128, iterations: 2))
-        let stores = IdentityStores(users: old.store, outbox: old.store, revocations: old.revocations, throttle: InMemoryLoginThrottle())
+        let stores = IdentityStores(
+            users: old.store, outbox: old.store, revocations: old.revocations, throttle: InMemoryLoginThrottle(), sessions: old.sessions
+        )
         let service = try IdentityStack.assemble(stores: stores, hasher: current, tokens: old.tokens, clock: old.clock).service
         _ = try await service.login(email: "ada@example.com", password: password, client: nil)
         let newHash = try #require(await old.store.user(id: user.id)?.passwordHash)

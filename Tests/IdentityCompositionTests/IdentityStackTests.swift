@@ -37,7 +37,7 @@ struct IdentityStackTests {
         let trims = Trims()
         let store = InMemoryUserStore()
         let stores = IdentityStores(
-            users: store, outbox: store, revocations: store.revocations, throttle: InMemoryLoginThrottle(),
+            users: store, outbox: store, revocations: store.revocations, throttle: InMemoryLoginThrottle(), sessions: InMemorySessionStore(outbox: store),
             trimOutbox: { kept in trims.append(kept); return 0 }, isShared: shared
         )
         return (stores, trims)

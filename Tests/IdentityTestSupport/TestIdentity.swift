@@ -20,6 +20,8 @@ public struct TestIdentity: Sendable {
     public let tokens: any TokenService
     /// The hasher.
     public let hasher: any PasswordHasher
+    /// The session store.
+    public let sessions: InMemorySessionStore
 
     /// The secret tokens are signed with.
     public static let secret = "test-secret-test-secret-test-secret-0123"
@@ -41,17 +43,25 @@ public struct TestIdentity: Sendable {
         let store = InMemoryUserStore(revocations: revocations)
         let hasher = try hasher ?? Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: memoryKiB, iterations: iterations))
         let tokens = try await makeTokens()
-        let stores = IdentityStores(users: store, outbox: store, revocations: revocations, throttle: InMemoryLoginThrottle(limits: limits))
+        let sessions = InMemorySessionStore(outbox: store)
+        let stores = IdentityStores(
+            users: store, outbox: store, revocations: revocations, throttle: InMemoryLoginThrottle(limits: limits), sessions: sessions
+        )
         let service = try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: tokens, clock: clock).service
-        return TestIdentity(service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher)
+        return TestIdentity(
+            service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher, sessions: sessions
+        )
     }
 
     /// The service over other stores (a database adapter under test), with cheap Argon2.
     public static func service(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock(),
-        throttle: any LoginThrottle = InMemoryLoginThrottle()
+        throttle: any LoginThrottle = InMemoryLoginThrottle(), sessions: (any SessionStore)? = nil
     ) async throws -> IdentityService {
-        let stores = IdentityStores(users: users, outbox: outbox, revocations: revocations, throttle: throttle)
+        let stores = IdentityStores(
+            users: users, outbox: outbox, revocations: revocations, throttle: throttle,
+            sessions: sessions ?? InMemorySessionStore(outbox: InMemoryUserStore())
+        )
         let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
         return try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: try await makeTokens(), clock: clock).service
     }

@@ -1,0 +1,234 @@
+public import Foundation
+public import IdentityDomain
+public import IdentityPorts
+
+/// What a login or a refresh hands out (contract §9): an access token carrying the session's
+/// `sid`, and the session's current refresh token.
+public struct SignIn: Sendable, Equatable {
+    /// The access token.
+    public let access: IssuedToken
+    /// The refresh token that renews the session once.
+    public let refreshToken: String
+    /// The session both belong to.
+    public let sessionID: SessionID
+
+    /// Creates the pair.
+    public init(access: IssuedToken, refreshToken: String, sessionID: SessionID) {
+        self.access = access
+        self.refreshToken = refreshToken
+        self.sessionID = sessionID
+    }
+
+    /// The compact access token.
+    public var token: String { access.token }
+    /// The access token's `jti`.
+    public var jti: String { access.jti }
+    /// When the access token was issued.
+    public var issuedAt: Date { access.issuedAt }
+    /// When the access token expires.
+    public var expiresAt: Date { access.expiresAt }
+    /// The access token's lifetime in whole seconds (`expires_in`).
+    public var expiresIn: Int { access.expiresIn }
+}
+
+/// One of the caller's open sessions, as `GET /sessions` lists it.
+public struct SessionRecord: Sendable, Equatable {
+    /// The session's id.
+    public let id: SessionID
+    /// When it opened (the login).
+    public let createdAt: Date
+    /// When it was last refreshed (or opened).
+    public let lastUsedAt: Date
+    /// The `User-Agent` of the login, if any.
+    public let userAgent: String?
+    /// The client address of the login, if known.
+    public let clientAddress: String?
+    /// Whether it is the session of the token the caller presented.
+    public let isCurrent: Bool
+}
+
+/// Which sessions `DELETE /sessions` ends.
+public enum SessionScope: String, Sendable, CaseIterable {
+    /// Every session of the caller but the current one.
+    case others
+    /// Every session of the caller, the current one included.
+    case all
+}
+
+/// The session use cases: open one at login, refresh (rotation, grace, reuse), end one, some or
+/// all. Session writes apply here, on the instance that serves the request, to the store every
+/// instance shares (see Docs/decisions.md, "Sessions in distributed mode").
+///
+/// Ending a session writes its revocation first, then ends it: should the second write fail,
+/// its access tokens are already refused, and a refresh finds the revocation and is refused
+/// too. A refresh also refuses a session whose account version is below a cut-off (a password
+/// change or a deletion since its last token), so a session never outlives those even if
+/// ending it failed or raced a login.
+struct SessionHandler: Sendable {
+    let users: any UserRepository
+    let sessions: any SessionStore
+    let revocations: any RevocationStore
+    let tokens: any TokenService
+    let refreshTokens: any RefreshTokenSealing
+    let configuration: SessionConfiguration
+    let throttle: any LoginThrottle
+    let clock: any IdentityClock
+    let ids: any IDGenerator
+
+    /// Opens a session for `user`, whose password was just checked at `version`, and issues its
+    /// first pair.
+    func open(for user: User, client: String?, userAgent: String?) async throws -> SignIn {
+        let id = SessionID(ids.makeUUID())
+        let refresh = refreshTokens.makeToken(for: id)
+        guard let parts = refreshTokens.parse(refresh) else { throw UnusableRefreshToken() }
+        let now = clock.now()
+        let version = Int64(user.version)
+        try await sessions.open(Session.open(
+            id: id, userID: user.id, refreshDigest: parts.digest, userAgent: userAgent.map(Self.bounded),
+            clientAddress: client, accountVersion: version, at: now
+        ))
+        let access = try await tokens.issue(for: user.id, accountVersion: version, sessionID: id, issuedAt: now)
+        return SignIn(access: access, refreshToken: refresh, sessionID: id)
+    }
+
+    /// Renews the session `token` names: a new pair, or within the grace interval the pair the
+    /// token's rotation handed out; a replay of an older token ends the session.
+    func refresh(_ token: String, client: String?) async throws -> SignIn {
+        guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
+        let now = clock.now()
+        guard let session = try await sessions.session(id: parts.sessionID), configuration.isOpen(session, at: now),
+              let user = try await users.user(id: session.userID)
+        else { throw try await refused(client) }
+        // Ended by its revocation (an end whose second write failed), or cut off by a password
+        // change or deletion since its last token.
+        if try await revocations.isRevoked(
+            jti: Revocation.sessionKey(session.id), userID: user.id, accountVersion: session.accountVersion
+        ) {
+            _ = try? await sessions.end(id: session.id, userID: user.id, reason: .revoked, now: now)
+            throw try await refused(client)
+        }
+        let version = Int64(user.version)
+        let access = try await tokens.issue(for: user.id, accountVersion: version, sessionID: session.id, issuedAt: now)
+        let next = refreshTokens.makeToken(for: session.id)
+        guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
+        let pair = SignIn(access: access, refreshToken: next, sessionID: session.id)
+        let sealed = try refreshTokens.seal(try JSONEncoder().encode(SealedPair(pair)), under: token)
+        switch try await sessions.rotate(
+            presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed, accountVersion: version, now: now
+        ) {
+        case .rotated:
+            return pair
+        case .grace(_, let blob):
+            guard let opened = refreshTokens.open(blob, with: token),
+                  let earlier = try? JSONDecoder().decode(SealedPair.self, from: opened).signIn
+            else { throw try await refused(client) }
+            return earlier
+        case .reused(let ended):
+            try await revoke(ended, now: now)
+            throw IdentityError.refreshTokenReused
+        case .unknown:
+            // Ended meanwhile; if by a reuse whose revocation did not get written, write it now.
+            if let current = try await sessions.session(id: session.id), current.endReason == .reuse {
+                try await revoke(current, now: clock.now())
+                throw IdentityError.refreshTokenReused
+            }
+            throw try await refused(client)
+        }
+    }
+
+    /// The open sessions of `principal`'s account, newest first.
+    func list(_ principal: Principal) async throws -> [SessionRecord] {
+        try await sessions.sessions(of: principal.userID, now: clock.now()).map { session in
+            SessionRecord(
+                id: session.id, createdAt: session.createdAt, lastUsedAt: session.lastUsedAt, userAgent: session.userAgent,
+                clientAddress: session.clientAddress, isCurrent: session.id == principal.sessionID
+            )
+        }
+    }
+
+    /// Ends the open session `id` of `userID` for `reason`; `IdentityError.sessionNotFound` when
+    /// there is none (unknown, ended, another account's).
+    func end(_ id: SessionID, of userID: UserID, reason: SessionEndReason) async throws {
+        let now = clock.now()
+        guard let session = try await sessions.session(id: id), session.userID == userID, configuration.isOpen(session, at: now) else {
+            throw IdentityError.sessionNotFound
+        }
+        try await revoke(session, now: now)
+        guard try await sessions.end(id: id, userID: userID, reason: reason, now: now) != nil else {
+            throw IdentityError.sessionNotFound
+        }
+    }
+
+    /// Ends every open session of `userID` (but `except`) for `reason`: revoked first, then ended;
+    /// a session opened between the two is revoked after.
+    func endAll(of userID: UserID, except: SessionID?, reason: SessionEndReason) async throws {
+        let now = clock.now()
+        let open = try await sessions.sessions(of: userID, now: now).filter { $0.id != except }
+        for session in open { try await revoke(session, now: now) }
+        let ended = try await sessions.endAll(userID: userID, except: except, reason: reason, now: now)
+        let revoked = Set(open.map(\.id))
+        for session in ended where !revoked.contains(session.id) { try await revoke(session, now: now) }
+    }
+
+    /// Refuses every access token of `session`, on every instance, for as long as any may live.
+    private func revoke(_ session: Session, now: Date) async throws {
+        let revocation = Revocation.session(session.id, userID: session.userID, until: tokens.cutoffExpiry(madeAt: now))
+        guard case .token(let key, let userID, let until) = revocation else { return }
+        try await revocations.revoke(jti: key, userID: userID, until: until)
+        await revocations.committed([revocation])
+    }
+
+    /// A refused refresh, counted like a failed login for the client address: a throttled
+    /// address gets `LoginThrottled` (429) instead.
+    private func refused(_ client: String?) async throws -> any Error {
+        let attempt = ids.makeUUID()
+        // A key of its own per attempt: only the address's count matters.
+        let email = Email(trustedCanonical: "refresh-\(attempt.uuidString.lowercased())@sessions.invalid")
+        let now = clock.now()
+        switch try await throttle.beginAttempt(attempt, email: email, client: client, now: now) {
+        case .throttled(let seconds):
+            return LoginThrottled(retryAfterSeconds: seconds)
+        case .allowed:
+            try await throttle.finishAttempt(attempt, email: email, client: client, outcome: .failure, now: now)
+            return IdentityError.refreshTokenRefused
+        case .busy:
+            return IdentityError.refreshTokenRefused
+        }
+    }
+
+    /// A `User-Agent` kept to a sane length for listing.
+    private static func bounded(_ userAgent: String) -> String {
+        String(userAgent.prefix(256))
+    }
+}
+
+/// The pair a rotation hands out, as sealed for the grace rule.
+private struct SealedPair: Codable {
+    let token: String
+    let jti: String
+    let issuedAt: Date
+    let expiresAt: Date
+    let refreshToken: String
+    let sessionID: UUID
+
+    init(_ pair: SignIn) {
+        token = pair.access.token
+        jti = pair.access.jti
+        issuedAt = pair.access.issuedAt
+        expiresAt = pair.access.expiresAt
+        refreshToken = pair.refreshToken
+        sessionID = pair.sessionID.uuid
+    }
+
+    var signIn: SignIn {
+        SignIn(
+            access: IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt), refreshToken: refreshToken,
+            sessionID: SessionID(sessionID)
+        )
+    }
+}
+
+/// A refresh token this service made that its own sealer does not read: a bug.
+struct UnusableRefreshToken: Error, CustomStringConvertible {
+    var description: String { "a refresh token just made does not parse" }
+}
