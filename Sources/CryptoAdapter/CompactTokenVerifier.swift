@@ -130,15 +130,18 @@ enum ECDSASignatureForm {
     /// `signature` with `s` replaced by `n − s` when it is high: the same signature, canonical.
     static func canonical(_ signature: [UInt8]) -> [UInt8] {
         guard signature.count == 64, !isCanonical(signature) else { return signature }
-        var result = Array(signature.prefix(32))
-        var s = [UInt8](repeating: 0, count: 32)
+        return Array(signature.prefix(32)) + subtractFromOrder(Array(signature.suffix(32)))
+    }
+
+    /// `n − s` for a 32-byte big-endian `s` below `n`.
+    static func subtractFromOrder(_ s: [UInt8]) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: 32)
         var borrow = 0
         for index in (0..<32).reversed() {
-            let difference = Int(order[index]) - Int(signature[32 + index]) - borrow
-            s[index] = UInt8((difference + 256) % 256)
+            let difference = Int(order[index]) - Int(s[index]) - borrow
+            result[index] = UInt8((difference + 256) % 256)
             borrow = difference < 0 ? 1 : 0
         }
-        result += s
         return result
     }
 }
