@@ -52,9 +52,9 @@ public struct JWTTokenService: TokenService {
         if case .pairs(let signingKeys) = keys { signingKeys.jwks() } else { .empty }
     }
 
-    public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt: Date) async throws -> IssuedToken {
+    public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt instant: Date) async throws -> IssuedToken {
         // NumericDate without a fraction: every JWT library reads it.
-        let issuedAt = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
+        let issuedAt = Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down))
         let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime.rounded(.down))
         let jti = Self.randomTokenID()
         let payload = AccessTokenClaims(
@@ -70,7 +70,9 @@ public struct JWTTokenService: TokenService {
         case .pairs(let signingKeys):
             // Written here, not by jwt-kit, so that the header is byte for byte the one the
             // compact path takes (jwt-kit's key order varies between processes).
-            let (kid, key) = try await signingKeys.signer(at: issuedAt)
+            // The key is chosen by the instant itself: `iat` is rounded down, perhaps to before
+            // the signing key's activation.
+            let (kid, key) = try await signingKeys.signer(at: instant)
             let header = Base64URL.encode(Array(CompactTokenVerifier.header(algorithm: configuration.algorithm, kid: kid).utf8))
             let input = header + "." + Base64URL.encode(Array(try DefaultJWTSerializer().jsonEncoder.encode(payload)))
             token = input + "." + Base64URL.encode(try key.sign(Array(input.utf8)))

@@ -89,8 +89,11 @@ public final class SigningKeys: Sendable {
             }
             keys = current
         }
-        guard let record = SigningKeyPolicy.signingKey(in: keys.published, algorithm: algorithm, now: instant),
-              let key = keys.privateKeys[record.kid]
+        // An instant before every activation is a clock a little behind the one that made the
+        // first key (created `active`, signing at once): that key signs, a `next` one never early.
+        let record = SigningKeyPolicy.signingKey(in: keys.published, algorithm: algorithm, now: instant)
+            ?? keys.published.filter { $0.state == .active }.min { $0.activatesAt < $1.activatesAt }
+        guard let record, let key = keys.privateKeys[record.kid]
         else { throw SigningKeyError.noActiveKey(algorithm: algorithm.rawValue) }
         return (record.kid, key)
     }

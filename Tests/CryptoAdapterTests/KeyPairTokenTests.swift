@@ -99,6 +99,16 @@ struct KeyPairTokenTests {
         }
     }
 
+    @Test("the first key signs in the second it was made, and for a clock a little behind, though iat is rounded down before it",
+          arguments: JWTAlgorithm.asymmetric)
+    func firstKeyAtOnce(algorithm: JWTAlgorithm) async throws {
+        let instance = try await KeyPairInstance.make(algorithm, clock: ManualClock(Date(timeIntervalSince1970: 1_790_000_000.75)))
+        for offset in [0, 0.1, -0.5, -3] {
+            let issued = try await instance.service.issue(for: UserID(UUID()), accountVersion: 1, issuedAt: instance.clock.now().addingTimeInterval(offset))
+            _ = try await instance.service.verify(issued.token, now: instance.clock.now())
+        }
+    }
+
     @Test("an HMAC service publishes no keys")
     func hmacJWKS() async throws {
         let service = await JWTTokenService(configuration: try TokenConfiguration(secret: String(repeating: "s", count: 32)))
