@@ -7,7 +7,8 @@ import Crypto
 /// commits with the revision it read. When another instance committed first it reads again
 /// and decides again, so two instances rotating at once make one key.
 ///
-/// Run it at start (the first start makes a key), every few minutes, and for `keys rotate`.
+/// Run it at start, before `SigningKeys.load` (the first start makes a key), then
+/// `maintain(_:every:)` in the background, and `rotate(rotateNow: true)` for `keys rotate`.
 public struct SigningKeyRotator: Sendable {
     private let store: any SigningKeyStore
     private let policy: SigningKeyPolicy
@@ -43,6 +44,25 @@ public struct SigningKeyRotator: Sendable {
             if try await store.commit(changes, expectedRevision: set.revision) { return steps }
         }
         return []
+    }
+
+    /// The automatic rotation of contract §10: every `interval`, a rotation (a new key when
+    /// one is due, promotions, retirements) and then `keys` read again, until the task is
+    /// cancelled. A failed round is handed to `onError` and the next one tries again; `sleep`
+    /// waits between rounds (injected, so that a test moves a manual clock instead).
+    public func maintain(
+        _ keys: SigningKeys, every interval: Duration = .seconds(60), onError: @escaping @Sendable (any Error) -> Void = { _ in },
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) async {
+        while !Task.isCancelled {
+            do {
+                try await rotate()
+                try await keys.refresh()
+            } catch {
+                onError(error)
+            }
+            do { try await sleep(interval) } catch { return }
+        }
     }
 
     /// A fresh key pair for `algorithm`, sealed, `next` (or `active` when it signs at once).

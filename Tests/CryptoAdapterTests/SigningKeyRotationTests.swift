@@ -156,6 +156,30 @@ struct SigningKeyRotationTests {
         #expect(store.reads == reads + 1, "an instance that had not read the store since learns the new key from the token's kid")
     }
 
+    @Test("maintain rotates every interval and reads the keys again, until cancelled; a failed round does not stop it")
+    func maintain() async throws {
+        let store = ObservedKeyStore()
+        let instance = try await KeyPairInstance.make(.es256, store: store)
+        let rounds = Mutex(0)
+        let errors = Mutex(0)
+        // Each wait moves the clock 10 days on; the fifth ends the loop, as a cancelled sleep does.
+        await instance.rotator.maintain(instance.keys, every: .seconds(60), onError: { _ in errors.withLock { $0 += 1 } }) { _ in
+            let round = rounds.withLock { rounds -> Int in
+                rounds += 1
+                return rounds
+            }
+            if round == 2 { store.fail(true) }
+            if round == 3 { store.fail(false) }
+            if round == 5 { throw CancellationError() }
+            instance.clock.advance(by: 10 * 86_400)
+        }
+        #expect(errors.withLock { $0 } == 1, "the round with the store down failed, and the loop went on")
+        let keys = store.inner.keySet().keys
+        #expect(keys.map(\.state) == [.gone, .active],
+                "after 40 days the first key is replaced, and gone since its last token expired: \(keys.map(\.state))")
+        #expect(instance.keys.current.revision == store.inner.keySet().revision, "and the keys were read again after the rotation")
+    }
+
     @Test("an unknown kid reads the store again at most once per interval, so made-up kids cannot flood it")
     func unknownKidRateLimited() async throws {
         let store = ObservedKeyStore()
