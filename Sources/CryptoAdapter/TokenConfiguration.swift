@@ -61,7 +61,7 @@ public struct TokenConfiguration: Sendable {
     ) throws {
         guard !algorithm.isAsymmetric else {
             throw TokenConfigurationError(
-                "\(algorithm.rawValue) signs with key pairs from the signing-key store, not JWT_SECRET: it needs JWT_KEY_ENCRYPTION_KEY"
+                "\(algorithm.rawValue) signs with key pairs, not JWT_SECRET: it needs a signing-key store and JWT_KEY_ENCRYPTION_KEY"
             )
         }
         let bytes = Array(secret.utf8)
