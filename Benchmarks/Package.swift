@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(name: "Identity", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+        // The raw signature checks the key-pair verification is measured against.
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
     ],
     targets: [
         .executableTarget(
@@ -19,6 +21,8 @@ let package = Package(
                 .product(name: "IdentityDomain", package: "Identity"),
                 .product(name: "IdentityPorts", package: "Identity"),
                 .product(name: "CryptoAdapter", package: "Identity"),
+                .product(name: "InMemoryAdapter", package: "Identity"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPAdapter", package: "Identity"),
             ],
             path: "Benchmarks/IdentityBenchmarks",

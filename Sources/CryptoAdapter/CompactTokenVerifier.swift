@@ -5,62 +5,144 @@ import Foundation
 /// token in exactly the form this service issues.
 ///
 /// It takes a token only when nothing about it is unusual: a header that is byte for byte one
-/// of the two this service writes (`{"alg":…,"typ":"JWT"}` in either key order, for the
-/// configured algorithm), a payload of the seven registered claims, `ver` and `sid` with plain values (strings
+/// this service writes (with HMAC `{"alg":…,"typ":"JWT"}` in either key order; with a key
+/// pair `{"alg":…,"kid":…,"typ":"JWT"}` for a key still published), a payload of the seven registered claims, `ver` and `sid` with plain values (strings
 /// of printable ASCII without escapes, non-negative decimal numbers, an `aud` string or array
 /// of strings; no whitespace, no duplicate key), and canonical unpadded base64url throughout.
 /// Anything else is **declined**, not refused: `JWTTokenService` then verifies it the general
 /// way, so the answer for every token is the one jwt-kit and the header rules give. Within
-/// what it takes, both ways read the same claims and check the same HMAC, so they agree; the
+/// what it takes, both ways read the same claims and check the same signature, so they agree; the
 /// differential test in JWTTokenServiceTests holds them to it.
 struct CompactTokenVerifier: Sendable {
     enum Outcome {
         /// The signature holds; the claims still have to be checked.
         case signed(TokenClaims)
-        /// Well-formed, but the HMAC does not match.
+        /// Well-formed, but the signature does not match (or is not canonical: a truncated or
+        /// high-S ECDSA signature).
         case badSignature
         /// Not in the compact form: verify it the general way.
         case declined
     }
 
-    private let headers: [[UInt8]]
-    private let key: SymmetricKey
-    private let algorithm: JWTAlgorithm
+    /// What checks a signature.
+    enum Key: Sendable {
+        case hmac(SymmetricKey, JWTAlgorithm)
+        case p256(P256.Signing.PublicKey)
+        case ed25519(Curve25519.Signing.PublicKey)
+    }
 
+    /// A header this verifier takes (base64url, byte for byte), the key it names, and until
+    /// when that key may verify (a retired key's `publishedUntil`).
+    struct Entry: Sendable {
+        let header: [UInt8]
+        let key: Key
+        let until: Date?
+    }
+
+    private let entries: [Entry]
+
+    /// The HMAC form: `{"alg":…,"typ":"JWT"}` in either key order, under the shared secret.
     init(configuration: TokenConfiguration) {
         let alg = configuration.algorithm.rawValue
-        headers = [#"{"alg":"\#(alg)","typ":"JWT"}"#, #"{"typ":"JWT","alg":"\#(alg)"}"#].map {
-            Array(Base64URL.encode(Array($0.utf8)).utf8)
+        let key = Key.hmac(SymmetricKey(data: configuration.secret), configuration.algorithm)
+        entries = [#"{"alg":"\#(alg)","typ":"JWT"}"#, #"{"typ":"JWT","alg":"\#(alg)"}"#].map {
+            Entry(header: Array(Base64URL.encode(Array($0.utf8)).utf8), key: key, until: nil)
         }
-        key = SymmetricKey(data: configuration.secret)
-        algorithm = configuration.algorithm
     }
 
-    func verify(_ token: String) -> Outcome {
+    /// The key pair form: the one header this service writes for each key (`header(algorithm:kid:)`).
+    init(keys: [(kid: String, key: Key, until: Date?)], algorithm: JWTAlgorithm) {
+        entries = keys.map { Entry(header: Array(Base64URL.encode(Array(Self.header(algorithm: algorithm, kid: $0.kid).utf8)).utf8), key: $0.key, until: $0.until) }
+    }
+
+    /// The header of a token signed with a key pair: `alg`, `kid`, `typ`, in that order.
+    static func header(algorithm: JWTAlgorithm, kid: String) -> String {
+        #"{"alg":"\#(algorithm.rawValue)","kid":"\#(kid)","typ":"JWT"}"#
+    }
+
+    func verify(_ token: String, now: Date) -> Outcome {
         var token = token
-        return token.withUTF8 { verify(bytes: $0) }
+        return token.withUTF8 { verify(bytes: $0, now: now) }
     }
 
-    private func verify(bytes: UnsafeBufferPointer<UInt8>) -> Outcome {
+    private func verify(bytes: UnsafeBufferPointer<UInt8>, now: Date) -> Outcome {
         guard bytes.count <= 8192, let firstDot = bytes.firstIndex(of: UInt8(ascii: ".")) else { return .declined }
         guard let secondDot = bytes[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
               !bytes[(secondDot + 1)...].contains(UInt8(ascii: "."))
         else { return .declined }
         let header = UnsafeBufferPointer(rebasing: bytes[..<firstDot])
-        guard headers.contains(where: { $0.elementsEqual(header) }),
+        // A key past its publication is left to the general path, which refuses it by name.
+        guard let entry = entries.first(where: { $0.header.elementsEqual(header) }), entry.until.map({ now <= $0 }) ?? true,
               let claims = Base64URL.withDecoded(bytes[(firstDot + 1)..<secondDot], { $0.flatMap(CompactClaimsParser.parse) })
         else { return .declined }
         let signed = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[..<secondDot]))
         let valid = Base64URL.withDecoded(bytes[(secondDot + 1)...]) { signature -> Bool? in
             guard let signature else { return nil }
-            return switch algorithm {
-            case .hs256: HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
-            case .hs384: HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
-            case .hs512: HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
-            }
+            return Self.isValid(signature, signing: signed, with: entry.key)
         }
         guard let valid else { return .declined }
         return valid ? .signed(claims) : .badSignature
+    }
+
+    static func isValid(_ signature: UnsafeBufferPointer<UInt8>, signing signed: UnsafeRawBufferPointer, with key: Key) -> Bool {
+        switch key {
+        case .hmac(let key, .hs384): HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+        case .hmac(let key, .hs512): HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+        case .hmac(let key, _): HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signed, using: key)
+        case .p256(let key):
+            // r ‖ s, 32 bytes each, s in the lower half: the one spelling of a signature.
+            if ECDSASignatureForm.isCanonical(signature), let parsed = try? P256.Signing.ECDSASignature(rawRepresentation: signature) {
+                key.isValidSignature(parsed, for: signed)
+            } else {
+                false
+            }
+        case .ed25519(let key): signature.count == 64 && key.isValidSignature(UnsafeRawBufferPointer(signature), for: signed)
+        }
+    }
+}
+
+/// The canonical form of an ES256 signature (RFC 7518 §3.4: `r ‖ s`, 64 bytes), with `s` at
+/// most half the group order ("low S"). A signature and its twin `(r, n − s)` both verify
+/// mathematically; we write only the low one and refuse the high one, so one token has one
+/// spelling, as with canonical base64url.
+enum ECDSASignatureForm {
+    /// The order n of P-256, big-endian.
+    static let order: [UInt8] = hex("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551")
+    /// ⌊n / 2⌋, big-endian.
+    static let halfOrder: [UInt8] = hex("7FFFFFFF800000007FFFFFFFFFFFFFFFDE737D56D38BCF4279DCE5617E3192A8")
+
+    private static func hex(_ text: String) -> [UInt8] {
+        stride(from: 0, to: text.count, by: 2).map { offset in
+            let start = text.index(text.startIndex, offsetBy: offset)
+            return UInt8(text[start..<text.index(start, offsetBy: 2)], radix: 16) ?? 0
+        }
+    }
+
+    /// Whether `signature` is 64 bytes with `s ≤ ⌊n / 2⌋`.
+    static func isCanonical(_ signature: some Collection<UInt8>) -> Bool {
+        guard signature.count == 64 else { return false }
+        for (byte, limit) in zip(signature.dropFirst(32), halfOrder) where byte != limit {
+            return byte < limit
+        }
+        return true
+    }
+
+    /// `signature` with `s` replaced by `n − s` when it is high: the same signature, canonical.
+    static func canonical(_ signature: [UInt8]) -> [UInt8] {
+        guard signature.count == 64, !isCanonical(signature) else { return signature }
+        return Array(signature.prefix(32)) + subtractFromOrder(Array(signature.suffix(32)))
+    }
+
+    /// `n − s` for a 32-byte big-endian `s` below `n`.
+    static func subtractFromOrder(_ s: [UInt8]) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: 32)
+        var borrow = 0
+        for index in (0..<32).reversed() {
+            let difference = Int(order[index]) - Int(s[index]) - borrow
+            result[index] = UInt8((difference + 256) % 256)
+            borrow = difference < 0 ? 1 : 0
+        }
+        return result
     }
 }
 

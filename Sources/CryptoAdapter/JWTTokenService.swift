@@ -3,112 +3,58 @@ public import IdentityDomain
 public import Foundation
 import JWTKit
 
-/// The HMAC algorithms a token may be signed with (`JWT_ALGORITHM`).
-public enum JWTAlgorithm: String, Sendable, CaseIterable {
-    case hs256 = "HS256"
-    case hs384 = "HS384"
-    case hs512 = "HS512"
-}
-
-/// How tokens are signed and which claims they must carry.
-public struct TokenConfiguration: Sendable {
-    /// The HMAC key: the UTF-8 bytes of `JWT_SECRET` as given.
-    public let secret: [UInt8]
-    /// The one algorithm accepted; a token whose header names another is refused.
-    public let algorithm: JWTAlgorithm
-    /// `iss` written and required.
-    public let issuer: String
-    /// `aud` written and required.
-    public let audience: String
-    /// Lifetime of a token: `exp = iat + lifetime`.
-    public let lifetime: TimeInterval
-    /// Clock leeway for `exp`, `iat` and `nbf` (at most 5 s).
-    public let leeway: TimeInterval
-
-    /// The shortest secret accepted for `algorithm`, in bytes: 32, or the digest size when
-    /// larger (RFC 7518 §3.2: 48 for HS384, 64 for HS512).
-    public static func minimumSecretLength(for algorithm: JWTAlgorithm) -> Int {
-        switch algorithm {
-        case .hs256: 32
-        case .hs384: 48
-        case .hs512: 64
-        }
-    }
-
-    /// Creates a configuration; throws `TokenConfigurationError` for a short secret, a
-    /// non-positive lifetime or a leeway over 5 s.
-    public init(
-        secret: String, algorithm: JWTAlgorithm = .hs256, issuer: String = "identity",
-        audience: String = "identity", lifetime: TimeInterval = 3600, leeway: TimeInterval = 5
-    ) throws {
-        let bytes = Array(secret.utf8)
-        let minimum = Self.minimumSecretLength(for: algorithm)
-        guard bytes.count >= minimum else {
-            throw TokenConfigurationError(
-                "the JWT secret must be at least \(minimum) bytes for \(algorithm.rawValue) (got \(bytes.count))"
-            )
-        }
-        guard lifetime > 0 else { throw TokenConfigurationError("the token lifetime must be positive") }
-        guard (0...5).contains(leeway) else { throw TokenConfigurationError("the leeway must be between 0 and 5 seconds") }
-        guard !issuer.isEmpty, !audience.isEmpty else { throw TokenConfigurationError("issuer and audience must not be empty") }
-        self.secret = bytes
-        self.algorithm = algorithm
-        self.issuer = issuer
-        self.audience = audience
-        self.lifetime = lifetime
-        self.leeway = leeway
-    }
-
-    /// A configuration with a fresh random 256-bit secret (embedded mode without `JWT_SECRET`).
-    public static func randomSecret() -> String {
-        var random = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
-        return Data(bytes).base64EncodedString()
-    }
-}
-
-/// A token configuration that cannot be used.
-public struct TokenConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// What is wrong.
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Signs and verifies HMAC JWTs, with every rule of contract §4.
+/// Signs and verifies JWTs, with every rule of contract §4 and §10: HMAC under the shared
+/// secret, or ES256 / EdDSA with the key pairs of `SigningKeys` (`kid` in every header).
 ///
 /// A token in the exact form this service issues is verified by `CompactTokenVerifier`: a few
 /// microseconds, no allocation beyond the claims. Every other token goes through jwt-kit.
-/// jwt-kit verifies with the configured key whatever the header says, so the header is
-/// checked first: `alg` must be the configured algorithm (`none` and every other one are
-/// refused), and a `crit` header is refused. Claims are then checked here, with one precise
-/// reason per failure, whichever way they were read.
+/// jwt-kit verifies with whatever key it finds, falling back on a default for an unknown
+/// `kid`, so the header is checked first: `alg` must be the configured algorithm (`none` and
+/// every other one are refused), a `crit` header is refused, a header that carries or points
+/// to a key (`jwk`, `jku`, `x5u`, `x5c`) is refused, and with key pairs the `kid` must name a
+/// published key, which alone (in a collection of its own) verifies the token. Claims are then
+/// checked here, with one precise reason per failure, whichever way they were read.
 public struct JWTTokenService: TokenService {
-    private let keys: JWTKeyCollection
+    private enum Keys: Sendable {
+        /// HMAC: jwt-kit with the secret, and the compact verifier for it.
+        case shared(JWTKeyCollection, CompactTokenVerifier)
+        /// Key pairs, read anew as they rotate.
+        case pairs(SigningKeys)
+    }
+
+    private let keys: Keys
     private let configuration: TokenConfiguration
-    private let compact: CompactTokenVerifier
 
     /// Creates the service.
     public init(configuration: TokenConfiguration) async {
-        let keys = JWTKeyCollection()
+        self.configuration = configuration
+        if let signingKeys = configuration.signingKeys {
+            keys = .pairs(signingKeys)
+            return
+        }
+        let collection = JWTKeyCollection()
         let digest: DigestAlgorithm =
             switch configuration.algorithm {
-            case .hs256: .sha256
             case .hs384: .sha384
             case .hs512: .sha512
+            default: .sha256
             }
-        await keys.add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: digest)
-        self.keys = keys
-        self.configuration = configuration
-        self.compact = CompactTokenVerifier(configuration: configuration)
+        await collection.add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: digest)
+        keys = .shared(collection, CompactTokenVerifier(configuration: configuration))
     }
 
     public var lifetime: TimeInterval { configuration.lifetime }
 
     public var leeway: TimeInterval { configuration.leeway }
 
-    public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt: Date) async throws -> IssuedToken {
+    /// The public keys that may verify a live token (contract §10): `{"keys":[]}` with HMAC.
+    public func jwks() -> JSONWebKeySet {
+        if case .pairs(let signingKeys) = keys { signingKeys.jwks() } else { .empty }
+    }
+
+    public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt instant: Date) async throws -> IssuedToken {
         // NumericDate without a fraction: every JWT library reads it.
-        let issuedAt = Date(timeIntervalSince1970: issuedAt.timeIntervalSince1970.rounded(.down))
+        let issuedAt = Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down))
         let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime.rounded(.down))
         let jti = Self.randomTokenID()
         let payload = AccessTokenClaims(
@@ -117,25 +63,56 @@ public struct JWTTokenService: TokenService {
             exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti), ver: accountVersion,
             sid: sessionID?.description
         )
-        let header: JWTHeader = ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"]
-        let token = try await keys.sign(payload, header: header)
+        let token: String
+        switch keys {
+        case .shared(let collection, _):
+            token = try await collection.sign(payload, header: ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"])
+        case .pairs(let signingKeys):
+            // Written here, not by jwt-kit, so that the header is byte for byte the one the
+            // compact path takes (jwt-kit's key order varies between processes).
+            // The key is chosen by the instant itself: `iat` is rounded down, perhaps to before
+            // the signing key's activation.
+            let (kid, key) = try await signingKeys.signer(at: instant)
+            let header = Base64URL.encode(Array(CompactTokenVerifier.header(algorithm: configuration.algorithm, kid: kid).utf8))
+            let input = header + "." + Base64URL.encode(Array(try DefaultJWTSerializer().jsonEncoder.encode(payload)))
+            token = input + "." + Base64URL.encode(try key.sign(Array(input.utf8)))
+        }
         return IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt)
     }
 
     nonisolated(nonsending) public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
-        switch compact.verify(token) {
+        let compact =
+            switch keys {
+            case .shared(_, let compact): compact
+            case .pairs(let signingKeys): signingKeys.current.compact
+            }
+        switch compact.verify(token, now: now) {
         case .signed(let claims): return try check(claims, now: now)
         case .badSignature: throw TokenRejected.badSignature
-        case .declined: return try check(try await verifyInGeneral(token), now: now)
+        case .declined: return try check(try await verifyInGeneral(token, now: now), now: now)
         }
     }
 
     /// The header rules, then jwt-kit: for every token `CompactTokenVerifier` declines.
-    func verifyInGeneral(_ token: String) async throws -> TokenClaims {
-        try checkHeader(of: token)
+    func verifyInGeneral(_ token: String, now: Date) async throws -> TokenClaims {
+        let (header, signature) = try checkHeader(of: token)
+        let collection: JWTKeyCollection
+        switch keys {
+        case .shared(let shared, _):
+            collection = shared
+        case .pairs(let signingKeys):
+            guard let kid = header.kid, let key = await signingKeys.verificationKey(kid: kid) else { throw TokenRejected.unknownKey }
+            // A retired key verifies until its publication ends, and not a moment longer.
+            guard key.record.state != .retired || (key.record.publishedUntil.map { now <= $0 } ?? true) else {
+                throw TokenRejected.unknownKey
+            }
+            // What jwt-kit would take but we never write: a truncated or a high-S signature.
+            if configuration.algorithm == .es256, !ECDSASignatureForm.isCanonical(signature) { throw TokenRejected.badSignature }
+            collection = key.collection
+        }
         let claims: AccessTokenClaims
         do {
-            claims = try await keys.verify(token, as: AccessTokenClaims.self)
+            claims = try await collection.verify(token, as: AccessTokenClaims.self)
         } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
             throw TokenRejected.badSignature
         } catch {
@@ -149,25 +126,32 @@ public struct JWTTokenService: TokenService {
     /// `verify` without the compact path: the reference the compact path is tested and
     /// benchmarked against.
     @_spi(Benchmarks) public func verifyGenerally(_ token: String, now: Date) async throws -> VerifiedToken {
-        try check(try await verifyInGeneral(token), now: now)
+        try check(try await verifyInGeneral(token, now: now), now: now)
     }
 
-    /// What `CompactTokenVerifier` alone makes of `token`.
+    /// What `CompactTokenVerifier` alone makes of `token` (a key pair's publication taken as unexpired).
     func verifyCompactly(_ token: String) -> CompactTokenVerifier.Outcome {
-        compact.verify(token)
+        switch keys {
+        case .shared(_, let compact): compact.verify(token, now: .distantPast)
+        case .pairs(let signingKeys): signingKeys.current.compact.verify(token, now: .distantPast)
+        }
     }
 
-    private func checkHeader(of token: String) throws {
+    /// The header, checked, and the decoded signature.
+    private func checkHeader(of token: String) throws -> (TokenHeader, [UInt8]) {
         // Canonical unpadded base64url in every part (RFC 7515 §2): one token, one spelling.
         let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 3, token.utf8.count <= 8192, let header = Base64URL.decode(parts[0]),
-              Base64URL.decode(parts[1]) != nil, Base64URL.decode(parts[2]) != nil
+              Base64URL.decode(parts[1]) != nil, let signature = Base64URL.decode(parts[2])
         else { throw TokenRejected.malformed }
         guard let header = try? JSONDecoder().decode(TokenHeader.self, from: Data(header)) else { throw TokenRejected.malformed }
         guard header.alg == configuration.algorithm.rawValue else { throw TokenRejected.algorithmNotAllowed }
         guard header.crit == nil, header.typ.map({ $0.uppercased() == "JWT" }) ?? true else {
             throw TokenRejected.malformed
         }
+        // A token never brings its own key, nor where to fetch one.
+        guard !header.carriesKey else { throw TokenRejected.keyInHeader }
+        return (header, signature)
     }
 
     private func check(_ claims: TokenClaims, now: Date) throws -> VerifiedToken {
@@ -224,4 +208,25 @@ struct TokenHeader: Decodable {
     var alg: String?
     var typ: String?
     var crit: [String]?
+    var kid: String?
+    /// Whether it has a member that carries or points to a key (`jwk`, `jku`, `x5u`, `x5c`),
+    /// whatever its value (`null` included).
+    var carriesKey: Bool
+
+    private struct Name: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Name.self)
+        alg = try container.decodeIfPresent(String.self, forKey: Name("alg"))
+        typ = try container.decodeIfPresent(String.self, forKey: Name("typ"))
+        crit = try container.decodeIfPresent([String].self, forKey: Name("crit"))
+        kid = try container.decodeIfPresent(String.self, forKey: Name("kid"))
+        carriesKey = container.allKeys.contains { ["jwk", "jku", "x5u", "x5c"].contains($0.stringValue) }
+    }
 }

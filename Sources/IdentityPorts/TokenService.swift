@@ -66,8 +66,12 @@ public struct TokenRejected: Error, Sendable, Hashable, CustomStringConvertible 
     public static let malformed = TokenRejected("malformed")
     /// `alg` other than the configured one (including `none`).
     public static let algorithmNotAllowed = TokenRejected("algorithm_not_allowed")
-    /// The signature does not verify.
+    /// The signature does not verify (or is not in its one canonical form).
     public static let badSignature = TokenRejected("bad_signature")
+    /// The header's `kid` names no key that is published (or it has none where one is required).
+    public static let unknownKey = TokenRejected("unknown_key")
+    /// The header carries or points to a key (`jwk`, `jku`, `x5u`, `x5c`): never followed.
+    public static let keyInHeader = TokenRejected("key_in_header")
     /// `exp` has passed (beyond the leeway).
     public static let expired = TokenRejected("expired")
     /// `iat` or `nbf` lies in the future (beyond the leeway).

@@ -28,6 +28,7 @@ struct CompactTokenVerifierTests {
             case .hs256: Array(HMAC<SHA256>.authenticationCode(for: Array(signingInput.utf8), using: key))
             case .hs384: Array(HMAC<SHA384>.authenticationCode(for: Array(signingInput.utf8), using: key))
             case .hs512: Array(HMAC<SHA512>.authenticationCode(for: Array(signingInput.utf8), using: key))
+            case .es256, .eddsa: []  // key pairs: see SigningKeyTests
             }
         return signingInput + "." + Base64URL.encode(mac)
     }
@@ -74,7 +75,7 @@ struct CompactTokenVerifierTests {
     }
 
     @Test("the tokens this service issues take the compact path, under every algorithm and either header order",
-          arguments: JWTAlgorithm.allCases)
+          arguments: JWTAlgorithm.hmac)
     func issuedTokens(algorithm: JWTAlgorithm) async throws {
         let service = try await service(algorithm)
         let issued = try await service.issue(for: user, accountVersion: 3, issuedAt: now)

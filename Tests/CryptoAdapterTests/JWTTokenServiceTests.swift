@@ -35,7 +35,7 @@ struct JWTTokenServiceTests {
         TokenForger.base64URL(text)
     }
 
-    @Test("passes the TokenService conformance suite", arguments: JWTAlgorithm.allCases)
+    @Test("passes the TokenService conformance suite", arguments: JWTAlgorithm.hmac)
     func conformance(algorithm: JWTAlgorithm) async throws {
         try await TokenServiceConformance(service: try await service(algorithm: algorithm), lifetime: 3600).run()
     }

@@ -103,7 +103,7 @@ struct ServerConfigurationTests {
         } throws: { "\($0)" == "JWT_SECRET: the JWT secret must be at least 64 bytes for HS512 (got 32)" }
         #expect {
             try configuration(["JWT_ALGORITHM": "hs256"])
-        } throws: { "\($0)" == "JWT_ALGORITHM must be one of HS256, HS384, HS512 (got \"hs256\")" }
+        } throws: { "\($0)" == "JWT_ALGORITHM must be one of HS256, HS384, HS512, ES256, EdDSA (got \"hs256\")" }
         let random = try configuration(["JWT_ALGORITHM": "HS512"])
         #expect(random.usesRandomJWTSecret && random.tokens.secret.count >= 64, "a random secret long enough for the algorithm")
     }
