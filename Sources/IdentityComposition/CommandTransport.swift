@@ -1,6 +1,6 @@
-public import IdentityPorts
 #if RabbitMQ
 public import AMQPAdapter
+public import IdentityPorts
 #endif
 
 /// How commands reach the write side.

@@ -141,11 +141,13 @@ extension IdentityStores {
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             services: [cache], readiness: [health],
             prepare: { policy in
-                try await PostgresMigrator.withDeadline(startupDeadline) {
-                    switch policy {
-                    case .requireCurrent: try await migrator.ensureCurrent()
-                    case .migrate: _ = try await migrator.up()
-                    }
+                switch policy {
+                case .requireCurrent:
+                    try await PostgresMigrator.withDeadline(startupDeadline) { try await migrator.ensureCurrent() }
+                case .migrate:
+                    // Reach the server within the deadline; applying migrations may take longer.
+                    _ = try await PostgresMigrator.withDeadline(startupDeadline) { try await migrator.status() }
+                    _ = try await migrator.up()
                 }
             },
             isShared: true, summary: "postgres(\(postgres.summary))"

@@ -147,13 +147,43 @@ struct IdentityStackTests {
     )
     func postgresPool() async throws {
         try await TestDatabase.with { _, name in
-            let postgres = Self.postgres(name, poolSize: 2)
+            let postgres = Self.postgres(name)
             let stack = try await IdentityStack.make(store: .postgres(postgres), configuration: Self.migrating)
             #expect(stack.services.first is PostgresConnectionPool)
             #expect(stack.summary.hasPrefix("store=postgres(\(postgres.summary))"))
             try await Self.running(stack.services) {
                 try await stack.prepare()
                 try await Self.story(stack.service)
+            }
+        }
+    }
+
+    @Test(
+        "two instances on one PostgreSQL: twenty simultaneous refreshes with one token, spread over both, rotate once and agree",
+        .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason)
+    )
+    func refreshAcrossInstances() async throws {
+        try await TestDatabase.with { _, name in
+            let a = try await IdentityStack.make(store: .postgres(Self.postgres(name)), configuration: Self.migrating)
+            let b = try await IdentityStack.make(store: .postgres(Self.postgres(name)), configuration: Self.migrating)
+            try await Self.running(a.services + b.services) {
+                try await a.prepare()
+                try await b.prepare()
+                _ = try await a.service.register(email: "ada@example.com", password: "correct horse battery", name: "Ada")
+                let first = try await a.service.login(email: "ada@example.com", password: "correct horse battery", client: nil)
+                let pairs = try await withThrowingTaskGroup(of: SignIn.self) { group in
+                    for index in 0..<20 {
+                        let service = index.isMultiple(of: 2) ? a.service : b.service
+                        group.addTask { try await service.refresh(first.refreshToken, client: nil) }
+                    }
+                    return try await group.reduce(into: [SignIn]()) { $0.append($1) }
+                }
+                #expect(Set(pairs.map(\.refreshToken)).count == 1, "one rotation, one pair for all twenty")
+                // Ended on B: refused on A too, through the revocation feed.
+                let principal = try await b.service.authenticator.authenticate(bearer: pairs[0].token)
+                try await b.service.endSessions(principal, scope: .all)
+                #expect(await Self.refused(pairs[0].token, by: a.service), "a session ended on one instance is refused on the other")
+                await #expect(throws: IdentityError.refreshTokenRefused) { try await a.service.refresh(pairs[0].refreshToken, client: nil) }
             }
         }
     }
@@ -182,15 +212,29 @@ struct IdentityStackTests {
         }
     }
 
-    /// Register, log in, check the token, log out: the token is refused after. Returns it.
+    /// Register, log in, refresh (the replaced token's grace, then a reuse ending the session),
+    /// log in again, check the token, log out: the token is refused after. Returns it.
     @discardableResult
     static func story(_ service: IdentityService) async throws -> String {
         _ = try await service.register(email: "ada@example.com", password: "correct horse battery", name: "Ada")
+        let first = try await service.login(email: "ada@example.com", password: "correct horse battery", client: nil)
+        let second = try await service.refresh(first.refreshToken, client: nil)
+        #expect(try await service.refresh(first.refreshToken, client: nil) == second, "the grace: the same pair again")
+        _ = try await service.refresh(second.refreshToken, client: nil)
+        await #expect(throws: IdentityError.refreshTokenReused) { try await service.refresh(first.refreshToken, client: nil) }
+        #expect(await refused(first.token, by: service), "the reused session's tokens are refused")
+
         let token = try await service.login(email: "ada@example.com", password: "correct horse battery", client: nil).token
         let principal = try await service.authenticator.authenticate(bearer: token)
         #expect(try await service.me(principal).email == "ada@example.com")
+        #expect(try await service.sessions(principal).map(\.isCurrent) == [true], "the reused session is no longer listed")
         try await service.logout(principal)
-        let refused = await eventually(within: 5) {
+        #expect(await refused(token, by: service), "a logged-out token is refused")
+        return token
+    }
+
+    static func refused(_ token: String, by service: IdentityService) async -> Bool {
+        await eventually(within: 5) {
             do {
                 _ = try await service.authenticator.authenticate(bearer: token)
                 return false
@@ -198,7 +242,5 @@ struct IdentityStackTests {
                 return true
             }
         }
-        #expect(refused, "a logged-out token is refused")
-        return token
     }
 }
