@@ -58,6 +58,19 @@ public enum IdentityStore: Sendable {
     }
 }
 
+extension IdentityStores {
+    /// What every durable store purges: revocations, login failures and sessions past their time.
+    static func expiryPurges(
+        revocations: any RevocationStore, sessions: any SessionStore, loginFailures: @escaping @Sendable (Date) async throws -> Int
+    ) -> [ExpiryPurge.PurgeTask] {
+        [
+            .init("revocations") { try await revocations.purgeExpired(now: $0) },
+            .init("login failures", purge: loginFailures),
+            .init("sessions") { try await sessions.purgeExpired(now: $0) },
+        ]
+    }
+}
+
 /// The events no relay publishes, in a deployment without a broker: the newest are kept, as
 /// the in-memory outbox keeps them.
 let unrelayedEventsKept = 10_000
@@ -74,11 +87,7 @@ extension IdentityStores {
         return IdentityStores(
             users: store, outbox: store, revocations: revocations, throttle: throttle, sessions: sessions,
             sessionConfiguration: configuration.sessions,
-            purges: [
-                .init("revocations") { try await revocations.purgeExpired(now: $0) },
-                .init("login failures") { try await throttle.purgeExpired(now: $0) },
-                .init("sessions") { try await sessions.purgeExpired(now: $0) },
-            ],
+            purges: expiryPurges(revocations: revocations, sessions: sessions) { try await throttle.purgeExpired(now: $0) },
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             summary: "sqlite(\(path))"
         )
@@ -131,11 +140,8 @@ extension IdentityStores {
         return IdentityStores(
             users: store, outbox: store, revocations: cache, throttle: throttle, sessions: sessions,
             sessionConfiguration: configuration.sessions,
-            purges: [
-                // The cache prunes itself and its table.
-                .init("revocations") { try await cache.purgeExpired(now: $0) },
-                .init("login failures") { try await throttle.purgeExpired(now: $0) },
-                .init("sessions") { try await sessions.purgeExpired(now: $0) },
+            // The cache prunes itself and its table.
+            purges: expiryPurges(revocations: cache, sessions: sessions) { try await throttle.purgeExpired(now: $0) } + [
                 .init("applied commands") { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-appliedCommandsKept)) },
             ],
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
