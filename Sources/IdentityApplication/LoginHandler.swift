@@ -29,7 +29,13 @@ struct LoginHandler: Sendable {
         }
         // The session and its token carry the version read with the hash it was checked against:
         // if the password changes while this login runs, the change's cut-off is above it.
-        return try await sessions.open(for: user, client: client, userAgent: userAgent)
+        return try await sessions.open(for: user, client: client, userAgent: userAgent) { current in
+            // The same hash (the common case), or a new one the password still matches (a
+            // rehash); a new password, or no account, ends the session just opened.
+            guard let current else { return false }
+            if current.passwordHash == user.passwordHash { return true }
+            return try await hasher.verify(password, against: current.passwordHash)
+        }
     }
 
     /// Best effort: a failed rehash leaves the old (still valid) hash and is retried next login.

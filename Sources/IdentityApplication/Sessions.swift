@@ -75,9 +75,12 @@ struct SessionHandler: Sendable {
     let clock: any IdentityClock
     let ids: any IDGenerator
 
-    /// Opens a session for `user`, whose password was just checked at `version`, and issues its
-    /// first pair.
-    func open(for user: User, client: String?, userAgent: String?) async throws -> SignIn {
+    /// Opens a session for `user`, whose password was just checked, and issues its first pair.
+    /// `stillAccepted` says whether the account as it is now (nil: deleted) still takes the
+    /// password that was checked.
+    func open(
+        for user: User, client: String?, userAgent: String?, stillAccepted: (User?) async throws -> Bool
+    ) async throws -> SignIn {
         let id = SessionID(ids.makeUUID())
         let refresh = refreshTokens.makeToken(for: id)
         guard let parts = refreshTokens.parse(refresh) else { throw UnusableRefreshToken() }
@@ -87,6 +90,15 @@ struct SessionHandler: Sendable {
             id: id, userID: user.id, refreshDigest: parts.digest, userAgent: userAgent.map(Self.bounded),
             clientAddress: client, accountVersion: version, at: now
         ))
+        // A password change or a deletion that committed while this login checked the old
+        // password has ended the account's sessions already, before this one opened: read the
+        // account again, from the store that decides, and end this one too.
+        let current = try await users.user(id: user.id)
+        guard try await stillAccepted(current) else {
+            let reason: SessionEndReason = current == nil ? .accountDeleted : .passwordChange
+            _ = try await sessions.end(id: id, userID: user.id, reason: reason, now: clock.now())
+            throw IdentityError.invalidCredentials
+        }
         let access = try await tokens.issue(for: user.id, accountVersion: version, sessionID: id, issuedAt: now)
         return SignIn(access: access, refreshToken: refresh, sessionID: id)
     }

@@ -154,6 +154,26 @@ struct SessionTests {
         #expect(identity.sessions.session(id: pair.sessionID)?.isEnded == true, "ended by the refused refresh")
     }
 
+    @Test("a login that checked the old password while a password change committed opens no session that lives on")
+    func loginRacingPasswordChange() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, _) = try await signedIn(identity)
+        // The store answers the login's read with the account as it was, then the change commits.
+        let racing = PasswordChangedAfterRead(base: identity.store, newHash: try await identity.hasher.hash(try Password("a new horse battery")))
+        let service = try await TestIdentity.service(
+            users: racing, outbox: identity.store, revocations: identity.revocations, clock: identity.clock, sessions: identity.sessions
+        )
+        await #expect(throws: IdentityError.invalidCredentials) {
+            try await service.login(email: "ada@example.com", password: password, client: nil)
+        }
+        let open = try await identity.service.sessions(Principal(userID: user.id, tokenID: "x", issuedAt: Date(), expiresAt: Date()))
+        #expect(open.count == 1, "only the session from before; the racing login's was ended")
+        #expect(await identity.store.pending(limit: 20).contains { entry in
+            if case .sessionEnded(_, _, .passwordChange) = entry.event.payload { return true }
+            return false
+        })
+    }
+
     @Test("deleting the account ends every session")
     func deletion() async throws {
         let identity = try await TestIdentity.make()
@@ -241,5 +261,38 @@ struct SessionTests {
         await #expect(throws: IdentityError.refreshTokenRefused, "past 90 days since the login") {
             try await identity.service.refresh(pair.refreshToken, client: nil)
         }
+    }
+}
+
+/// A user store where a password change commits between a login's read by email and any later
+/// read: the race a login can lose to a password change.
+actor PasswordChangedAfterRead: UserRepository {
+    let base: InMemoryUserStore
+    let newHash: String
+    private var changed = false
+
+    init(base: InMemoryUserStore, newHash: String) {
+        self.base = base
+        self.newHash = newHash
+    }
+
+    func user(email: Email) async throws -> User? {
+        let user = await base.user(email: email)
+        if let user, !changed {
+            changed = true
+            var next = user
+            _ = next.apply(name: nil, email: nil, passwordHash: newHash, at: Date())
+            try await base.update(next, expectedVersion: user.version, events: [])
+        }
+        return user
+    }
+
+    func user(id: UserID) async throws -> User? { await base.user(id: id) }
+    func insert(_ user: User, events: [IdentityEvent]) async throws { try await base.insert(user, events: events) }
+    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations)
+    }
+    func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
+        try await base.delete(id: id, events: events, revocations: revocations)
     }
 }
