@@ -20,9 +20,9 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
     public init() {}
 
     public func makeToken(for session: SessionID) -> String {
-        let id = withUnsafeBytes(of: session.uuid.uuid) { Data($0) }
-        let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        return Self.base64URL(id) + Self.base64URL(secret)
+        let id = withUnsafeBytes(of: session.uuid.uuid) { Array($0) }
+        let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        return Base64URL.encode(id) + Base64URL.encode(secret)
     }
 
     public func parse(_ token: String) -> RefreshTokenParts? {
@@ -48,22 +48,16 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
     }
 
     /// The session and the 48 bytes of a well-formed token: exactly 65 base64url characters,
-    /// each part in its one canonical spelling.
+    /// each part in its one canonical spelling (read byte by byte: every refresh does this).
     static func tokenBytes(_ token: String) -> (SessionID, Data)? {
-        guard token.utf8.count == tokenLength else { return nil }
-        let split = token.index(token.startIndex, offsetBy: 22)
-        guard let id = decode(token[..<split], count: 16), let secret = decode(token[split...], count: 32) else { return nil }
+        let utf8 = token.utf8
+        guard utf8.count == tokenLength else { return nil }
+        let split = utf8.index(utf8.startIndex, offsetBy: 22)
+        guard let id = Base64URL.decode(utf8[..<split]), id.count == 16,
+              let secret = Base64URL.decode(utf8[split...]), secret.count == 32
+        else { return nil }
         let uuid = id.withUnsafeBytes { $0.loadUnaligned(as: uuid_t.self) }
-        return (SessionID(UUID(uuid: uuid)), id + secret)
-    }
-
-    private static func decode(_ part: Substring, count: Int) -> Data? {
-        guard part.utf8.allSatisfy(isBase64URL) else { return nil }
-        var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
-        // Only the canonical spelling: the unused low bits of the last character must be 0.
-        guard let bytes = Data(base64Encoded: base64), bytes.count == count, base64URL(bytes) == part else { return nil }
-        return bytes
+        return (SessionID(UUID(uuid: uuid)), Data(id + secret))
     }
 
     private static func sealingKey(_ token: String) -> SymmetricKey? {
@@ -71,21 +65,6 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
         return HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: bytes), info: Data("identity refresh token sealing v1".utf8), outputByteCount: 32
         )
-    }
-
-    private static func isBase64URL(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "_"):
-            true
-        default:
-            false
-        }
-    }
-
-    private static func base64URL(_ data: Data) -> String {
-        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }
 
