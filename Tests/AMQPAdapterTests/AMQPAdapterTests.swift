@@ -149,7 +149,9 @@ struct AMQPAdapterTests {
 
     @Test("with no worker, a command times out with BackendUnavailable and expires from the queue")
     func noWorker() async throws {
-        let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .milliseconds(300))
+        // Long enough that a loaded machine publishes the command before its caller gives up
+        // (a command never published has nothing to expire, and this test would see no dead letter).
+        let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .seconds(1))
         let link = broker(settings)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
