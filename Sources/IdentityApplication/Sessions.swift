@@ -184,10 +184,9 @@ struct SessionHandler: Sendable {
 
     /// Refuses every access token of `session`, on every instance, for as long as any may live.
     private func revoke(_ session: Session, now: Date) async throws {
-        let revocation = Revocation.session(session.id, userID: session.userID, until: tokens.cutoffExpiry(madeAt: now))
-        guard case .token(let key, let userID, let until) = revocation else { return }
-        try await revocations.revoke(jti: key, userID: userID, until: until)
-        await revocations.committed([revocation])
+        let until = tokens.cutoffExpiry(madeAt: now)
+        try await revocations.revoke(jti: Revocation.sessionKey(session.id), userID: session.userID, until: until)
+        await revocations.committed([.session(session.id, userID: session.userID, until: until)])
     }
 
     /// A refused refresh, counted like a failed login for the client address: a throttled

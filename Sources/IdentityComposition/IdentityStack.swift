@@ -35,7 +35,7 @@ public struct IdentityStack: Sendable {
     /// The background work, to run beside the server.
     public let services: [any Service]
     /// One line for the start-up log: stores, transport, hasher, token algorithm; no secret.
-    public let summary: String
+    public private(set) var summary: String
     private let stores: IdentityStores
     private let schema: SchemaPolicy
 
@@ -54,9 +54,8 @@ public struct IdentityStack: Sendable {
             clock: configuration.clock, ids: configuration.ids, logger: configuration.logger, metrics: configuration.metrics,
             purgeInterval: configuration.purgeInterval, schema: configuration.schema
         )
-        stack = stack.described(
-            "hasher=argon2id(\(configuration.argon2),queue=\(configuration.hashQueueLimit)) tokens=\(configuration.tokens.algorithm.rawValue)"
-        )
+        stack.summary += " hasher=argon2id(\(configuration.argon2),queue=\(configuration.hashQueueLimit))"
+            + " tokens=\(configuration.tokens.algorithm.rawValue)"
         return stack
     }
 
@@ -128,12 +127,5 @@ public struct IdentityStack: Sendable {
     public func prepare() async throws {
         try await stores.prepare(schema)
         try await service.warmUp()
-    }
-
-    private func described(_ more: String) -> IdentityStack {
-        IdentityStack(
-            service: service, commandHandler: commandHandler, readiness: readiness, services: services,
-            summary: "\(summary) \(more)", stores: stores, schema: schema
-        )
     }
 }

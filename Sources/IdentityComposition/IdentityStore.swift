@@ -97,43 +97,21 @@ extension IdentityStores {
 
 #if PostgreSQL
 extension IdentityStores {
-    /// How the PostgreSQL stores reach the database.
-    enum PostgresSource {
-        case pool(PostgresConnectionPool)
-        case client(PostgresClient)
-    }
-
     /// How long applied-command records are kept: far longer than any redelivery.
     static let appliedCommandsKept: TimeInterval = 7 * 86_400
 
     /// The PostgreSQL stores; revocations are checked through a cache kept current by the
     /// database's numbered announcements (`PostgresRevocationCache`, one of the `services`).
     static func postgres(
-        source: PostgresSource, listeningWith postgres: PostgresConfiguration, timeout: Duration, configuration: IdentityConfiguration
+        source: PostgresConnectionSource, listeningWith postgres: PostgresConfiguration, timeout: Duration, configuration: IdentityConfiguration
     ) throws -> IdentityStores {
         let logger = configuration.logger
-        let store: PostgresUserStore
-        let base: PostgresRevocationStore
-        let throttle: PostgresLoginThrottle
-        let sessions: PostgresSessionStore
-        let migrator: PostgresMigrator
-        let health: PostgresHealthCheck
-        switch source {
-        case .pool(let pool):
-            store = PostgresUserStore(pool: pool, timeout: timeout, logger: logger)
-            base = PostgresRevocationStore(pool: pool, timeout: timeout, logger: logger)
-            throttle = PostgresLoginThrottle(pool: pool, limits: configuration.throttle, timeout: timeout, logger: logger)
-            sessions = PostgresSessionStore(pool: pool, configuration: configuration.sessions, timeout: timeout, logger: logger)
-            migrator = try PostgresMigrator(pool: pool, logger: logger)
-            health = PostgresHealthCheck(pool: pool)
-        case .client(let client):
-            store = PostgresUserStore(client: client, timeout: timeout, logger: logger)
-            base = PostgresRevocationStore(client: client, timeout: timeout, logger: logger)
-            throttle = PostgresLoginThrottle(client: client, limits: configuration.throttle, timeout: timeout, logger: logger)
-            sessions = PostgresSessionStore(client: client, configuration: configuration.sessions, timeout: timeout, logger: logger)
-            migrator = try PostgresMigrator(client: client, logger: logger)
-            health = PostgresHealthCheck(client: client)
-        }
+        let store = PostgresUserStore(source: source, timeout: timeout, logger: logger)
+        let base = PostgresRevocationStore(source: source, timeout: timeout, logger: logger)
+        let throttle = PostgresLoginThrottle(source: source, limits: configuration.throttle, timeout: timeout, logger: logger)
+        let sessions = PostgresSessionStore(source: source, configuration: configuration.sessions, timeout: timeout, logger: logger)
+        let migrator = try PostgresMigrator(source: source, logger: logger)
+        let health = PostgresHealthCheck(source: source)
         let cache = PostgresRevocationCache(
             base: base, listeningWith: postgres, logger: logger, metrics: configuration.metricsFactory
         )

@@ -1,7 +1,7 @@
 import IdentityDomain
 import IdentityPorts
 import Logging
-import PostgresNIO
+public import PostgresNIO
 import IdentityAdapterSupport
 
 /// A PostgreSQL failure that is neither an outage nor a business rule: a bug or a schema
@@ -79,9 +79,12 @@ enum PostgresErrors {
 }
 
 /// Where a store gets its connections: a `PostgresClient` the host or embedder runs, or our
-/// own `PostgresConnectionPool`.
-enum PostgresConnectionSource: Sendable {
+/// own `PostgresConnectionPool`. Every store takes one (`init(source:…)`), so a composition
+/// names it once for all of them.
+public enum PostgresConnectionSource: Sendable {
+    /// A client the host runs (`client.run()` or as a service).
     case client(PostgresClient)
+    /// Our own fixed pool, which the host runs as a service.
     case pool(PostgresConnectionPool)
 
     /// Runs `body` with a connection of the source, which takes it back afterwards.

@@ -18,14 +18,20 @@ public struct PostgresLoginThrottle: LoginThrottle {
     /// Creates the throttle on `client` with `limits`.
     public init(client: PostgresClient, limits: LoginThrottleConfiguration = LoginThrottleConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
-        self.limits = limits
+        self.init(source: .client(client), limits: limits, timeout: timeout, logger: logger)
     }
 
     /// Creates the throttle on `pool` (which the host runs) with `limits`.
     public init(pool: PostgresConnectionPool, limits: LoginThrottleConfiguration = LoginThrottleConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
+        self.init(source: .pool(pool), limits: limits, timeout: timeout, logger: logger)
+    }
+
+    /// Creates the throttle on `source` with `limits`; an operation not done within `timeout`
+    /// fails with `BackendUnavailable`.
+    public init(source: PostgresConnectionSource, limits: LoginThrottleConfiguration = LoginThrottleConfiguration(),
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: source, timeout: timeout, logger: logger)
         self.limits = limits
     }
 

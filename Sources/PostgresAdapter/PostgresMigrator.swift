@@ -129,14 +129,17 @@ public struct PostgresMigrator: Sendable {
 
     /// Creates a migrator with the shipped migrations (or `migrations`, for tests).
     public init(client: PostgresClient, migrations: [Migration]? = nil, logger: Logger = Logger(label: "identity.migrate")) throws {
-        self.source = .client(client)
-        self.logger = logger
-        self.migrations = try migrations ?? Self.shipped()
+        try self.init(source: .client(client), migrations: migrations, logger: logger)
     }
 
     /// Creates a migrator on `pool` with the shipped migrations (or `migrations`, for tests).
     public init(pool: PostgresConnectionPool, migrations: [Migration]? = nil, logger: Logger = Logger(label: "identity.migrate")) throws {
-        self.source = .pool(pool)
+        try self.init(source: .pool(pool), migrations: migrations, logger: logger)
+    }
+
+    /// A migrator on `source`, with the shipped migrations unless `migrations` are given.
+    public init(source: PostgresConnectionSource, migrations: [Migration]? = nil, logger: Logger = Logger(label: "identity.migrate")) throws {
+        self.source = source
         self.logger = logger
         self.migrations = try migrations ?? Self.shipped()
     }

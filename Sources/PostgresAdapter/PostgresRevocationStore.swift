@@ -18,13 +18,19 @@ public struct PostgresRevocationStore: RevocationSnapshotting {
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+        self.init(source: .client(client), timeout: timeout, logger: logger)
     }
 
     /// Creates the store on `pool` (which the host runs); an operation not done within
     /// `timeout` fails with `BackendUnavailable`.
     public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
+        self.init(source: .pool(pool), timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `source`; an operation not done within `timeout` fails with
+    /// `BackendUnavailable`.
+    public init(source: PostgresConnectionSource, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: source, timeout: timeout, logger: logger)
     }
 
     public func revoke(jti: String, userID: UserID, until: Date) async throws {
@@ -179,6 +185,11 @@ public struct PostgresHealthCheck: HealthCheck {
     /// Creates the check on `pool`.
     public init(pool: PostgresConnectionPool) {
         self.source = .pool(pool)
+    }
+
+    /// Checks the database behind `source`.
+    public init(source: PostgresConnectionSource) {
+        self.source = source
     }
 
     public func checkHealth() async throws {

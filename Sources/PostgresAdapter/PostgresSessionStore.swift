@@ -29,15 +29,21 @@ public struct PostgresSessionStore: SessionStore {
     /// `timeout` fails with `BackendUnavailable`.
     public init(client: PostgresClient, configuration: SessionConfiguration = SessionConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
-        self.configuration = configuration
+        self.init(source: .client(client), configuration: configuration, timeout: timeout, logger: logger)
     }
 
     /// Creates the store on `pool` (which the host runs) with `configuration`; an operation not
     /// done within `timeout` fails with `BackendUnavailable`.
     public init(pool: PostgresConnectionPool, configuration: SessionConfiguration = SessionConfiguration(),
                 timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
+        self.init(source: .pool(pool), configuration: configuration, timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `source` with `configuration`; an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(source: PostgresConnectionSource, configuration: SessionConfiguration = SessionConfiguration(),
+                timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: source, timeout: timeout, logger: logger)
         self.configuration = configuration
     }
 

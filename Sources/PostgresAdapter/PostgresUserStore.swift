@@ -16,13 +16,19 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     /// Creates the store on `client`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
     public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .client(client), timeout: timeout, logger: logger)
+        self.init(source: .client(client), timeout: timeout, logger: logger)
     }
 
     /// Creates the store on `pool` (which the host runs); an operation not done within
     /// `timeout` fails with `BackendUnavailable`.
     public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.session = PostgresSession(source: .pool(pool), timeout: timeout, logger: logger)
+        self.init(source: .pool(pool), timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `source`; an operation not done within `timeout` fails with
+    /// `BackendUnavailable`.
+    public init(source: PostgresConnectionSource, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.session = PostgresSession(source: source, timeout: timeout, logger: logger)
     }
 
     public func user(id: UserID) async throws -> User? {
