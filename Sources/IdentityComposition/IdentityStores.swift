@@ -23,6 +23,8 @@ public struct IdentityStores: Sendable {
     public var sessions: any SessionStore
     /// The lifetimes `sessions` was made with.
     public var sessionConfiguration: SessionConfiguration
+    /// The signing key pairs (ES256, EdDSA), shared by every instance that shares `users`.
+    public var signingKeys: any SigningKeyStore
     /// Expired rows to delete now and then (`ExpiryPurge`).
     public var purges: [ExpiryPurge.PurgeTask]
     /// Keeps the newest `keeping` unpublished events, for a deployment that relays none; nil
@@ -39,10 +41,12 @@ public struct IdentityStores: Sendable {
     /// One line for the start-up log, with no secret in it.
     public var summary: String
 
-    /// Bundles stores of your own; by default nothing is purged, run or checked.
+    /// Bundles stores of your own; by default nothing is purged, run or checked, and signing
+    /// keys are kept in memory.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, throttle: any LoginThrottle,
-        sessions: any SessionStore, sessionConfiguration: SessionConfiguration = SessionConfiguration(), purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
+        sessions: any SessionStore, sessionConfiguration: SessionConfiguration = SessionConfiguration(),
+        signingKeys: (any SigningKeyStore)? = nil, purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
         services: [any Service] = [], readiness: [any HealthCheck] = [],
         prepare: @escaping @Sendable (SchemaPolicy) async throws -> Void = { _ in }, isShared: Bool = false, summary: String = "custom"
     ) {
@@ -52,6 +56,7 @@ public struct IdentityStores: Sendable {
         self.throttle = throttle
         self.sessions = sessions
         self.sessionConfiguration = sessionConfiguration
+        self.signingKeys = signingKeys ?? InMemorySigningKeyStore()
         self.purges = purges
         self.trimOutbox = trimOutbox
         self.services = services
