@@ -60,7 +60,9 @@ struct Keys: AsyncParsableCommand {
 
     /// RFC 3339 in UTC, to the second.
     static func time(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
     }
 
     /// Runs `body` on the configured stack once it is prepared (the schema current, the keys

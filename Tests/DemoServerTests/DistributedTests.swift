@@ -59,6 +59,25 @@ struct DistributedTests {
         return try #require(reply.json["access_token"] as? String, "login on \(base): \(reply.status)")
     }
 
+    @Test("ES256 in distributed mode: the nodes and the worker share one key pair; a token of either node names it, both publish it, the other verifies it")
+    func keyPairs() async throws {
+        let postgres = try await PrivatePostgres()
+        defer { postgres.destroy() }
+        let broker = try await TestRabbitMQ.virtualHost("identity-e2e-keys")
+        let env = try await migrated(postgres, broker, [
+            "JWT_ALGORITHM": "ES256", "JWT_SECRET": "", "JWT_KEY_ENCRYPTION_KEY": "distributed-key-encryption-key-0123456789",
+        ])
+        let nodes = try await cluster(env)
+        defer { nodes.stop() }
+        #expect(nodes.a.log.contains("tokens=ES256(rotation=30d)"), "\(nodes.a.log)")
+        let kid = try await checkKeyPairSigning(nodes.baseA, algorithm: "ES256", email: "grace@example.com")
+        #expect(try await publishedKids(nodes.baseB) == [kid], "one key for the whole deployment")
+        let token = try await login(nodes.baseB, "grace@example.com")
+        #expect(try tokenHeader(token)["kid"] as? String == kid)
+        #expect(try await call("GET", "\(nodes.baseA)/users/me", token: token).status == 200, "B's token verifies on A")
+        #expect(try await call("GET", "\(nodes.baseB)/users/me", token: try withKid("unknown", token)).status == 401)
+    }
+
     @Test("two HTTP nodes and a worker: register on A, read on B, logout on A refused on B; events reach a pika consumer; poison goes to the DLQ")
     func twoNodesAndAWorker() async throws {
         let postgres = try await PrivatePostgres()

@@ -103,3 +103,97 @@ struct KeyPairEndToEndTests {
         }
     }
 }
+
+@Suite("DemoServer keys on a durable store (contract §10)", .serialized)
+struct KeyCommandsEndToEndTests {
+    static let kek = "end-to-end-key-encryption-key-0123456789"
+
+    /// The rows of `keys list` under its header, as columns.
+    static func rows(_ output: String) -> [[String]] {
+        let lines = output.split(separator: "\n").map(String.init)
+        guard let header = lines.firstIndex(where: { $0.hasPrefix("KID") }) else { return [] }
+        return lines[(header + 1)...].map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+    }
+
+    @Test("SQLite: keys list shows the first key, keys rotate adds one published 600 s ahead, a server publishes both; a wrong key-encryption key stops everything with one line and writes nothing")
+    func sqlite() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("identity-keys-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("identity.sqlite").path
+        let env = KeyPairEndToEndTests.environment("ES256").merging(["IDENTITY_SQLITE_PATH": path, "JWT_KEY_ENCRYPTION_KEY": Self.kek]) { $1 }
+
+        let first = try await runDemoServer(["keys", "list"], environment: env)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.output.contains("KID") && first.output.contains("PUBLISHED-UNTIL"), "\(first.output)")
+        let initial = Self.rows(first.output)
+        #expect(initial.count == 1 && initial.first?[1] == "ES256" && initial.first?[2] == "active", "the first start made a key: \(first.output)")
+
+        let rotated = try await runDemoServer(["keys", "rotate"], environment: env)
+        #expect(rotated.status == 0, "\(rotated.output)")
+        #expect(rotated.output.contains("created ") && rotated.output.contains("published now, signs from"), "\(rotated.output)")
+        let listed = try await runDemoServer(["keys", "list"], environment: env)
+        let rows = Self.rows(listed.output)
+        #expect(rows.map { $0[2] } == ["active", "next"], "\(listed.output)")
+        if rows.count == 2 {
+            let formatter = ISO8601DateFormatter()
+            let created = try #require(formatter.date(from: rows[1][3]))
+            let activates = try #require(formatter.date(from: rows[1][4]))
+            #expect(activates.timeIntervalSince(created) >= 600, "published at least 600 s before it signs")
+            #expect(rows[0][5] == "-" && rows[0][6] == "-", "the active key is not retired yet")
+        }
+        let again = try await runDemoServer(["keys", "rotate"], environment: env)
+        #expect(again.status == 0 && again.output.contains("no key made"), "one key waits at a time: \(again.output)")
+
+        let server = try ServerProcess(environment: env)
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
+        let kid = try await checkKeyPairSigning(base, algorithm: "ES256")
+        #expect(kid == initial.first?[0], "the active key signs during the new one's lead")
+        #expect(try await publishedKids(base) == rows.map { $0[0] }, "both published")
+        server.stop()
+
+        var wrong = env
+        wrong["JWT_KEY_ENCRYPTION_KEY"] = "another-key-encryption-key-0123456789"
+        for command in [["serve"], ["keys", "rotate"], ["keys", "list"]] {
+            let (status, output) = try await runDemoServer(command, environment: wrong)
+            #expect(status == 78, "\(command): \(output)")
+            let lines = output.split(separator: "\n").filter { !$0.contains(" notice ") && !$0.contains(" info ") }
+            #expect(lines.count == 1 && lines.first?.hasPrefix("invalid configuration: the stored signing key") == true, "\(command): \(output)")
+            #expect(!output.contains("another-key-encryption-key"))
+        }
+        #expect(Self.rows(try await runDemoServer(["keys", "list"], environment: env).output).count == 2, "nothing was written")
+    }
+}
+
+@Suite("DemoServer with key pairs on PostgreSQL (contract §10)", .serialized, .enabled(if: PrivatePostgres.isAvailable, PrivatePostgres.skipReason))
+struct KeyPairPostgresEndToEndTests {
+    @Test("two EdDSA servers on one PostgreSQL: one key for both; keys rotate while they run, and both publish the new key without a restart")
+    func twoServers() async throws {
+        let postgres = try await PrivatePostgres()
+        defer { postgres.destroy() }
+        let env = KeyPairEndToEndTests.environment("EdDSA").merging(postgres.environment) { $1 }
+            .merging(["JWT_KEY_ENCRYPTION_KEY": KeyCommandsEndToEndTests.kek]) { $1 }
+        #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
+        let a = try ServerProcess(environment: env)
+        defer { a.stop() }
+        let baseA = "http://127.0.0.1:\(try #require(await a.port(), "\(a.log)"))"
+        let b = try ServerProcess(environment: env)
+        defer { b.stop() }
+        let baseB = "http://127.0.0.1:\(try #require(await b.port(), "\(b.log)"))"
+        let kid = try await checkKeyPairSigning(baseA, algorithm: "EdDSA")
+        #expect(try await publishedKids(baseB) == [kid], "the second start found the first's key")
+        let token = try await registerAndLogin(baseB, email: "bob@example.com").token
+        #expect(try tokenHeader(token)["kid"] as? String == kid)
+        #expect(try await call("GET", "\(baseA)/users/me", token: token).status == 200, "B's token on A")
+
+        let rotated = try await runDemoServer(["keys", "rotate"], environment: env)
+        #expect(rotated.status == 0, "\(rotated.output)")
+        let kids = KeyCommandsEndToEndTests.rows(try await runDemoServer(["keys", "list"], environment: env).output).map { $0[0] }
+        #expect(kids.count == 2 && kids.first == kid, "\(kids)")
+        // Each server re-reads the keys at least once a minute (its background round).
+        for base in [baseA, baseB] {
+            #expect(await eventually(within: 150) { (try? await publishedKids(base)) == kids }, "\(base) publishes the new key without a restart")
+        }
+        #expect(try await call("GET", "\(baseB)/users/me", token: token).status == 200, "tokens signed before the rotation still verify")
+    }
+}

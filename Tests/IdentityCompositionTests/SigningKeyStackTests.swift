@@ -160,6 +160,41 @@ struct SigningKeyStackTests {
         try await Self.rotation(a, b, clock: clock)
     }
 
+    @Test(
+        "two instances on one PostgreSQL across a rotation, one manual clock: no token of either is refused by either; the old key leaves after its last token",
+        .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason)
+    )
+    func rotationAcrossInstancesOnPostgres() async throws {
+        try await TestDatabase.with { _, name in
+            let clock = ManualClock()
+            let a = try await IdentityStack.make(store: .postgres(IdentityStackTests.postgres(name)), configuration: Self.configuration(clock: clock, migrate: true))
+            let b = try await IdentityStack.make(store: .postgres(IdentityStackTests.postgres(name)), configuration: Self.configuration(clock: clock, migrate: true))
+            try await IdentityStackTests.running(a.services + b.services) {
+                try await Self.rotation(a, b, clock: clock)
+            }
+        }
+    }
+
+    @Test(
+        "PostgreSQL: a second instance with another key-encryption key stops at prepare() and writes nothing",
+        .enabled(if: TestDatabase.isConfigured, TestDatabase.skipReason)
+    )
+    func wrongKEKOnPostgres() async throws {
+        try await TestDatabase.with { _, name in
+            let a = try await IdentityStack.make(store: .postgres(IdentityStackTests.postgres(name)), configuration: Self.configuration(migrate: true))
+            let b = try await IdentityStack.make(
+                store: .postgres(IdentityStackTests.postgres(name)), configuration: Self.configuration(kek: Self.otherKEK, migrate: true)
+            )
+            try await IdentityStackTests.running(a.services + b.services) {
+                try await a.prepare()
+                let before = try await a.signingKeyRecords()
+                await #expect(throws: SigningKeyError.cannotOpen(kid: before[0].kid)) { try await b.prepare() }
+                await #expect(throws: SigningKeyError.self) { try await b.rotateSigningKeys() }
+                #expect(try await a.signingKeyRecords() == before)
+            }
+        }
+    }
+
     /// The key test of contract §10: `a` and `b` share one store and `clock`; `a` rotates.
     static func rotation(_ a: IdentityStack, _ b: IdentityStack, clock: ManualClock) async throws {
         try await a.prepare()
