@@ -65,3 +65,14 @@ public enum AMQPTopology {
     /// Redeliveries a command may have: the fifth delivery of a failing command is its last.
     public static let deliveryLimit = 4
 }
+
+extension AMQPConfiguration: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The settings with the password redacted: what `"\(settings)"` or a log line shows.
+    public var description: String {
+        "AMQPConfiguration(\(summary)/\(virtualHost), password: <redacted>, heartbeat: \(heartbeatSeconds) s, "
+            + "connectTimeout: \(connectTimeout), commandTimeout: \(commandTimeout))"
+    }
+
+    /// The same as `description`: `String(reflecting:)` never shows the password.
+    public var debugDescription: String { description }
+}

@@ -98,3 +98,14 @@ extension PostgresConfiguration {
         }
     }
 }
+
+extension PostgresConfiguration: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The settings with the password redacted: what `"\(settings)"` or a log line shows.
+    public var description: String {
+        "PostgresConfiguration(\(username)@\(summary), password: \(password == nil ? "none" : "<redacted>"), "
+            + "poolSize: \(poolSize), tls: \(tls.rawValue))"
+    }
+
+    /// The same as `description`: `String(reflecting:)` and `dump`-like output never show the password.
+    public var debugDescription: String { description }
+}

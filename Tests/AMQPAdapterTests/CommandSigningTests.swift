@@ -123,3 +123,15 @@ struct CommandSigningTests {
         #expect(AMQPCommandWorker.loggable(nil) == "(none)")
     }
 }
+
+@Suite("AMQP settings")
+struct AMQPSettingsTests {
+    @Test("the settings print without their password, however they are printed")
+    func redacted() {
+        let settings = AMQPConfiguration(host: "broker", username: "identity", password: "s3cret-amqp-password", virtualHost: "ids")
+        for text in ["\(settings)", String(reflecting: settings), String(describing: settings)] {
+            #expect(!text.contains("s3cret-amqp-password"), "\(text)")
+            #expect(text.contains("amqp://identity@broker:5672/ids") && text.contains("<redacted>"), "\(text)")
+        }
+    }
+}

@@ -7,6 +7,16 @@ import Testing
 
 @Suite("PostgreSQL client configuration")
 struct ClientConfigurationTests {
+    @Test("the settings print without their password, however they are printed")
+    func redacted() {
+        let settings = PostgresConfiguration(host: "db", username: "identity", password: "s3cret-pg-password", database: "ids")
+        for text in ["\(settings)", String(reflecting: settings), String(describing: settings)] {
+            #expect(!text.contains("s3cret-pg-password"), "\(text)")
+            #expect(text.contains("identity@db:5432/ids") && text.contains("<redacted>"), "\(text)")
+        }
+        #expect("\(PostgresConfiguration(host: "db"))".contains("password: none"))
+    }
+
     @Test("the pool keeps every connection open and schedules no keep-alive: no timer per request")
     func noTimerPerRequest() {
         let options = PostgresConfiguration(host: "db", poolSize: 12).clientConfiguration.options

@@ -63,7 +63,11 @@ struct RevocationCacheFaultTests {
         #expect(await eventually(within: 60) { cache.isSynchronised && cache.count == 1 },
                 "synchronised again, holding the revocation (synchronised: \(cache.isSynchronised), \(cache.count) held)")
         try await caches.client.query("DELETE FROM identity_revoked_tokens")
-        #expect(try await cache.isRevoked(jti: "meanwhile", userID: user, accountVersion: 1), "answered from memory")
+        // The rows are gone, so only memory can say yes. On a loaded machine a late heartbeat
+        // may send the cache to the database for a moment (short silence limit here, for the
+        // pause): it answers from memory again once the next heartbeat arrives.
+        #expect(await eventually(within: 30) { (try? await cache.isRevoked(jti: "meanwhile", userID: user, accountVersion: 1)) ?? false },
+                "answered from memory")
     }
 
     @Test("a paused link (up, silent): answers come from the database within about a second; after resume the cache holds what it missed")
