@@ -68,6 +68,10 @@ extension ConfigurationVariable {
         "JWT_KEY_ROTATION_DAYS", default: "30",
         "with ES256 or EdDSA: a new signing key every this many days (published 600 s before it signs)"
     )
+    static let jwtKeyCheckSeconds = Self(
+        "JWT_KEY_CHECK_SECONDS", default: "60",
+        "with ES256 or EdDSA: how often each instance runs the rotation and reads the keys again (1-300 s; well inside the 600 s lead)"
+    )
     static let publicBaseURL = Self(
         "PUBLIC_BASE_URL", note: "none: each request's Host",
         "absolute http(s) URL clients reach the service at, for the URLs of /.well-known/openid-configuration"
@@ -177,7 +181,7 @@ extension ConfigurationVariable {
     /// Every variable, in the order `--help` and `DemoServer config` list them.
     static let all: [ConfigurationVariable] = [
         host, port, logLevel,
-        jwtSecret, jwtAlgorithm, jwtKeyEncryptionKey, jwtKeyRotationDays, jwtExpireMinutes, jwtIssuer, jwtAudience, publicBaseURL,
+        jwtSecret, jwtAlgorithm, jwtKeyEncryptionKey, jwtKeyRotationDays, jwtKeyCheckSeconds, jwtExpireMinutes, jwtIssuer, jwtAudience, publicBaseURL,
         loginMaxFailures, loginFailureWindowSeconds, loginMaxFailuresPerClient, refreshIdleDays, sessionMaxDays, trustedProxies,
         argon2MemoryKiB, argon2Iterations, argon2Parallelism, hashQueueLimit,
         postgresHost, postgresPort, postgresUser, postgresPassword, postgresDB, postgresPoolSize, postgresTLS,

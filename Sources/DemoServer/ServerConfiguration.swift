@@ -58,6 +58,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         let audience = try reader.required(Variable.jwtAudience, expected: "text") { $0 }
         let keyEncryptionKey = try reader.string(Variable.jwtKeyEncryptionKey)
         let rotationDays = try reader.integer(Variable.jwtKeyRotationDays, in: 1...3_650)
+        let checkSeconds = try reader.integer(Variable.jwtKeyCheckSeconds, in: 1...300)
         publicBaseURL = try reader.read(
             Variable.publicBaseURL, expected: "an absolute http or https URL without credentials, query or fragment", Self.baseURL
         )
@@ -121,7 +122,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         }
 
         keyPairs = try Self.keyPairs(
-            algorithm: algorithm, keyEncryptionKey: keyEncryptionKey, rotationDays: rotationDays, tokens: tokens,
+            algorithm: algorithm, keyEncryptionKey: keyEncryptionKey, rotationDays: rotationDays, checkSeconds: checkSeconds, tokens: tokens,
             inMemory: postgres == nil && sqlitePath == ":memory:"
         )
 
@@ -161,11 +162,12 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
-    /// `JWT_KEY_ENCRYPTION_KEY` and `JWT_KEY_ROTATION_DAYS` as the composition takes them: nil
+    /// `JWT_KEY_ENCRYPTION_KEY`, `JWT_KEY_ROTATION_DAYS` and `JWT_KEY_CHECK_SECONDS` as the composition takes them: nil
     /// with an HMAC algorithm (a key given is still checked); required with ES256 or EdDSA
     /// unless the store is in memory, where a random key seals keys that end with the process.
     private static func keyPairs(
-        algorithm: JWTAlgorithm, keyEncryptionKey secret: String?, rotationDays: Int, tokens: TokenConfiguration, inMemory: Bool
+        algorithm: JWTAlgorithm, keyEncryptionKey secret: String?, rotationDays: Int, checkSeconds: Int, tokens: TokenConfiguration,
+        inMemory: Bool
     ) throws -> KeyPairSigning? {
         let key: KeyEncryptionKey
         do {
@@ -190,7 +192,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         } catch {
             throw ConfigurationError("JWT_KEY_ROTATION_DAYS=\(rotationDays): \(error) (JWT_EXPIRE_MINUTES=\(Int(tokens.lifetime / 60)))")
         }
-        return KeyPairSigning(keyEncryptionKey: key, rotationInterval: interval)
+        return KeyPairSigning(keyEncryptionKey: key, rotationInterval: interval, checkInterval: .seconds(checkSeconds))
     }
 
     /// `PUBLIC_BASE_URL`: an absolute http(s) URL with a host, and no credentials, query or

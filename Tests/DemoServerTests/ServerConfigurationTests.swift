@@ -32,7 +32,8 @@ struct ServerConfigurationTests {
         ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ",short"), ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ","),
         ("JWT_KEY_ENCRYPTION_KEY", "too-short-key"), ("JWT_KEY_ENCRYPTION_KEY", String(repeating: "k", count: 31)),
         ("JWT_KEY_ROTATION_DAYS", "0"), ("JWT_KEY_ROTATION_DAYS", "-30"), ("JWT_KEY_ROTATION_DAYS", "monthly"),
-        ("JWT_KEY_ROTATION_DAYS", "3651"), ("PUBLIC_BASE_URL", "id.example.com"), ("PUBLIC_BASE_URL", "ftp://id.example.com"),
+        ("JWT_KEY_ROTATION_DAYS", "3651"), ("JWT_KEY_CHECK_SECONDS", "0"), ("JWT_KEY_CHECK_SECONDS", "301"),
+        ("JWT_KEY_CHECK_SECONDS", "1m"), ("PUBLIC_BASE_URL", "id.example.com"), ("PUBLIC_BASE_URL", "ftp://id.example.com"),
         ("PUBLIC_BASE_URL", "https://id.example.com/?next=1"), ("PUBLIC_BASE_URL", "https://id.example.com/#top"),
         ("PUBLIC_BASE_URL", "https://user:pw@id.example.com"), ("PUBLIC_BASE_URL", "https://"), ("PUBLIC_BASE_URL", "/relative"),
     ]
@@ -129,9 +130,13 @@ struct ServerConfigurationTests {
             let inMemory = try configuration(["JWT_ALGORITHM": algorithm, "IDENTITY_SQLITE_PATH": ":memory:"])
             #expect(inMemory.tokens.algorithm.rawValue == algorithm && inMemory.tokens.signingKeys == nil)
             #expect(inMemory.keyPairs?.rotationInterval == TimeInterval(30 * 86_400))
+            #expect(inMemory.keyPairs?.checkInterval == .seconds(60), "JWT_KEY_CHECK_SECONDS' default")
             #expect(!inMemory.usesRandomJWTSecret, "no JWT_SECRET is used, so none is made")
-            let durable = try configuration(["JWT_ALGORITHM": algorithm, "JWT_KEY_ENCRYPTION_KEY": Self.kek, "JWT_KEY_ROTATION_DAYS": "7"])
+            let durable = try configuration([
+                "JWT_ALGORITHM": algorithm, "JWT_KEY_ENCRYPTION_KEY": Self.kek, "JWT_KEY_ROTATION_DAYS": "7", "JWT_KEY_CHECK_SECONDS": "5",
+            ])
             #expect(durable.keyPairs?.rotationInterval == TimeInterval(7 * 86_400))
+            #expect(durable.keyPairs?.checkInterval == .seconds(5))
         }
         #expect(try configuration([:]).keyPairs == nil, "HS256: no key pairs")
     }
