@@ -108,19 +108,21 @@ struct SessionHandler: Sendable {
     func refresh(_ token: String, client: String?) async throws -> SignIn {
         guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
         let now = clock.now()
-        guard let session = try await sessions.session(id: parts.sessionID), configuration.isOpen(session, at: now),
-              let user = try await users.user(id: session.userID)
+        // The session and its account's version in one read; a deleted account has none.
+        guard let found = try await sessions.sessionAndAccount(id: parts.sessionID), configuration.isOpen(found.session, at: now),
+              let accountVersion = found.accountVersion
         else { throw try await refused(client) }
+        let session = found.session
         // Ended by its revocation (an end whose second write failed), or cut off by a password
         // change or deletion since its last token.
         if try await revocations.isRevoked(
-            jti: Revocation.sessionKey(session.id), userID: user.id, accountVersion: session.accountVersion
+            jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
         ) {
-            _ = try? await sessions.end(id: session.id, userID: user.id, reason: .revoked, now: now)
+            _ = try? await sessions.end(id: session.id, userID: session.userID, reason: .revoked, now: now)
             throw try await refused(client)
         }
-        let version = Int64(user.version)
-        let access = try await tokens.issue(for: user.id, accountVersion: version, sessionID: session.id, issuedAt: now)
+        let version = Int64(accountVersion)
+        let access = try await tokens.issue(for: session.userID, accountVersion: version, sessionID: session.id, issuedAt: now)
         let next = refreshTokens.makeToken(for: session.id)
         guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
         let pair = SignIn(access: access, refreshToken: next, sessionID: session.id)

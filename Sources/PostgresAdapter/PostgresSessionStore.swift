@@ -21,6 +21,9 @@ import IdentityAdapterSupport
 /// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
 /// with its `session.started`, an end or a reuse with its `session.ended`. A rotation writes
 /// none and stays one statement.
+///
+/// A refresh reads the session with its account's version in one statement
+/// (`sessionAndAccount(id:)`, a join with `identity_users`).
 public struct PostgresSessionStore: SessionStore {
     private let session: PostgresSession
     private let configuration: SessionConfiguration
@@ -144,6 +147,25 @@ public struct PostgresSessionStore: SessionStore {
         }
     }
 
+    /// One statement: the session's row joined to its account's (`identity_users`, the account
+    /// store's table in the same database), if any.
+    public func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount? {
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.columns("s")), u.version FROM identity_sessions s
+                LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = \(id.uuid)
+                """,
+                logger: logger
+            )
+            for try await row in rows {
+                let cells = row.makeRandomAccess()
+                return SessionAndAccount(session: try Self.session(from: cells), accountVersion: try cells[Self.columnCount].decode(Int?.self))
+            }
+            return nil
+        }
+    }
+
     public func sessions(of userID: UserID, now: Date) async throws -> [Session] {
         let since = configuration.openSince(now: now)
         return try await session.run { connection, logger in
@@ -234,17 +256,25 @@ public struct PostgresSessionStore: SessionStore {
 
     private static func all(_ rows: PostgresRowSequence) async throws -> [Session] {
         var sessions: [Session] = []
-        for try await (id, user, created, lastUsed, userAgent, clientAddress, version, generation, digest, previous, rotatedAt, blob, endedAt, reason)
-            in rows.decode((UUID, UUID, Date, Date, String?, String?, Int64, Int64, Data, Data?, Date?, Data?, Date?, String?).self)
-        {
-            guard let digest = RefreshDigest(digest) else { throw PostgresStoreError(sqlState: nil) }
-            sessions.append(Session(
-                id: SessionID(id), userID: UserID(user), createdAt: created.roundedToMilliseconds, lastUsedAt: lastUsed.roundedToMilliseconds,
-                userAgent: userAgent, clientAddress: clientAddress, accountVersion: version, generation: generation, refreshDigest: digest,
-                previousDigest: previous.flatMap(RefreshDigest.init), rotatedAt: rotatedAt?.roundedToMilliseconds, graceBlob: blob,
-                endedAt: endedAt?.roundedToMilliseconds, endReason: reason.flatMap(SessionEndReason.init(rawValue:))
-            ))
-        }
+        for try await row in rows { sessions.append(try session(from: row.makeRandomAccess())) }
         return sessions
+    }
+
+    /// How many columns `columns` names.
+    private static let columnCount = 14
+
+    /// The session in the first `columnCount` columns of `row`, in the order of `columns`.
+    private static func session(from cells: PostgresRandomAccessRow) throws -> Session {
+        guard let digest = RefreshDigest(try cells[8].decode(Data.self)) else { throw PostgresStoreError(sqlState: nil) }
+        return Session(
+            id: SessionID(try cells[0].decode(UUID.self)), userID: UserID(try cells[1].decode(UUID.self)),
+            createdAt: try cells[2].decode(Date.self).roundedToMilliseconds, lastUsedAt: try cells[3].decode(Date.self).roundedToMilliseconds,
+            userAgent: try cells[4].decode(String?.self), clientAddress: try cells[5].decode(String?.self),
+            accountVersion: try cells[6].decode(Int64.self), generation: try cells[7].decode(Int64.self), refreshDigest: digest,
+            previousDigest: try cells[9].decode(Data?.self).flatMap(RefreshDigest.init),
+            rotatedAt: try cells[10].decode(Date?.self)?.roundedToMilliseconds, graceBlob: try cells[11].decode(Data?.self),
+            endedAt: try cells[12].decode(Date?.self)?.roundedToMilliseconds,
+            endReason: try cells[13].decode(String?.self).flatMap(SessionEndReason.init(rawValue:))
+        )
     }
 }
