@@ -5,25 +5,29 @@ public import Foundation
 import Logging
 import IdentityAdapterSupport
 
-/// Sessions and their refresh-token digests in PostgreSQL (migration 0006), shared by every
-/// instance.
+/// Sessions and their refresh-token digests in PostgreSQL (migrations 0006 and 0008), shared by
+/// every instance.
 ///
-/// A rotation is one statement, a compare-and-swap on the unique index of the current digest
-/// (`UPDATE identity_sessions … WHERE refresh_digest = <presented> … RETURNING`), which also
-/// records the replaced digest: of two refreshes with one token, on one instance or two, the
-/// second waits only for the first's statement, then finds the digest replaced and gets the
-/// grace (or a reuse). No lock outlives a statement. A digest that was not current is looked
-/// up among the replaced ones, and a reuse ends the session with one more conditional
+/// `identity_session_digests` holds every digest a session issued (its primary key keeps them
+/// unique), its current one and the newest replaced ones. A rotation is one statement, a
+/// compare-and-swap on the session's row: `UPDATE identity_sessions … WHERE id = <the
+/// digest's session> AND refresh_digest = <presented> … RETURNING`, which also records the
+/// new digest. PostgreSQL checks the condition again on the row as it is once it holds the
+/// row's lock: of two refreshes with one token, on one instance or two, the second waits only
+/// for the first's statement, then finds the digest replaced and gets the grace (or a reuse).
+/// No lock outlives a statement, and no column a rotation changes is indexed, so the row's
+/// update stays on its page (HOT) and touches no index. A digest that was not current is
+/// looked up among the kept ones, and a reuse ends the session with one more conditional
 /// `UPDATE`; a digest once replaced never becomes current again, so nothing between the two
 /// statements can turn a reuse into something else.
+///
+/// A refresh reads the session with its account's version in one statement
+/// (`sessionAndAccount(id:)`, a join with `identity_users`).
 ///
 /// Every change writes its events into `identity_outbox`, the account store's outbox
 /// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
 /// with its `session.started`, an end or a reuse with its `session.ended`. A rotation writes
 /// none and stays one statement.
-///
-/// A refresh reads the session with its account's version in one statement
-/// (`sessionAndAccount(id:)`, a join with `identity_users`).
 public struct PostgresSessionStore: SessionStore {
     private let session: PostgresSession
     private let configuration: SessionConfiguration
@@ -53,21 +57,23 @@ public struct PostgresSessionStore: SessionStore {
     public func open(_ opened: Session) async throws {
         try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
-                let rows = try await connection.query(
+                // A digest issued before (in any session) or a taken id breaks a primary key:
+                // SessionConflict, and the transaction rolls back.
+                try await connection.query(
                     """
-                    INSERT INTO identity_sessions (\(unescaped: Self.columns))
-                    SELECT \(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
-                        \(opened.clientAddress), \(opened.accountVersion), \(opened.generation), \(opened.refreshDigest.bytes),
-                        \(opened.previousDigest?.bytes), \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt),
-                        \(opened.endReason?.rawValue)
-                    WHERE NOT EXISTS (SELECT 1 FROM identity_session_digests WHERE digest = \(opened.refreshDigest.bytes))
-                    RETURNING 1
+                    WITH opened AS (
+                        INSERT INTO identity_sessions (\(unescaped: Self.columns))
+                        VALUES (\(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
+                            \(opened.clientAddress), \(opened.accountVersion), \(opened.generation), \(opened.refreshDigest.bytes),
+                            \(opened.previousDigest?.bytes), \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt),
+                            \(opened.endReason?.rawValue))
+                        RETURNING id, refresh_digest, generation
+                    )
+                    INSERT INTO identity_session_digests (digest, session_id, generation)
+                    SELECT refresh_digest, id, generation FROM opened
                     """,
                     logger: logger
                 )
-                var inserted = false
-                for try await _ in rows { inserted = true }
-                guard inserted else { throw SessionConflict() }
                 try await PostgresUserStore.append([opened.startedEvent()], on: connection, logger: logger)
             }
         }
@@ -81,19 +87,23 @@ public struct PostgresSessionStore: SessionStore {
         let at = now.truncatedToMilliseconds
         let kept = Int64(configuration.replacedDigestsKept)
         return try await session.run { connection, logger in
-            // The compare-and-swap: SET reads the row as it was, RETURNING gives it as written.
+            // The compare-and-swap: the row of the session that issued the digest, if the digest
+            // is still its current one (checked again on the row as it is once its lock is had).
+            // SET reads the row as it was, RETURNING gives it as written. No column it changes
+            // is indexed: a HOT update. The new digest is recorded as issued.
             let rotated = try await connection.query(
                 """
                 WITH rotated AS (
                     UPDATE identity_sessions SET refresh_digest = \(replacement.bytes), previous_digest = refresh_digest,
                         rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1,
                         account_version = \(accountVersion)
-                    WHERE refresh_digest = \(presented.bytes) AND ended_at IS NULL
+                    WHERE id = (SELECT session_id FROM identity_session_digests WHERE digest = \(presented.bytes))
+                        AND refresh_digest = \(presented.bytes) AND ended_at IS NULL
                         AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
                     RETURNING \(unescaped: Self.columns)
-                ), retired AS (
+                ), issued AS (
                     INSERT INTO identity_session_digests (digest, session_id, generation)
-                    SELECT previous_digest, id, generation - 1 FROM rotated
+                    SELECT refresh_digest, id, generation FROM rotated
                 ), trimmed AS (
                     DELETE FROM identity_session_digests d USING rotated r
                     WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - \(kept)
