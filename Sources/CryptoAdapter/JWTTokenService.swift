@@ -2,6 +2,7 @@ public import IdentityPorts
 public import IdentityDomain
 public import Foundation
 import JWTKit
+import Crypto
 
 /// Signs and verifies JWTs, with every rule of contract §4 and §10: HMAC under the shared
 /// secret, or ES256 / EdDSA with the key pairs of `SigningKeys` (`kid` in every header).
@@ -16,8 +17,9 @@ import JWTKit
 /// checked here, with one precise reason per failure, whichever way they were read.
 public struct JWTTokenService: TokenService {
     private enum Keys: Sendable {
-        /// HMAC: jwt-kit with the secret, and the compact verifier for it.
-        case shared(JWTKeyCollection, CompactTokenVerifier)
+        /// HMAC: jwt-kit with the secret, the compact verifier for it, and the signer of the
+        /// tokens this service issues.
+        case shared(JWTKeyCollection, CompactTokenVerifier, HMACSigner)
         /// Key pairs, read anew as they rotate.
         case pairs(SigningKeys)
         /// A key pair algorithm without keys (`TokenConfiguration(keyPairs:)` not yet given
@@ -27,10 +29,13 @@ public struct JWTTokenService: TokenService {
 
     private let keys: Keys
     private let configuration: TokenConfiguration
+    /// `{"iss":…,"aud":…`, the start of every payload this service writes.
+    private let claimsPrefix: [UInt8]
 
     /// Creates the service.
     public init(configuration: TokenConfiguration) async {
         self.configuration = configuration
+        claimsPrefix = AccessTokenPayload.prefix(issuer: configuration.issuer, audience: configuration.audience)
         if let signingKeys = configuration.signingKeys {
             keys = .pairs(signingKeys)
             return
@@ -47,7 +52,7 @@ public struct JWTTokenService: TokenService {
             default: .sha256
             }
         await collection.add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: digest)
-        keys = .shared(collection, CompactTokenVerifier(configuration: configuration))
+        keys = .shared(collection, CompactTokenVerifier(configuration: configuration), HMACSigner(configuration: configuration))
     }
 
     public var lifetime: TimeInterval { configuration.lifetime }
@@ -72,26 +77,25 @@ public struct JWTTokenService: TokenService {
         let issuedAt = Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down))
         let expiresAt = issuedAt.addingTimeInterval(configuration.lifetime.rounded(.down))
         let jti = Self.randomTokenID()
-        let payload = AccessTokenClaims(
-            iss: IssuerClaim(value: configuration.issuer), aud: AudienceClaim(value: [configuration.audience]),
-            sub: SubjectClaim(value: userID.description), iat: IssuedAtClaim(value: issuedAt),
-            exp: ExpirationClaim(value: expiresAt), nbf: nil, jti: IDClaim(value: jti), ver: accountVersion,
-            sid: sessionID?.description
-        )
+        // Header and payload are written here, not by jwt-kit (its JSONEncoder and its actor
+        // were a visible share of a refresh's CPU), in exactly the form the compact path takes.
+        let payload = Base64URL.encode(AccessTokenPayload.bytes(
+            prefix: claimsPrefix, subject: userID.description, issuedAt: Int64(issuedAt.timeIntervalSince1970),
+            expiresAt: Int64(expiresAt.timeIntervalSince1970), jti: jti, accountVersion: accountVersion, sessionID: sessionID?.description
+        ))
         let token: String
         switch keys {
-        case .shared(let collection, _):
-            token = try await collection.sign(payload, header: ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"])
+        case .shared(_, _, let signer):
+            let input = signer.encodedHeader + "." + payload
+            token = input + "." + Base64URL.encode(signer.sign(input))
         case .none:
             throw SigningKeyError.noActiveKey(algorithm: configuration.algorithm.rawValue)
         case .pairs(let signingKeys):
-            // Written here, not by jwt-kit, so that the header is byte for byte the one the
-            // compact path takes (jwt-kit's key order varies between processes).
             // The key is chosen by the instant itself: `iat` is rounded down, perhaps to before
             // the signing key's activation.
             let (kid, key) = try await signingKeys.signer(at: instant)
             let header = Base64URL.encode(Array(CompactTokenVerifier.header(algorithm: configuration.algorithm, kid: kid).utf8))
-            let input = header + "." + Base64URL.encode(Array(try DefaultJWTSerializer().jsonEncoder.encode(payload)))
+            let input = header + "." + payload
             token = input + "." + Base64URL.encode(try key.sign(Array(input.utf8)))
         }
         return IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt)
@@ -100,7 +104,7 @@ public struct JWTTokenService: TokenService {
     nonisolated(nonsending) public func verify(_ token: String, now: Date) async throws -> VerifiedToken {
         let compact =
             switch keys {
-            case .shared(_, let compact): compact
+            case .shared(_, let compact, _): compact
             case .pairs(let signingKeys): signingKeys.current.compact
             case .none: throw TokenRejected.unknownKey
             }
@@ -116,7 +120,7 @@ public struct JWTTokenService: TokenService {
         let (header, signature) = try checkHeader(of: token)
         let collection: JWTKeyCollection
         switch keys {
-        case .shared(let shared, _):
+        case .shared(let shared, _, _):
             collection = shared
         case .pairs(let signingKeys):
             guard let kid = header.kid, let key = await signingKeys.verificationKey(kid: kid) else { throw TokenRejected.unknownKey }
@@ -152,7 +156,7 @@ public struct JWTTokenService: TokenService {
     /// What `CompactTokenVerifier` alone makes of `token` (a key pair's publication taken as unexpired).
     func verifyCompactly(_ token: String) -> CompactTokenVerifier.Outcome {
         switch keys {
-        case .shared(_, let compact): compact.verify(token, now: .distantPast)
+        case .shared(_, let compact, _): compact.verify(token, now: .distantPast)
         case .pairs(let signingKeys): signingKeys.current.compact.verify(token, now: .distantPast)
         case .none: .declined
         }
@@ -203,6 +207,67 @@ public struct JWTTokenService: TokenService {
         var random = SystemRandomNumberGenerator()
         let words = [random.next() as UInt64, random.next() as UInt64]
         return Base64URL.encode(words.withUnsafeBytes { Array($0) })
+    }
+}
+
+/// The HMAC signature of the tokens this service issues under the shared secret, with the
+/// header it writes: `{"alg":…,"typ":"JWT"}`, one of the two the compact path takes.
+struct HMACSigner: Sendable {
+    let encodedHeader: String
+    private let key: SymmetricKey
+    private let algorithm: JWTAlgorithm
+
+    init(configuration: TokenConfiguration) {
+        algorithm = configuration.algorithm
+        key = SymmetricKey(data: configuration.secret)
+        encodedHeader = Base64URL.encode(Array(#"{"alg":"\#(configuration.algorithm.rawValue)","typ":"JWT"}"#.utf8))
+    }
+
+    /// The MAC of `input`'s UTF-8 bytes.
+    func sign(_ input: String) -> [UInt8] {
+        switch algorithm {
+        case .hs384: Array(HMAC<SHA384>.authenticationCode(for: Data(input.utf8), using: key))
+        case .hs512: Array(HMAC<SHA512>.authenticationCode(for: Data(input.utf8), using: key))
+        default: Array(HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key))
+        }
+    }
+}
+
+/// The JSON payload of an access token, written by hand: `iss`, `aud` (one string), `sub`,
+/// `iat` and `exp` (whole seconds), `jti`, `ver`, then `sid` if any. Issuer and audience are
+/// escaped once by `JSONEncoder`; the other strings are ours (UUIDs and base64url) and need no
+/// escaping.
+enum AccessTokenPayload {
+    /// `{"iss":…,"aud":…`.
+    static func prefix(issuer: String, audience: String) -> [UInt8] {
+        let encoder = JSONEncoder()
+        let iss = (try? encoder.encode(issuer)).map(Array.init) ?? Array("\"\"".utf8)
+        let aud = (try? encoder.encode(audience)).map(Array.init) ?? Array("\"\"".utf8)
+        return Array(#"{"iss":"#.utf8) + iss + Array(#","aud":"#.utf8) + aud
+    }
+
+    static func bytes(
+        prefix: [UInt8], subject: String, issuedAt: Int64, expiresAt: Int64, jti: String, accountVersion: Int64, sessionID: String?
+    ) -> [UInt8] {
+        var bytes = prefix
+        bytes.reserveCapacity(prefix.count + 200)
+        func string(_ key: String, _ value: String) {
+            bytes.append(contentsOf: #","\#(key)":""#.utf8)
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(UInt8(ascii: "\""))
+        }
+        func number(_ key: String, _ value: Int64) {
+            bytes.append(contentsOf: #","\#(key)":"#.utf8)
+            bytes.append(contentsOf: String(value).utf8)
+        }
+        string("sub", subject)
+        number("iat", issuedAt)
+        number("exp", expiresAt)
+        string("jti", jti)
+        number("ver", accountVersion)
+        if let sessionID { string("sid", sessionID) }
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
     }
 }
 

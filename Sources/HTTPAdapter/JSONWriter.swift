@@ -51,6 +51,13 @@ struct JSONWriter {
 
     static func appendQuoted(_ value: String, to out: inout String) {
         out += "\""
+        // The common case (tokens, ids, names in ASCII): nothing to escape, appended whole
+        // rather than scalar by scalar. U+2028 and U+2029 start with 0xE2 in UTF-8.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0xE2 }) {
+            out += value
+            out += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -17,6 +17,9 @@ enum RequestBody {
     /// The request's media type, if it is one of `accepted`; otherwise a 415 problem.
     static func mediaType(of request: Request, accepting accepted: [MediaType]) throws -> MediaType {
         let header = request.headers[.contentType] ?? ""
+        // The common spellings, without Foundation's trimming (a visible share of a refresh).
+        if header == "application/json", accepted.contains(.json) { return .json }
+        if header == "application/x-www-form-urlencoded", accepted.contains(.form) { return .form }
         let parts = header.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let essence = parts.first ?? ""
         let charsetOK = parts.dropFirst().allSatisfy { parameter in

@@ -108,23 +108,25 @@ struct SessionHandler: Sendable {
     func refresh(_ token: String, client: String?) async throws -> SignIn {
         guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
         let now = clock.now()
-        guard let session = try await sessions.session(id: parts.sessionID), configuration.isOpen(session, at: now),
-              let user = try await users.user(id: session.userID)
+        // The session and its account's version in one read; a deleted account has none.
+        guard let found = try await sessions.sessionAndAccount(id: parts.sessionID), configuration.isOpen(found.session, at: now),
+              let accountVersion = found.accountVersion
         else { throw try await refused(client) }
+        let session = found.session
         // Ended by its revocation (an end whose second write failed), or cut off by a password
         // change or deletion since its last token.
         if try await revocations.isRevoked(
-            jti: Revocation.sessionKey(session.id), userID: user.id, accountVersion: session.accountVersion
+            jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
         ) {
-            _ = try? await sessions.end(id: session.id, userID: user.id, reason: .revoked, now: now)
+            _ = try? await sessions.end(id: session.id, userID: session.userID, reason: .revoked, now: now)
             throw try await refused(client)
         }
-        let version = Int64(user.version)
-        let access = try await tokens.issue(for: user.id, accountVersion: version, sessionID: session.id, issuedAt: now)
+        let version = Int64(accountVersion)
+        let access = try await tokens.issue(for: session.userID, accountVersion: version, sessionID: session.id, issuedAt: now)
         let next = refreshTokens.makeToken(for: session.id)
         guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
         let pair = SignIn(access: access, refreshToken: next, sessionID: session.id)
-        let sealed = try refreshTokens.seal(try JSONEncoder().encode(SealedPair(pair)), under: token)
+        let sealed = try refreshTokens.seal(SealedPair(pair).encoded(), under: token)
         switch try await sessions.rotate(
             presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed, accountVersion: version, now: now
         ) {
@@ -132,7 +134,7 @@ struct SessionHandler: Sendable {
             return pair
         case .grace(_, let blob):
             guard let opened = refreshTokens.open(blob, with: token),
-                  let earlier = try? JSONDecoder().decode(SealedPair.self, from: opened).signIn
+                  let earlier = SealedPair(decoding: opened)?.signIn
             else { throw try await refused(client) }
             return earlier
         case .reused(let ended):
@@ -213,7 +215,12 @@ struct SessionHandler: Sendable {
     }
 }
 
-/// The pair a rotation hands out, as sealed for the grace rule.
+/// The pair a rotation hands out, as sealed for the grace rule: a version byte (1), `issuedAt`
+/// and `expiresAt` (the bits of their `timeIntervalSince1970`, big-endian), the session's 16
+/// bytes, then the access token, its `jti` and the refresh token, each a big-endian 32-bit
+/// length and its UTF-8 bytes. Written and read by hand: Foundation's JSON coders were a
+/// visible share of a refresh's CPU. A blob written as JSON (by an earlier version, within the
+/// grace interval of an upgrade) still opens.
 private struct SealedPair: Codable {
     let token: String
     let jti: String
@@ -221,6 +228,8 @@ private struct SealedPair: Codable {
     let expiresAt: Date
     let refreshToken: String
     let sessionID: UUID
+
+    private static let version: UInt8 = 1
 
     init(_ pair: SignIn) {
         token = pair.access.token
@@ -231,11 +240,74 @@ private struct SealedPair: Codable {
         sessionID = pair.sessionID.uuid
     }
 
+    /// Reads what `encoded()` wrote, or the JSON of earlier versions; nil for anything else.
+    init?(decoding bytes: Data) {
+        guard let first = bytes.first else { return nil }
+        if first == UInt8(ascii: "{") {
+            guard let pair = try? JSONDecoder().decode(SealedPair.self, from: bytes) else { return nil }
+            self = pair
+            return
+        }
+        guard first == Self.version else { return nil }
+        var reader = ByteReader(bytes: [UInt8](bytes), offset: 1)
+        guard let issued = reader.uint64(), let expires = reader.uint64(), let id = reader.bytes(16),
+              let token = reader.string(), let jti = reader.string(), let refreshToken = reader.string(), reader.isAtEnd
+        else { return nil }
+        self.issuedAt = Date(timeIntervalSince1970: Double(bitPattern: issued))
+        self.expiresAt = Date(timeIntervalSince1970: Double(bitPattern: expires))
+        self.sessionID = id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
+        self.token = token
+        self.jti = jti
+        self.refreshToken = refreshToken
+    }
+
+    /// The blob to seal.
+    func encoded() -> Data {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(1 + 8 + 8 + 16 + 12 + token.utf8.count + jti.utf8.count + refreshToken.utf8.count)
+        bytes.append(Self.version)
+        Self.append(issuedAt.timeIntervalSince1970.bitPattern, to: &bytes)
+        Self.append(expiresAt.timeIntervalSince1970.bitPattern, to: &bytes)
+        withUnsafeBytes(of: sessionID.uuid) { bytes.append(contentsOf: $0) }
+        for text in [token, jti, refreshToken] {
+            Self.append(UInt32(text.utf8.count), to: &bytes)
+            bytes.append(contentsOf: text.utf8)
+        }
+        return Data(bytes)
+    }
+
+    private static func append<Integer: FixedWidthInteger>(_ value: Integer, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
     var signIn: SignIn {
         SignIn(
             access: IssuedToken(token: token, jti: jti, issuedAt: issuedAt, expiresAt: expiresAt), refreshToken: refreshToken,
             sessionID: SessionID(sessionID)
         )
+    }
+}
+
+/// Reads a sealed pair's fields in order; nil past the end.
+private struct ByteReader {
+    let bytes: [UInt8]
+    var offset: Int
+
+    var isAtEnd: Bool { offset == bytes.count }
+
+    mutating func bytes(_ count: Int) -> ArraySlice<UInt8>? {
+        guard count >= 0, bytes.count - offset >= count else { return nil }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
+    mutating func uint64() -> UInt64? {
+        bytes(8).map { $0.reduce(0) { $0 << 8 | UInt64($1) } }
+    }
+
+    mutating func string() -> String? {
+        guard let length = bytes(4).map({ $0.reduce(0) { $0 << 8 | Int($1) } }), let text = bytes(length) else { return nil }
+        return String(validating: text, as: UTF8.self)
     }
 }
 

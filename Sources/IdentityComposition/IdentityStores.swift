@@ -19,7 +19,8 @@ public struct IdentityStores: Sendable {
     public var revocations: any RevocationStore
     /// Failed-login counts.
     public var throttle: any LoginThrottle
-    /// Sessions and their refresh-token digests.
+    /// Sessions and their refresh-token digests, on the database of `users`: a refresh reads a
+    /// session with its account's version through it (`SessionStore.sessionAndAccount(id:)`).
     public var sessions: any SessionStore
     /// The lifetimes `sessions` was made with.
     public var sessionConfiguration: SessionConfiguration

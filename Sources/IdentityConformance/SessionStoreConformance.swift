@@ -5,9 +5,9 @@ import Testing
 
 /// The behaviour every `SessionStore` must show (contract §9): rotation, the grace rule, reuse
 /// detection, idle and absolute lifetimes, one rotation out of simultaneous ones, listing,
-/// ending one, the others or all, the purge, the account version a session stands on, and
-/// the events each change writes to the outbox (`session.started`, `session.ended`), and
-/// only those.
+/// ending one, the others or all, the purge, the account version a session stands on, a
+/// session read with its account's current version, and the events each change writes to the
+/// outbox (`session.started`, `session.ended`), and only those.
 ///
 /// ```swift
 /// @Test func conforms() async throws {
@@ -19,13 +19,15 @@ import Testing
 /// ```
 ///
 /// Every call of the factory must return an empty store that applies `configuration`, and
-/// the outbox it writes its events to, holding no event. The concurrent check runs 20
+/// the account store whose outbox it writes its events to (and whose accounts
+/// `sessionAndAccount(id:)` reads), holding no account and no event. The concurrent check runs 20
 /// rotations at once: a store on a connection pool needs as many connections, or waits for
 /// them within its deadline.
 public struct SessionStoreConformance: Sendable {
-    /// Makes a fresh, empty store with `configuration`, and the empty outbox it writes to.
+    /// Makes a fresh, empty store with `configuration`, and the empty account store whose outbox
+    /// it writes to.
     public typealias Factory = @Sendable (_ configuration: SessionConfiguration) async throws
-        -> (store: any SessionStore, outbox: any EventOutbox)
+        -> (store: any SessionStore, outbox: any UserRepository & EventOutbox)
     private let makeStores: Factory
 
     /// Creates the suite.
@@ -53,6 +55,7 @@ public struct SessionStoreConformance: Sendable {
         await Fixture.check("endingAllOrTheOthersEndsOnlyThose") { try await endingAllOrTheOthersEndsOnlyThose() }
         await Fixture.check("sessionsArePurgedOnceTheirLifetimeHasPassed") { try await sessionsArePurgedOnceTheirLifetimeHasPassed() }
         await Fixture.check("aRotationStoresTheAccountVersionItWasGiven") { try await aRotationStoresTheAccountVersionItWasGiven() }
+        await Fixture.check("aSessionIsReadWithItsAccountsCurrentVersion") { try await aSessionIsReadWithItsAccountsCurrentVersion() }
         await Fixture.check("aRefusedRotationChangesNothingAndWritesNoEvent") { try await aRefusedRotationChangesNothingAndWritesNoEvent() }
         await Fixture.check("eventsLeaveInTheOrderOfTheirChanges") { try await eventsLeaveInTheOrderOfTheirChanges() }
     }
@@ -62,10 +65,18 @@ public struct SessionStoreConformance: Sendable {
 
     /// Makes a fresh store and its outbox with `configuration`.
     private func makeStore(_ configuration: SessionConfiguration) async throws -> (any SessionStore, EventLog) {
+        let (store, log, _) = try await makeStoreAndAccounts(configuration)
+        return (store, log)
+    }
+
+    /// Makes a fresh store, its outbox and its account store with `configuration`.
+    private func makeStoreAndAccounts(
+        _ configuration: SessionConfiguration
+    ) async throws -> (any SessionStore, EventLog, any UserRepository) {
         let (store, outbox) = try await makeStores(configuration)
         let log = EventLog(outbox: outbox)
         try await log.expect([], "a fresh outbox holds no event")
-        return (store, log)
+        return (store, log, outbox)
     }
 
     /// Opens a session of `user` at `time` on `accountVersion`, stored; returns it.
@@ -454,6 +465,40 @@ public struct SessionStoreConformance: Sendable {
         #expect(try await store.session(id: opened.id)?.accountVersion == 5)
         let other = try await open(store, user, at: now.addingTimeInterval(5), accountVersion: Int64.max - 1)
         #expect(try await store.session(id: other.id)?.accountVersion == Int64.max - 1, "a version of 63 bits is kept whole")
+    }
+
+    func aSessionIsReadWithItsAccountsCurrentVersion() async throws {
+        let (store, events, accounts) = try await makeStoreAndAccounts(SessionConfiguration())
+        var account = try Fixture.user("session-reader")
+        try await accounts.insert(account, events: [])
+        let opened = try await open(store, account.id, at: now, accountVersion: 1)
+        let orphan = try await open(store, UserID(UUID()), at: now, accountVersion: 3)
+        #expect(try await store.sessionAndAccount(id: opened.id) == SessionAndAccount(session: opened, accountVersion: 1),
+                "the session as stored, and its account's version")
+        #expect(try await store.sessionAndAccount(id: orphan.id) == SessionAndAccount(session: orphan, accountVersion: nil),
+                "a session whose account is not there: the session, and no version")
+        #expect(try await store.sessionAndAccount(id: SessionID(UUID())) == nil, "an unknown id has no session")
+
+        _ = account.apply(name: try DisplayName("Renamed"), email: nil, passwordHash: nil, at: now.addingTimeInterval(1))
+        try await accounts.update(account, expectedVersion: 1, events: [])
+        let rotated = try await mustRotate(store, opened.refreshDigest, at: now.addingTimeInterval(2), accountVersion: 2)
+        let changed = try await open(store, account.id, at: now.addingTimeInterval(3), accountVersion: 2)
+        _ = account.apply(name: try DisplayName("Renamed again"), email: nil, passwordHash: nil, at: now.addingTimeInterval(4))
+        try await accounts.update(account, expectedVersion: 2, events: [])
+        #expect(try await store.sessionAndAccount(id: opened.id) == SessionAndAccount(session: rotated, accountVersion: 3),
+                "the account's version now, beside the version of the session's last token")
+        #expect(try await store.sessionAndAccount(id: changed.id)?.accountVersion == 3)
+
+        let ended = try #require(try await store.end(id: changed.id, userID: account.id, reason: .logout, now: now.addingTimeInterval(5)))
+        #expect(try await store.sessionAndAccount(id: changed.id) == SessionAndAccount(session: ended, accountVersion: 3),
+                "an ended session is read too, as ended")
+        try await accounts.delete(id: account.id, events: [])
+        #expect(try await store.sessionAndAccount(id: opened.id) == SessionAndAccount(session: rotated, accountVersion: nil),
+                "once the account is deleted its sessions are read with no version")
+        try await events.expect(
+            [Self.started(opened), Self.started(orphan), Self.started(changed), Self.ended(changed, .logout, at: now.addingTimeInterval(5))],
+            "reading writes no event"
+        )
     }
 
     func aRefusedRotationChangesNothingAndWritesNoEvent() async throws {

@@ -21,6 +21,10 @@ public import IdentityDomain
 /// two, must give exactly one rotation. It is a compare-and-swap on the current digest, decided
 /// inside the store (one statement, or one transaction that holds the row only for the
 /// database's own work), never a lock held across a call to anything else.
+///
+/// **Accounts.** A store shares its database with the account store whose outbox it writes to,
+/// and `sessionAndAccount(id:)` reads a session together with its account's current version
+/// from it: one round trip for what a refresh must know before it rotates.
 public protocol SessionStore: Sendable {
     /// Stores a session just opened (`Session.open`): its first refresh digest works. Writes
     /// `session.started` at its `createdAt` with it.
@@ -50,6 +54,12 @@ public protocol SessionStore: Sendable {
     /// The session with `id`, open, ended or expired, until it is purged; nil if there is none.
     func session(id: SessionID) async throws -> Session?
 
+    /// The session with `id` as `session(id:)` gives it, with the version its account has now
+    /// in the account store this store shares (the one whose outbox it writes to), or with
+    /// none when that account no longer exists; nil when there is no session. One read (one
+    /// statement where the store can): a refresh needs both before it rotates.
+    func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount?
+
     /// The open sessions of `userID` at `now`, newest (latest `createdAt`) first.
     func sessions(of userID: UserID, now: Date) async throws -> [Session]
 
@@ -70,6 +80,21 @@ public protocol SessionStore: Sendable {
     /// replay of one of its tokens is still recognised as one of an ended session.
     @discardableResult
     func purgeExpired(now: Date) async throws -> Int
+}
+
+/// A session and the version its account has now (`SessionStore.sessionAndAccount(id:)`).
+public struct SessionAndAccount: Sendable, Equatable {
+    /// The session, open, ended or expired.
+    public let session: Session
+    /// The account's version now (`User.version`); nil when the account no longer exists.
+    /// `session.accountVersion` is the version of the session's last token.
+    public let accountVersion: Int?
+
+    /// Pairs `session` with its account's current version.
+    public init(session: Session, accountVersion: Int?) {
+        self.session = session
+        self.accountVersion = accountVersion
+    }
 }
 
 /// What presenting a refresh token's digest did (`SessionStore.rotate`).

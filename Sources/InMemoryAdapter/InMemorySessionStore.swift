@@ -102,6 +102,13 @@ public final class InMemorySessionStore: SessionStore {
         state.withLock { $0.sessions[id] }
     }
 
+    /// The session, then its account's version from the `InMemoryUserStore` this store writes
+    /// its events to.
+    public func sessionAndAccount(id: SessionID) async -> SessionAndAccount? {
+        guard let session = session(id: id) else { return nil }
+        return SessionAndAccount(session: session, accountVersion: await outbox.user(id: session.userID)?.version)
+    }
+
     public func sessions(of userID: UserID, now: Date) -> [Session] {
         let configuration = configuration
         return state.withLock { state in

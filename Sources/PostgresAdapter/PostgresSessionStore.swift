@@ -5,17 +5,24 @@ public import Foundation
 import Logging
 import IdentityAdapterSupport
 
-/// Sessions and their refresh-token digests in PostgreSQL (migration 0006), shared by every
-/// instance.
+/// Sessions and their refresh-token digests in PostgreSQL (migrations 0006 and 0008), shared by
+/// every instance.
 ///
-/// A rotation is one statement, a compare-and-swap on the unique index of the current digest
-/// (`UPDATE identity_sessions … WHERE refresh_digest = <presented> … RETURNING`), which also
-/// records the replaced digest: of two refreshes with one token, on one instance or two, the
-/// second waits only for the first's statement, then finds the digest replaced and gets the
-/// grace (or a reuse). No lock outlives a statement. A digest that was not current is looked
-/// up among the replaced ones, and a reuse ends the session with one more conditional
+/// `identity_session_digests` holds every digest a session issued (its primary key keeps them
+/// unique), its current one and the newest replaced ones. A rotation is one statement, a
+/// compare-and-swap on the session's row: `UPDATE identity_sessions … WHERE id = <the
+/// digest's session> AND refresh_digest = <presented> … RETURNING`, which also records the
+/// new digest. PostgreSQL checks the condition again on the row as it is once it holds the
+/// row's lock: of two refreshes with one token, on one instance or two, the second waits only
+/// for the first's statement, then finds the digest replaced and gets the grace (or a reuse).
+/// No lock outlives a statement, and no column a rotation changes is indexed, so the row's
+/// update stays on its page (HOT) and touches no index. A digest that was not current is
+/// looked up among the kept ones, and a reuse ends the session with one more conditional
 /// `UPDATE`; a digest once replaced never becomes current again, so nothing between the two
 /// statements can turn a reuse into something else.
+///
+/// A refresh reads the session with its account's version in one statement
+/// (`sessionAndAccount(id:)`, a join with `identity_users`).
 ///
 /// Every change writes its events into `identity_outbox`, the account store's outbox
 /// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
@@ -50,21 +57,23 @@ public struct PostgresSessionStore: SessionStore {
     public func open(_ opened: Session) async throws {
         try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
-                let rows = try await connection.query(
+                // A digest issued before (in any session) or a taken id breaks a primary key:
+                // SessionConflict, and the transaction rolls back.
+                try await connection.query(
                     """
-                    INSERT INTO identity_sessions (\(unescaped: Self.columns))
-                    SELECT \(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
-                        \(opened.clientAddress), \(opened.accountVersion), \(opened.generation), \(opened.refreshDigest.bytes),
-                        \(opened.previousDigest?.bytes), \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt),
-                        \(opened.endReason?.rawValue)
-                    WHERE NOT EXISTS (SELECT 1 FROM identity_session_digests WHERE digest = \(opened.refreshDigest.bytes))
-                    RETURNING 1
+                    WITH opened AS (
+                        INSERT INTO identity_sessions (\(unescaped: Self.columns))
+                        VALUES (\(opened.id.uuid), \(opened.userID.uuid), \(opened.createdAt), \(opened.lastUsedAt), \(opened.userAgent),
+                            \(opened.clientAddress), \(opened.accountVersion), \(opened.generation), \(opened.refreshDigest.bytes),
+                            \(opened.previousDigest?.bytes), \(opened.rotatedAt), \(opened.graceBlob), \(opened.endedAt),
+                            \(opened.endReason?.rawValue))
+                        RETURNING id, refresh_digest, generation
+                    )
+                    INSERT INTO identity_session_digests (digest, session_id, generation)
+                    SELECT refresh_digest, id, generation FROM opened
                     """,
                     logger: logger
                 )
-                var inserted = false
-                for try await _ in rows { inserted = true }
-                guard inserted else { throw SessionConflict() }
                 try await PostgresUserStore.append([opened.startedEvent()], on: connection, logger: logger)
             }
         }
@@ -78,19 +87,23 @@ public struct PostgresSessionStore: SessionStore {
         let at = now.truncatedToMilliseconds
         let kept = Int64(configuration.replacedDigestsKept)
         return try await session.run { connection, logger in
-            // The compare-and-swap: SET reads the row as it was, RETURNING gives it as written.
+            // The compare-and-swap: the row of the session that issued the digest, if the digest
+            // is still its current one (checked again on the row as it is once its lock is had).
+            // SET reads the row as it was, RETURNING gives it as written. No column it changes
+            // is indexed: a HOT update. The new digest is recorded as issued.
             let rotated = try await connection.query(
                 """
                 WITH rotated AS (
                     UPDATE identity_sessions SET refresh_digest = \(replacement.bytes), previous_digest = refresh_digest,
                         rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1,
                         account_version = \(accountVersion)
-                    WHERE refresh_digest = \(presented.bytes) AND ended_at IS NULL
+                    WHERE id = (SELECT session_id FROM identity_session_digests WHERE digest = \(presented.bytes))
+                        AND refresh_digest = \(presented.bytes) AND ended_at IS NULL
                         AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
                     RETURNING \(unescaped: Self.columns)
-                ), retired AS (
+                ), issued AS (
                     INSERT INTO identity_session_digests (digest, session_id, generation)
-                    SELECT previous_digest, id, generation - 1 FROM rotated
+                    SELECT refresh_digest, id, generation FROM rotated
                 ), trimmed AS (
                     DELETE FROM identity_session_digests d USING rotated r
                     WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - \(kept)
@@ -141,6 +154,25 @@ public struct PostgresSessionStore: SessionStore {
             try await Self.first(connection.query(
                 "SELECT \(unescaped: Self.columns) FROM identity_sessions WHERE id = \(id.uuid)", logger: logger
             ))
+        }
+    }
+
+    /// One statement: the session's row joined to its account's (`identity_users`, the account
+    /// store's table in the same database), if any.
+    public func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount? {
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.columns("s")), u.version FROM identity_sessions s
+                LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = \(id.uuid)
+                """,
+                logger: logger
+            )
+            for try await row in rows {
+                let cells = row.makeRandomAccess()
+                return SessionAndAccount(session: try Self.session(from: cells), accountVersion: try cells[Self.columnCount].decode(Int?.self))
+            }
+            return nil
         }
     }
 
@@ -234,17 +266,25 @@ public struct PostgresSessionStore: SessionStore {
 
     private static func all(_ rows: PostgresRowSequence) async throws -> [Session] {
         var sessions: [Session] = []
-        for try await (id, user, created, lastUsed, userAgent, clientAddress, version, generation, digest, previous, rotatedAt, blob, endedAt, reason)
-            in rows.decode((UUID, UUID, Date, Date, String?, String?, Int64, Int64, Data, Data?, Date?, Data?, Date?, String?).self)
-        {
-            guard let digest = RefreshDigest(digest) else { throw PostgresStoreError(sqlState: nil) }
-            sessions.append(Session(
-                id: SessionID(id), userID: UserID(user), createdAt: created.roundedToMilliseconds, lastUsedAt: lastUsed.roundedToMilliseconds,
-                userAgent: userAgent, clientAddress: clientAddress, accountVersion: version, generation: generation, refreshDigest: digest,
-                previousDigest: previous.flatMap(RefreshDigest.init), rotatedAt: rotatedAt?.roundedToMilliseconds, graceBlob: blob,
-                endedAt: endedAt?.roundedToMilliseconds, endReason: reason.flatMap(SessionEndReason.init(rawValue:))
-            ))
-        }
+        for try await row in rows { sessions.append(try session(from: row.makeRandomAccess())) }
         return sessions
+    }
+
+    /// How many columns `columns` names.
+    private static let columnCount = 14
+
+    /// The session in the first `columnCount` columns of `row`, in the order of `columns`.
+    private static func session(from cells: PostgresRandomAccessRow) throws -> Session {
+        guard let digest = RefreshDigest(try cells[8].decode(Data.self)) else { throw PostgresStoreError(sqlState: nil) }
+        return Session(
+            id: SessionID(try cells[0].decode(UUID.self)), userID: UserID(try cells[1].decode(UUID.self)),
+            createdAt: try cells[2].decode(Date.self).roundedToMilliseconds, lastUsedAt: try cells[3].decode(Date.self).roundedToMilliseconds,
+            userAgent: try cells[4].decode(String?.self), clientAddress: try cells[5].decode(String?.self),
+            accountVersion: try cells[6].decode(Int64.self), generation: try cells[7].decode(Int64.self), refreshDigest: digest,
+            previousDigest: try cells[9].decode(Data?.self).flatMap(RefreshDigest.init),
+            rotatedAt: try cells[10].decode(Date?.self)?.roundedToMilliseconds, graceBlob: try cells[11].decode(Data?.self),
+            endedAt: try cells[12].decode(Date?.self)?.roundedToMilliseconds,
+            endReason: try cells[13].decode(String?.self).flatMap(SessionEndReason.init(rawValue:))
+        )
     }
 }

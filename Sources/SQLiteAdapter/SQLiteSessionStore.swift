@@ -106,6 +106,22 @@ public struct SQLiteSessionStore: SessionStore {
         }
     }
 
+    /// One statement: the session's row joined to its account's (`identity_users`, the account
+    /// store's table in the same database), if any.
+    public func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount? {
+        try await database.exclusive { connection in
+            try await connection.query(
+                """
+                SELECT \(Self.columns("s")), u.version AS account_version_now FROM identity_sessions s
+                LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = ?
+                """,
+                [.text(id.description)]
+            ).first.map { row in
+                SessionAndAccount(session: try Self.session(from: row), accountVersion: row.column("account_version_now")?.integer)
+            }
+        }
+    }
+
     public func sessions(of userID: UserID, now: Date) async throws -> [Session] {
         let since = configuration.openSince(now: now)
         return try await database.exclusive { connection in

@@ -25,6 +25,7 @@ struct MigrationTests {
     @Test("the shipped migrations are numbered, named, and each has its down")
     func shipped() throws {
         let migrations = try PostgresMigrator.shipped()
+        // Numbered 1, 2, … without gaps or repeats.
         #expect(migrations.map(\.version) == Array(1...migrations.count))
         #expect(migrations.allSatisfy { !$0.name.isEmpty && !$0.down.isEmpty && $0.checksum.count == 64 })
     }
@@ -42,10 +43,11 @@ struct MigrationTests {
             #expect(try await tables(client).isSuperset(of: Self.schema))
             #expect(try await migrator.up().isEmpty, "a second up has nothing to do")
 
-            #expect(try await migrator.down(1).map(\.version) == [migrator.migrations.count], "down 1 undoes the newest")
+            let versions = migrator.migrations.map(\.version)
+            #expect(try await migrator.down(1).map(\.version) == [versions.last], "down 1 undoes the newest")
             #expect(try await migrator.status().pending.count == 1)
             let all = migrator.migrations.count
-            #expect(try await migrator.down(all + 5).map(\.version) == Array((1..<all).reversed()), "down N stops at the oldest")
+            #expect(try await migrator.down(all + 5).map(\.version) == Array(versions.dropLast().reversed()), "down N stops at the oldest")
             #expect(try await tables(client).isDisjoint(with: Self.schema))
             #expect(try await migrator.status().pending.count == all)
 

@@ -133,7 +133,7 @@ struct PostgresPoolStoreTests {
                         let history = try await client.query(
                             "SELECT count(*) FROM identity_session_digests WHERE session_id = \(opened.id.uuid)"
                         )
-                        for try await count in history.decode(Int64.self) { #expect(count == 1, "one replaced digest recorded") }
+                        for try await count in history.decode(Int64.self) { #expect(count == 2, "two digests issued: the first and the winner's") }
                     }
                 }
             }
