@@ -284,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "SQLiteAdapterTests",
             dependencies: [
-                "SQLiteAdapter", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
+                "SQLiteAdapter", "IdentityAdapterSupport", "IdentityConformance", "IdentityTestSupport", "IdentityApplication",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
             swiftSettings: swiftSettings

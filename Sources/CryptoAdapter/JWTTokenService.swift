@@ -20,6 +20,9 @@ public struct JWTTokenService: TokenService {
         case shared(JWTKeyCollection, CompactTokenVerifier)
         /// Key pairs, read anew as they rotate.
         case pairs(SigningKeys)
+        /// A key pair algorithm without keys (`TokenConfiguration(keyPairs:)` not yet given
+        /// any): signs nothing, accepts nothing.
+        case none
     }
 
     private let keys: Keys
@@ -30,6 +33,10 @@ public struct JWTTokenService: TokenService {
         self.configuration = configuration
         if let signingKeys = configuration.signingKeys {
             keys = .pairs(signingKeys)
+            return
+        }
+        guard !configuration.algorithm.isAsymmetric else {
+            keys = .none
             return
         }
         let collection = JWTKeyCollection()
@@ -52,6 +59,14 @@ public struct JWTTokenService: TokenService {
         if case .pairs(let signingKeys) = keys { signingKeys.jwks() } else { .empty }
     }
 
+    public var signingAlgorithm: String { configuration.algorithm.rawValue }
+
+    public var issuer: String? { configuration.issuer }
+
+    public func publishedKeys() -> [PublishedSigningKey] {
+        jwks().keys.map { PublishedSigningKey(kty: $0.kty, crv: $0.crv, x: $0.x, y: $0.y, kid: $0.kid, alg: $0.alg) }
+    }
+
     public func issue(for userID: UserID, accountVersion: Int64, sessionID: SessionID?, issuedAt instant: Date) async throws -> IssuedToken {
         // NumericDate without a fraction: every JWT library reads it.
         let issuedAt = Date(timeIntervalSince1970: instant.timeIntervalSince1970.rounded(.down))
@@ -67,6 +82,8 @@ public struct JWTTokenService: TokenService {
         switch keys {
         case .shared(let collection, _):
             token = try await collection.sign(payload, header: ["alg": .string(configuration.algorithm.rawValue), "typ": "JWT"])
+        case .none:
+            throw SigningKeyError.noActiveKey(algorithm: configuration.algorithm.rawValue)
         case .pairs(let signingKeys):
             // Written here, not by jwt-kit, so that the header is byte for byte the one the
             // compact path takes (jwt-kit's key order varies between processes).
@@ -85,6 +102,7 @@ public struct JWTTokenService: TokenService {
             switch keys {
             case .shared(_, let compact): compact
             case .pairs(let signingKeys): signingKeys.current.compact
+            case .none: throw TokenRejected.unknownKey
             }
         switch compact.verify(token, now: now) {
         case .signed(let claims): return try check(claims, now: now)
@@ -109,6 +127,8 @@ public struct JWTTokenService: TokenService {
             // What jwt-kit would take but we never write: a truncated or a high-S signature.
             if configuration.algorithm == .es256, !ECDSASignatureForm.isCanonical(signature) { throw TokenRejected.badSignature }
             collection = key.collection
+        case .none:
+            throw TokenRejected.unknownKey
         }
         let claims: AccessTokenClaims
         do {
@@ -134,6 +154,7 @@ public struct JWTTokenService: TokenService {
         switch keys {
         case .shared(_, let compact): compact.verify(token, now: .distantPast)
         case .pairs(let signingKeys): signingKeys.current.compact.verify(token, now: .distantPast)
+        case .none: .declined
         }
     }
 

@@ -90,6 +90,12 @@ public struct SigningKeyError: Error, Sendable, Equatable, CustomStringConvertib
     /// The keys could not be read for longer than it is safe to sign with what was read before.
     public static let stale = SigningKeyError(reason: .stale)
 
+    /// Whether the configuration is to blame (a key that does not open, `JWT_KEY_ENCRYPTION_KEY`
+    /// not the one it was sealed with) rather than the stored keys or the store.
+    public var isConfigurationError: Bool {
+        if case .cannotOpen = reason { true } else { false }
+    }
+
     public var description: String {
         switch reason {
         case .cannotOpen(let kid):

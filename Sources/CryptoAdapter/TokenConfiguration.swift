@@ -26,11 +26,12 @@ public enum JWTAlgorithm: String, Sendable, CaseIterable {
 /// How tokens are signed and which claims they must carry.
 public struct TokenConfiguration: Sendable {
     /// The HMAC key: the UTF-8 bytes of `JWT_SECRET` as given (empty with a key pair algorithm).
-    public let secret: [UInt8]
+    public private(set) var secret: [UInt8]
     /// The one algorithm accepted; a token whose header names another is refused.
-    public let algorithm: JWTAlgorithm
-    /// Where the key pairs come from, with ES256 and EdDSA; nil with HMAC.
-    public let signingKeys: SigningKeys?
+    public private(set) var algorithm: JWTAlgorithm
+    /// Where the key pairs come from, with ES256 and EdDSA; nil with HMAC, and in a
+    /// configuration made with `init(keyPairs:...)` until `signing(with:)` gives it keys.
+    public private(set) var signingKeys: SigningKeys?
     /// `iss` written and required.
     public let issuer: String
     /// `aud` written and required.
@@ -84,6 +85,29 @@ public struct TokenConfiguration: Sendable {
             secret: [], algorithm: signingKeys.algorithm, signingKeys: signingKeys, issuer: issuer, audience: audience, lifetime: lifetime,
             leeway: leeway
         )
+    }
+
+    /// Describes key pair signing (`algorithm` ES256 or EdDSA) before the keys are read: what
+    /// a host gives `IdentityConfiguration`, whose composition reads the keys from its store
+    /// and makes the configuration that signs (`signing(with:)`). A `JWTTokenService` made
+    /// from this one itself signs nothing and refuses every token. Throws
+    /// `TokenConfigurationError` for an HMAC algorithm, a non-positive lifetime or a leeway over 5 s.
+    public init(
+        keyPairs algorithm: JWTAlgorithm, issuer: String = "identity", audience: String = "identity", lifetime: TimeInterval = 3600,
+        leeway: TimeInterval = 5
+    ) throws {
+        guard algorithm.isAsymmetric else { throw TokenConfigurationError("\(algorithm.rawValue) signs with JWT_SECRET, not key pairs") }
+        try self.init(secret: [], algorithm: algorithm, signingKeys: nil, issuer: issuer, audience: audience, lifetime: lifetime, leeway: leeway)
+    }
+
+    /// This configuration's issuer, audience, lifetime and leeway with the keys of `signingKeys`
+    /// (whose algorithm it takes).
+    public func signing(with signingKeys: SigningKeys) -> TokenConfiguration {
+        var copy = self
+        copy.algorithm = signingKeys.algorithm
+        copy.signingKeys = signingKeys
+        copy.secret = []
+        return copy
     }
 
     private init(

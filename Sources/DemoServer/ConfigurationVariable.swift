@@ -52,11 +52,25 @@ extension ConfigurationVariable {
     static let jwtSecret = Self(
         "JWT_SECRET", note: "a random secret per start, with a warning", secret: true,
         "HMAC key, its UTF-8 bytes as given: at least 32 bytes (48 for HS384, 64 for HS512); "
-            + "required with RABBITMQ_HOST"
+            + "required with RABBITMQ_HOST and an HS* algorithm"
     )
     static let jwtAlgorithm = Self(
         "JWT_ALGORITHM", default: JWTAlgorithm.hs256.rawValue,
-        "\(JWTAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")); tokens with any other alg are refused"
+        "\(JWTAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")); tokens with any other alg are refused. "
+            + "HS* sign with JWT_SECRET; ES256 and EdDSA with key pairs the service keeps (JWT_KEY_ENCRYPTION_KEY)"
+    )
+    static let jwtKeyEncryptionKey = Self(
+        "JWT_KEY_ENCRYPTION_KEY", note: "none; random in memory", secret: true,
+        "seals the ES256/EdDSA signing keys at rest (AES-GCM): at least \(KeyEncryptionKey.minimumLength) bytes, "
+            + "the same on every instance; required with ES256 or EdDSA outside the in-memory store"
+    )
+    static let jwtKeyRotationDays = Self(
+        "JWT_KEY_ROTATION_DAYS", default: "30",
+        "with ES256 or EdDSA: a new signing key every this many days (published 600 s before it signs)"
+    )
+    static let publicBaseURL = Self(
+        "PUBLIC_BASE_URL", note: "none: each request's Host",
+        "absolute http(s) URL clients reach the service at, for the URLs of /.well-known/openid-configuration"
     )
     static let jwtExpireMinutes = Self("JWT_EXPIRE_MINUTES", default: "60", "token lifetime in minutes")
     static let jwtIssuer = Self("JWT_ISSUER", default: "identity", "iss written and required")
@@ -131,7 +145,7 @@ extension ConfigurationVariable {
     private static let rabbitMQDefaults = AMQPConfiguration(host: "")
     static let rabbitMQHost = Self(
         "RABBITMQ_HOST", note: "none: commands run in process",
-        "set for distributed mode (needs POSTGRES_HOST, JWT_SECRET and COMMAND_SIGNING_KEY)"
+        "set for distributed mode (needs POSTGRES_HOST, COMMAND_SIGNING_KEY, and JWT_SECRET or JWT_KEY_ENCRYPTION_KEY)"
     )
     static let rabbitMQPort = Self(
         "RABBITMQ_PORT", note: "\(rabbitMQDefaults.port), or 5671 with RABBITMQ_TLS", "RabbitMQ port"
@@ -163,7 +177,7 @@ extension ConfigurationVariable {
     /// Every variable, in the order `--help` and `DemoServer config` list them.
     static let all: [ConfigurationVariable] = [
         host, port, logLevel,
-        jwtSecret, jwtAlgorithm, jwtExpireMinutes, jwtIssuer, jwtAudience,
+        jwtSecret, jwtAlgorithm, jwtKeyEncryptionKey, jwtKeyRotationDays, jwtExpireMinutes, jwtIssuer, jwtAudience, publicBaseURL,
         loginMaxFailures, loginFailureWindowSeconds, loginMaxFailuresPerClient, refreshIdleDays, sessionMaxDays, trustedProxies,
         argon2MemoryKiB, argon2Iterations, argon2Parallelism, hashQueueLimit,
         postgresHost, postgresPort, postgresUser, postgresPassword, postgresDB, postgresPoolSize, postgresTLS,

@@ -8,7 +8,7 @@ struct DemoServer: AsyncParsableCommand {
         commandName: "DemoServer",
         abstract: "The Identity demo server.",
         discussion: ConfigurationVariable.helpText,
-        subcommands: [Serve.self, Worker.self, Migrate.self, ImportUsers.self, ShowConfiguration.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, ImportUsers.self, Keys.self, ShowConfiguration.self],
         defaultSubcommand: Serve.self
     )
 }

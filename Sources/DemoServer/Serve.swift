@@ -26,7 +26,7 @@ struct Serve: AsyncParsableCommand {
         var app = Application(
             router: IdentityHTTP.makeRouter(
                 service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies,
-                metrics: metrics.http
+                metrics: metrics.http, publicBaseURL: settings.publicBaseURL
             ),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: wiring.services,

@@ -2,6 +2,7 @@ import AMQPAdapter
 import CryptoAdapter
 import Foundation
 import HTTPAdapter
+import IdentityComposition
 import IdentityPorts
 import Logging
 import PostgresAdapter
@@ -18,6 +19,10 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
     var tokens: TokenConfiguration
     /// Whether `tokens` has a secret made at start-up, so tokens will not survive a restart.
     var usesRandomJWTSecret: Bool
+    /// With ES256 or EdDSA: the key-encryption key and the rotation interval.
+    var keyPairs: KeyPairSigning?
+    /// The absolute base URL discovery names (`PUBLIC_BASE_URL`), without a trailing slash.
+    var publicBaseURL: URL?
     var argon2: Argon2Configuration
     /// Hashes and verifications that may wait for a thread before the next is refused (503).
     var hashQueueLimit: Int
@@ -51,12 +56,22 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         let lifetime = try reader.integer(Variable.jwtExpireMinutes, in: 1...525_600)
         let issuer = try reader.required(Variable.jwtIssuer, expected: "text") { $0 }
         let audience = try reader.required(Variable.jwtAudience, expected: "text") { $0 }
-        usesRandomJWTSecret = secret == nil
+        let keyEncryptionKey = try reader.string(Variable.jwtKeyEncryptionKey)
+        let rotationDays = try reader.integer(Variable.jwtKeyRotationDays, in: 1...3_650)
+        publicBaseURL = try reader.read(
+            Variable.publicBaseURL, expected: "an absolute http or https URL without credentials, query or fragment", Self.baseURL
+        )
+        usesRandomJWTSecret = secret == nil && !algorithm.isAsymmetric
         do {
-            tokens = try TokenConfiguration(
-                secret: secret ?? Self.randomSecret(for: algorithm), algorithm: algorithm, issuer: issuer, audience: audience,
-                lifetime: TimeInterval(lifetime * 60)
-            )
+            tokens =
+                if algorithm.isAsymmetric {
+                    try TokenConfiguration(keyPairs: algorithm, issuer: issuer, audience: audience, lifetime: TimeInterval(lifetime * 60))
+                } else {
+                    try TokenConfiguration(
+                        secret: secret ?? Self.randomSecret(for: algorithm), algorithm: algorithm, issuer: issuer, audience: audience,
+                        lifetime: TimeInterval(lifetime * 60)
+                    )
+                }
         } catch {
             // Issuer and audience are never empty (an empty value is unset) and the lifetime is
             // positive, so only the secret can be refused; the error gives its length, never it.
@@ -105,6 +120,11 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
             )
         }
 
+        keyPairs = try Self.keyPairs(
+            algorithm: algorithm, keyEncryptionKey: keyEncryptionKey, rotationDays: rotationDays, tokens: tokens,
+            inMemory: postgres == nil && sqlitePath == ":memory:"
+        )
+
         let rabbitMQHost = try reader.string(Variable.rabbitMQHost)
         let rabbitTLS = try reader.flag(Variable.rabbitMQTLS)
         let rabbitPort = try reader.integer(Variable.rabbitMQPort, in: 1...65_535, fallback: rabbitTLS ? 5671 : 5672)
@@ -126,7 +146,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
             guard postgres != nil else {
                 throw ConfigurationError("RABBITMQ_HOST is set, so POSTGRES_HOST must be too (workers and HTTP nodes share the database)")
             }
-            guard secret != nil else {
+            guard secret != nil || algorithm.isAsymmetric else {
                 throw ConfigurationError("RABBITMQ_HOST is set, so JWT_SECRET must be too (every instance must verify every token)")
             }
             guard commandSigningKeys != nil else {
@@ -139,6 +159,50 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
                 tls: rabbitTLS ? AMQPConfiguration.TLS(caFile: caFile) : nil, commandTimeout: .seconds(commandTimeout)
             )
         }
+    }
+
+    /// `JWT_KEY_ENCRYPTION_KEY` and `JWT_KEY_ROTATION_DAYS` as the composition takes them: nil
+    /// with an HMAC algorithm (a key given is still checked); required with ES256 or EdDSA
+    /// unless the store is in memory, where a random key seals keys that end with the process.
+    private static func keyPairs(
+        algorithm: JWTAlgorithm, keyEncryptionKey secret: String?, rotationDays: Int, tokens: TokenConfiguration, inMemory: Bool
+    ) throws -> KeyPairSigning? {
+        let key: KeyEncryptionKey
+        do {
+            if let secret {
+                key = try KeyEncryptionKey(secret, for: algorithm)
+            } else if inMemory || !algorithm.isAsymmetric {
+                key = .random()
+            } else {
+                throw ConfigurationError(
+                    "JWT_KEY_ENCRYPTION_KEY is required with JWT_ALGORITHM=\(algorithm.rawValue) and a durable store "
+                        + "(at least \(KeyEncryptionKey.minimumLength) bytes, the same on every instance)"
+                )
+            }
+        } catch let error as TokenConfigurationError {
+            // It names the variable and gives the length, never the key.
+            throw ConfigurationError(error.description)
+        }
+        guard algorithm.isAsymmetric else { return nil }
+        let interval = TimeInterval(rotationDays * 86_400)
+        do {
+            _ = try SigningKeyPolicy(algorithm: algorithm, tokenLifetime: tokens.lifetime, leeway: tokens.leeway, rotationInterval: interval)
+        } catch {
+            throw ConfigurationError("JWT_KEY_ROTATION_DAYS=\(rotationDays): \(error) (JWT_EXPIRE_MINUTES=\(Int(tokens.lifetime / 60)))")
+        }
+        return KeyPairSigning(keyEncryptionKey: key, rotationInterval: interval)
+    }
+
+    /// `PUBLIC_BASE_URL`: an absolute http(s) URL with a host, and no credentials, query or
+    /// fragment; a trailing slash is dropped.
+    static func baseURL(_ text: String) -> URL? {
+        var text = text.trimmingCharacters(in: .whitespaces)
+        while text.hasSuffix("/") { text.removeLast() }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              let host = components.host, !host.isEmpty, components.user == nil, components.password == nil, components.query == nil,
+              components.fragment == nil, !text.contains(where: { $0.isWhitespace })
+        else { return nil }
+        return components.url
     }
 
     /// `COMMAND_SIGNING_KEY`: a comma-separated list during a rotation, the first signing and

@@ -1,3 +1,4 @@
+import CryptoAdapter
 import Foundation
 import Logging
 import IdentityComposition
@@ -45,7 +46,16 @@ enum Startup {
             exitCannotStart(error.description)
         } catch let error as BackendUnavailable {
             exitCannotStart("\(error) (\(settings.postgres?.summary ?? "no address"))")
+        } catch let error as SigningKeyError {
+            exitWithSigningKeyError(error)
         }
+    }
+
+    /// A stored signing key that does not open: the wrong `JWT_KEY_ENCRYPTION_KEY` (a
+    /// configuration error, 78), or keys that cannot sign (69).
+    static func exitWithSigningKeyError(_ error: SigningKeyError) -> Never {
+        if error.isConfigurationError { exitWithConfigurationError(ConfigurationError(error.description)) }
+        exitCannotStart(error.description)
     }
 
     /// The process's services, stopped gracefully by SIGTERM or SIGINT. A stop always ends:

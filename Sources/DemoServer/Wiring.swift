@@ -41,7 +41,7 @@ enum Wiring {
             transport = .amqp(rabbitmq, signingKeys: keys, consumesCommands: role != .serve(worker: false), beforeAcknowledging: fault)
         }
         return try await IdentityStack.make(store: store, transport: transport, configuration: IdentityConfiguration(
-            tokens: settings.tokens, argon2: settings.argon2, hashQueueLimit: settings.hashQueueLimit, throttle: settings.throttle,
+            tokens: settings.tokens, keyPairs: settings.keyPairs, argon2: settings.argon2, hashQueueLimit: settings.hashQueueLimit, throttle: settings.throttle,
             sessions: settings.sessions,
             logger: logger, metrics: metrics?.factory
         ))

@@ -1,7 +1,7 @@
 public import Hummingbird
 public import IdentityApplication
 public import IdentityPorts
-import Foundation
+public import Foundation
 import IdentityAdapterSupport
 
 /// Builds the HTTP face of the identity service on Hummingbird 2.
@@ -20,18 +20,22 @@ public enum IdentityHTTP {
         ("/health/ready", [.get]),
         ("/openapi.json", [.get]),
         ("/metrics", [.get]),
+        ("/.well-known/jwks.json", [.get]),
+        ("/.well-known/openid-configuration", [.get]),
     ])
 
-    /// A router serving contract §1–§4 and the operational routes of §7.
+    /// A router serving contract §1–§4, the discovery routes of §10 and the operational routes of §7.
     ///
     /// - Parameters:
     ///   - service: the use cases.
     ///   - readiness: backends that must answer for `GET /health/ready` to say 200.
     ///   - trustedProxies: proxies whose `X-Forwarded-For` names the client (login throttling).
     ///   - metrics: request and login metrics, and what `GET /metrics` serves; nil records none.
+    ///   - publicBaseURL: the absolute base URL discovery names (`PUBLIC_BASE_URL`); nil: each
+    ///     request's `Host`.
     public static func makeRouter(
         service: IdentityService, readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
-        metrics: IdentityMetrics? = nil
+        metrics: IdentityMetrics? = nil, publicBaseURL: URL? = nil
     ) -> Router<IdentityRequestContext> {
         let router = Router(context: IdentityRequestContext.self)
         let recorder = metrics.map { RequestMetrics(factory: $0.factory) }
@@ -40,6 +44,8 @@ public enum IdentityHTTP {
         }
         router.add(middleware: IdentityMiddleware(routes: routeTable))
         router.addRoutes(IdentityRoutes(service: service, trustedProxies: trustedProxies, metrics: recorder).collection())
+
+        DiscoveryRoutes<IdentityRequestContext>(service: service, publicBaseURL: publicBaseURL.map(baseURLText), prefix: "").add(to: router)
 
         let health = HealthRoutes(checks: readiness)
         router.get("/health/live", use: health.live)

@@ -84,6 +84,16 @@ public struct IdentityService: Sendable {
         self.authenticator = Authenticator(tokens: deps.tokens, revocations: deps.revocations, clock: deps.clock)
     }
 
+    /// The JWS algorithm tokens are signed with (`HS256`, `ES256`, `EdDSA`, ...), for discovery.
+    public var tokenSigningAlgorithm: String { deps.tokens.signingAlgorithm }
+
+    /// The `iss` of the tokens, for discovery; nil when the token service does not say.
+    public var tokenIssuer: String? { deps.tokens.issuer }
+
+    /// The public keys that may verify a live token now (`GET /.well-known/jwks.json`); none
+    /// when tokens are signed with a shared secret.
+    public func publishedSigningKeys() -> [PublishedSigningKey] { deps.tokens.publishedKeys() }
+
     /// Does the one-off work that must not land on a first request (the dummy hash).
     public func warmUp() async throws {
         _ = try await login.dummy.value(using: deps.hasher)

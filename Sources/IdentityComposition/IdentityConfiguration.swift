@@ -9,8 +9,12 @@ public import Logging
 /// Each value is validated by its own type (`TokenConfiguration`, `Argon2Configuration`,
 /// `LoginThrottleConfiguration`) when it is made, so a stack is never built on a bad one.
 public struct IdentityConfiguration: Sendable {
-    /// How tokens are signed and checked, and how long they last.
+    /// How tokens are signed and checked, and how long they last. With ES256 or EdDSA, made
+    /// with `TokenConfiguration(keyPairs:)`: the stack reads the keys from its store.
     public var tokens: TokenConfiguration
+    /// With ES256 or EdDSA: the key-encryption key and the rotation. Required unless the store
+    /// is `.inMemory`, where nil means a random key-encryption key (the keys end with the process).
+    public var keyPairs: KeyPairSigning?
     /// The Argon2id cost of new password hashes.
     public var argon2: Argon2Configuration
     /// Hashes and verifications that may wait for a thread before the next is refused (503).
@@ -34,12 +38,13 @@ public struct IdentityConfiguration: Sendable {
 
     /// Creates a configuration; only the token settings have no default.
     public init(
-        tokens: TokenConfiguration, argon2: Argon2Configuration = .recommended,
+        tokens: TokenConfiguration, keyPairs: KeyPairSigning? = nil, argon2: Argon2Configuration = .recommended,
         hashQueueLimit: Int = Argon2idHasher.defaultQueueLimit, throttle: LoginThrottleConfiguration = LoginThrottleConfiguration(),
         sessions: SessionConfiguration = SessionConfiguration(), purgeInterval: Duration = .seconds(600), schema: SchemaPolicy = .requireCurrent, clock: any IdentityClock = SystemClock(),
         ids: any IDGenerator = RandomIDGenerator(), logger: Logger = Logger(label: "identity"), metrics: (any MetricsFactory)? = nil
     ) {
         self.tokens = tokens
+        self.keyPairs = keyPairs
         self.argon2 = argon2
         self.hashQueueLimit = hashQueueLimit
         self.throttle = throttle

@@ -1,4 +1,6 @@
-import CryptoAdapter
+public import CryptoAdapter
+import Foundation
+import Synchronization
 public import IdentityApplication
 public import IdentityPorts
 public import ServiceLifecycle
@@ -33,11 +35,13 @@ public struct IdentityStack: Sendable {
     /// What readiness asks (`/health/ready`).
     public let readiness: [any HealthCheck]
     /// The background work, to run beside the server.
-    public let services: [any Service]
+    public private(set) var services: [any Service]
     /// One line for the start-up log: stores, transport, hasher, token algorithm; no secret.
     public private(set) var summary: String
     private let stores: IdentityStores
     private let schema: SchemaPolicy
+    /// The key pairs, with ES256 or EdDSA.
+    private var keyRing: KeyRing?
 
     /// Composes Identity on `store` with Argon2id hashing and JWT tokens as `configuration`
     /// sets them, commands carried by `transport`.
@@ -48,15 +52,62 @@ public struct IdentityStack: Sendable {
             parameters: configuration.argon2, pool: Argon2idHasher.makePool(), metrics: configuration.metricsFactory,
             yieldsToOtherWork: true, queueLimit: configuration.hashQueueLimit
         )
-        let tokens = await JWTTokenService(configuration: configuration.tokens)
+        let stores = try await store.open(configuration)
+        var tokenConfiguration = configuration.tokens
+        var ring: KeyRing?
+        if tokenConfiguration.algorithm.isAsymmetric, tokenConfiguration.signingKeys == nil {
+            ring = try keyRing(for: store, stores: stores, configuration: configuration)
+            tokenConfiguration = tokenConfiguration.signing(with: ring!.keys)
+        }
+        let tokens = await JWTTokenService(configuration: tokenConfiguration)
         var stack = try assemble(
-            stores: try await store.open(configuration), hasher: hasher, tokens: tokens, transport: transport,
+            stores: stores, hasher: hasher, tokens: tokens, transport: transport,
             clock: configuration.clock, ids: configuration.ids, logger: configuration.logger, metrics: configuration.metrics,
             purgeInterval: configuration.purgeInterval, schema: configuration.schema
         )
         stack.summary += " hasher=argon2id(\(configuration.argon2),queue=\(configuration.hashQueueLimit))"
             + " tokens=\(configuration.tokens.algorithm.rawValue)"
+        if let ring {
+            stack.keyRing = ring
+            stack.services.append(SigningKeyMaintenance(ring: ring, logger: configuration.logger))
+            stack.summary += "(rotation=\(Self.days(configuration.keyPairs?.rotationInterval ?? KeyPairSigning.defaultRotationInterval)))"
+        }
         return stack
+    }
+
+    /// The key pairs for `configuration`'s ES256 or EdDSA, over `stores.signingKeys`.
+    private static func keyRing(for store: IdentityStore, stores: IdentityStores, configuration: IdentityConfiguration) throws -> KeyRing {
+        let tokens = configuration.tokens
+        let settings: KeyPairSigning
+        if let keyPairs = configuration.keyPairs {
+            settings = keyPairs
+        } else if case .inMemory = store {
+            // The keys live and die with the process: nothing sealed now is opened after it.
+            settings = KeyPairSigning(keyEncryptionKey: .random())
+        } else {
+            throw IdentityCompositionError(
+                "JWT_ALGORITHM=\(tokens.algorithm.rawValue) needs JWT_KEY_ENCRYPTION_KEY (at least \(KeyEncryptionKey.minimumLength) bytes) "
+                    + "to seal the signing keys in \(stores.summary)"
+            )
+        }
+        do {
+            let policy = try SigningKeyPolicy(
+                algorithm: tokens.algorithm, tokenLifetime: tokens.lifetime, leeway: tokens.leeway, rotationInterval: settings.rotationInterval
+            )
+            let keys = try SigningKeys(
+                store: stores.signingKeys, algorithm: tokens.algorithm, keyEncryptionKey: settings.keyEncryptionKey, clock: configuration.clock
+            )
+            let rotator = SigningKeyRotator(
+                store: stores.signingKeys, policy: policy, keyEncryptionKey: settings.keyEncryptionKey, clock: configuration.clock
+            )
+            return KeyRing(keys: keys, rotator: rotator, store: stores.signingKeys, checkInterval: settings.checkInterval)
+        } catch let error as TokenConfigurationError {
+            throw IdentityCompositionError(error.description)
+        }
+    }
+
+    private static func days(_ interval: TimeInterval) -> String {
+        interval.truncatingRemainder(dividingBy: 86_400) == 0 ? "\(Int(interval / 86_400))d" : "\(Int(interval))s"
     }
 
     /// Composes Identity from stores, a hasher and a token service already made: the one place
@@ -124,8 +175,62 @@ public struct IdentityStack: Sendable {
     /// The work before the first request: the schema current (as `configuration.schema`
     /// says), and the dummy hash that keeps unknown-email logins as slow as others made.
     /// Run it once the store's services have started, e.g. in `beforeServerStarts`.
+    ///
+    /// With ES256 or EdDSA it then opens the stored keys (a `SigningKeyError` when they do not
+    /// open: the wrong `JWT_KEY_ENCRYPTION_KEY`), runs the rotation once (the first start makes
+    /// a key) and reads the keys again. The keys are opened before anything is written, so an
+    /// instance with the wrong key-encryption key never stores a key the others cannot open.
     public func prepare() async throws {
         try await stores.prepare(schema)
+        if let keyRing {
+            try await keyRing.keys.refresh()
+            try await keyRing.rotator.rotate()
+            try await keyRing.keys.refresh()
+            keyRing.opened.withLock { $0 = true }
+        }
         try await service.warmUp()
+    }
+
+    // MARK: signing keys
+
+    /// Makes a new signing key now (`DemoServer keys rotate`): published at once, signing from
+    /// the publication lead (600 s) on, unless a key is already waiting to sign. Returns the
+    /// key made, or nil when none was. Run `prepare()` first. Throws `IdentityCompositionError`
+    /// when tokens are signed with a shared secret.
+    @discardableResult
+    public func rotateSigningKeys() async throws -> SigningKeyRecord? {
+        let ring = try requireKeyRing()
+        // Opened first: a key-encryption key that does not open the stored keys writes nothing.
+        try await ring.keys.refresh()
+        let before = Set(try await ring.store.keySet().keys.map(\.kid))
+        try await ring.rotator.rotate(rotateNow: true)
+        try await ring.keys.refresh()
+        return try await ring.store.keySet().keys.first { !before.contains($0.kid) }
+    }
+
+    /// Runs the rotation as the background service does (a key when one is due, promotions,
+    /// retirements, unpublications) and reads the keys again; returns the steps taken. Like
+    /// `rotateSigningKeys()`, it opens the stored keys first and writes nothing if they do not open.
+    /// Throws `IdentityCompositionError` when tokens are signed with a shared secret.
+    @discardableResult
+    public func maintainSigningKeys() async throws -> [SigningKeyStep] {
+        let ring = try requireKeyRing()
+        try await ring.keys.refresh()
+        let steps = try await ring.rotator.rotate()
+        try await ring.keys.refresh()
+        return steps
+    }
+
+    /// Every stored signing key, oldest first (`DemoServer keys list`). Throws
+    /// `IdentityCompositionError` when tokens are signed with a shared secret.
+    public func signingKeyRecords() async throws -> [SigningKeyRecord] {
+        try await requireKeyRing().store.keySet().keys
+    }
+
+    private func requireKeyRing() throws -> KeyRing {
+        guard let keyRing else {
+            throw IdentityCompositionError("tokens are signed with JWT_SECRET (an HMAC algorithm): there are no key pairs; set JWT_ALGORITHM to ES256 or EdDSA")
+        }
+        return keyRing
     }
 }

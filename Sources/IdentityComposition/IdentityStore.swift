@@ -86,7 +86,7 @@ extension IdentityStores {
         let sessions = SQLiteSessionStore(database: database, configuration: configuration.sessions)
         return IdentityStores(
             users: store, outbox: store, revocations: revocations, throttle: throttle, sessions: sessions,
-            sessionConfiguration: configuration.sessions,
+            sessionConfiguration: configuration.sessions, signingKeys: SQLiteSigningKeyStore(database: database),
             purges: expiryPurges(revocations: revocations, sessions: sessions) { try await throttle.purgeExpired(now: $0) },
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             summary: "sqlite(\(path))"
@@ -118,6 +118,7 @@ extension IdentityStores {
         return IdentityStores(
             users: store, outbox: store, revocations: cache, throttle: throttle, sessions: sessions,
             sessionConfiguration: configuration.sessions,
+            signingKeys: PostgresSigningKeyStore(source: source, timeout: timeout, logger: logger),
             // The cache prunes itself and its table.
             purges: expiryPurges(revocations: cache, sessions: sessions) { try await throttle.purgeExpired(now: $0) } + [
                 .init("applied commands") { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-appliedCommandsKept)) },

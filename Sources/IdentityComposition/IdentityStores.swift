@@ -23,7 +23,8 @@ public struct IdentityStores: Sendable {
     public var sessions: any SessionStore
     /// The lifetimes `sessions` was made with.
     public var sessionConfiguration: SessionConfiguration
-    /// The signing key pairs (ES256, EdDSA), shared by every instance that shares `users`.
+    /// The signing key pairs (ES256, EdDSA), shared by every instance that shares `users`: in
+    /// the presets, the same database as `users` (in memory, SQLite or PostgreSQL).
     public var signingKeys: any SigningKeyStore
     /// Expired rows to delete now and then (`ExpiryPurge`).
     public var purges: [ExpiryPurge.PurgeTask]

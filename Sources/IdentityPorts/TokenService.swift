@@ -117,9 +117,26 @@ public protocol TokenService: TokenVerifier {
     /// Runs on the caller's executor (`nonisolated(nonsending)`): every authenticated request
     /// pays for it, and a few microseconds of CPU are not worth a hop to another thread.
     nonisolated(nonsending) func verify(_ token: String, now: Date) async throws -> VerifiedToken
+    /// The JWS algorithm tokens are signed with (`HS256`, `ES256`, `EdDSA`, ...): what discovery
+    /// announces as `id_token_signing_alg_values_supported`.
+    var signingAlgorithm: String { get }
+    /// The `iss` its tokens carry, which discovery announces as `issuer`; nil when it does not say.
+    var issuer: String? { get }
+    /// The public keys that may verify a live token now (contract §10), oldest first; none
+    /// when tokens are signed with a shared secret.
+    func publishedKeys() -> [PublishedSigningKey]
 }
 
 extension TokenService {
+    /// `HS256`: a service that does not say signs with the embedded default.
+    public var signingAlgorithm: String { "HS256" }
+
+    /// Nil: discovery then names the service's own base URL.
+    public var issuer: String? { nil }
+
+    /// None: a shared secret is never published.
+    public func publishedKeys() -> [PublishedSigningKey] { [] }
+
     /// A token outside any session (no `sid`).
     public func issue(for userID: UserID, accountVersion: Int64, issuedAt: Date) async throws -> IssuedToken {
         try await issue(for: userID, accountVersion: accountVersion, sessionID: nil, issuedAt: issuedAt)

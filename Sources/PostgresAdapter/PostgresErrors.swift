@@ -35,7 +35,7 @@ enum PostgresErrors {
         case let error as PublisherFailed:
             return error.error
         case is IdentityError, is BackendUnavailable, is PostgresStoreError, is MigrationError, is CancellationError,
-             is CommandAlreadyApplied, is SessionConflict:
+             is CommandAlreadyApplied, is SessionConflict, is SigningKeyConflict, is UnreadableSigningKey:
             return error
         case is PostgresDecodingError:
             // A column did not decode: a schema mismatch or a bug, not an outage.

@@ -2,6 +2,7 @@
 import CryptoAdapter
 import Foundation
 import HTTPAdapter
+import IdentityComposition
 import IdentityPorts
 import Logging
 import PostgresAdapter
@@ -29,6 +30,11 @@ struct ServerConfigurationTests {
         ("POSTGRES_TIMEOUT_SECONDS", "0"), ("RABBITMQ_TLS", "maybe"), ("COMMAND_TIMEOUT_SECONDS", "0"),
         ("IDENTITY_TEST_EXIT_BEFORE_ACK", "sometimes"), ("COMMAND_SIGNING_KEY", "too-short"),
         ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ",short"), ("COMMAND_SIGNING_KEY", String(repeating: "k", count: 32) + ","),
+        ("JWT_KEY_ENCRYPTION_KEY", "too-short-key"), ("JWT_KEY_ENCRYPTION_KEY", String(repeating: "k", count: 31)),
+        ("JWT_KEY_ROTATION_DAYS", "0"), ("JWT_KEY_ROTATION_DAYS", "-30"), ("JWT_KEY_ROTATION_DAYS", "monthly"),
+        ("JWT_KEY_ROTATION_DAYS", "3651"), ("PUBLIC_BASE_URL", "id.example.com"), ("PUBLIC_BASE_URL", "ftp://id.example.com"),
+        ("PUBLIC_BASE_URL", "https://id.example.com/?next=1"), ("PUBLIC_BASE_URL", "https://id.example.com/#top"),
+        ("PUBLIC_BASE_URL", "https://user:pw@id.example.com"), ("PUBLIC_BASE_URL", "https://"), ("PUBLIC_BASE_URL", "/relative"),
     ]
 
     /// Variables whose every non-empty value is accepted: names, addresses, paths and passwords.
@@ -108,6 +114,59 @@ struct ServerConfigurationTests {
         #expect(random.usesRandomJWTSecret && random.tokens.secret.count >= 64, "a random secret long enough for the algorithm")
     }
 
+    static let kek = String(repeating: "key-encryption-", count: 3)
+
+    @Test("ES256 and EdDSA sign with key pairs: a key-encryption key is required outside the in-memory store, random in it")
+    func keyPairs() throws {
+        for algorithm in ["ES256", "EdDSA"] {
+            let sqlite = ["JWT_ALGORITHM": algorithm]
+            #expect {
+                _ = try configuration(sqlite)
+            } throws: { error in
+                "\(error)".hasPrefix("JWT_KEY_ENCRYPTION_KEY is required with JWT_ALGORITHM=\(algorithm)") && !"\(error)".contains("\n")
+            }
+            #expect(throws: ConfigurationError.self, "PostgreSQL too") { _ = try configuration(sqlite.merging(["POSTGRES_HOST": "db"]) { $1 }) }
+            let inMemory = try configuration(["JWT_ALGORITHM": algorithm, "IDENTITY_SQLITE_PATH": ":memory:"])
+            #expect(inMemory.tokens.algorithm.rawValue == algorithm && inMemory.tokens.signingKeys == nil)
+            #expect(inMemory.keyPairs?.rotationInterval == TimeInterval(30 * 86_400))
+            #expect(!inMemory.usesRandomJWTSecret, "no JWT_SECRET is used, so none is made")
+            let durable = try configuration(["JWT_ALGORITHM": algorithm, "JWT_KEY_ENCRYPTION_KEY": Self.kek, "JWT_KEY_ROTATION_DAYS": "7"])
+            #expect(durable.keyPairs?.rotationInterval == TimeInterval(7 * 86_400))
+        }
+        #expect(try configuration([:]).keyPairs == nil, "HS256: no key pairs")
+    }
+
+    @Test("a short or missing key-encryption key is never echoed; a rotation shorter than a token's life is refused naming both")
+    func keyPairErrors() throws {
+        let short = "short-key-encryption-secret"
+        #expect {
+            _ = try configuration(["JWT_ALGORITHM": "ES256", "JWT_KEY_ENCRYPTION_KEY": short])
+        } throws: { error in
+            "\(error)" == "JWT_KEY_ENCRYPTION_KEY must be at least 32 bytes (got \(short.utf8.count))"
+        }
+        #expect {
+            _ = try configuration([
+                "JWT_ALGORITHM": "EdDSA", "JWT_KEY_ENCRYPTION_KEY": Self.kek, "JWT_KEY_ROTATION_DAYS": "1", "JWT_EXPIRE_MINUTES": "1440",
+            ])
+        } throws: { error in
+            "\(error)".hasPrefix("JWT_KEY_ROTATION_DAYS=1: ") && "\(error)".contains("JWT_EXPIRE_MINUTES=1440")
+        }
+        let distributed = try configuration([
+            "JWT_ALGORITHM": "ES256", "JWT_KEY_ENCRYPTION_KEY": Self.kek, "POSTGRES_HOST": "db", "RABBITMQ_HOST": "mq",
+            "COMMAND_SIGNING_KEY": String(repeating: "c", count: 32),
+        ])
+        #expect(distributed.rabbitmq != nil, "distributed mode needs no JWT_SECRET with key pairs")
+        #expect(!distributed.description.contains(Self.kek) && distributed.description.contains("JWT_KEY_ENCRYPTION_KEY=<redacted>"))
+    }
+
+    @Test("PUBLIC_BASE_URL: an absolute http(s) URL, its trailing slash dropped")
+    func publicBaseURL() throws {
+        #expect(try configuration([:]).publicBaseURL == nil)
+        #expect(try configuration(["PUBLIC_BASE_URL": "https://id.example.com/"]).publicBaseURL?.absoluteString == "https://id.example.com")
+        #expect(try configuration(["PUBLIC_BASE_URL": "http://127.0.0.1:8080/identity"]).publicBaseURL?.absoluteString
+            == "http://127.0.0.1:8080/identity")
+    }
+
     @Test("the JWT_* variables make the token configuration")
     func tokens() throws {
         let configuration = try configuration([
@@ -136,7 +195,7 @@ struct ServerConfigurationTests {
             #expect(variable.isSecret, "\(variable.name)")
         }
         #expect(Set(ConfigurationVariable.all.filter(\.isSecret).map(\.name))
-                == ["JWT_SECRET", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "COMMAND_SIGNING_KEY"])
+                == ["JWT_SECRET", "JWT_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "COMMAND_SIGNING_KEY"])
         #expect(ConfigurationVariable.isSecret(name: "SMTP_PASSWORD") && ConfigurationVariable.isSecret(name: "JWT_KEY_ENCRYPTION_KEY"))
         #expect(!ConfigurationVariable.isSecret(name: "PORT") && !ConfigurationVariable.isSecret(name: "POSTGRES_USER"))
     }

@@ -1,5 +1,6 @@
 import CryptoAdapter
 import IdentityComposition
+import Testing
 public import Foundation
 public import IdentityApplication
 public import IdentityPorts
@@ -31,6 +32,17 @@ public struct TestIdentity: Sendable {
     /// The token service every test identity signs with.
     public static func makeTokens() async throws -> any TokenService {
         await JWTTokenService(configuration: try TokenConfiguration(secret: secret, lifetime: lifetime))
+    }
+
+    /// The service on in-memory stores signing with key pairs (`ES256` or `EdDSA`), prepared:
+    /// its first key made.
+    public static func keyPairService(algorithm: String = "ES256") async throws -> IdentityService {
+        let algorithm = try #require(JWTAlgorithm(rawValue: algorithm))
+        let stack = try await IdentityStack.make(store: .inMemory, configuration: IdentityConfiguration(
+            tokens: try TokenConfiguration(keyPairs: algorithm, lifetime: lifetime), argon2: try Argon2Configuration(memoryKiB: 64, iterations: 1)
+        ))
+        try await stack.prepare()
+        return stack.service
     }
 
     /// Builds the service; `argon2` defaults to the cheapest parameters libargon2 accepts, and

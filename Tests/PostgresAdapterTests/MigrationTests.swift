@@ -19,6 +19,7 @@ struct MigrationTests {
     static let schema: Set<String> = [
         "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_account_cutoffs", "identity_processed_messages",
         "identity_login_failures", "identity_revocation_sequence", "identity_sessions", "identity_session_digests",
+        "identity_signing_keys", "identity_signing_key_revision",
     ]
 
     @Test("the shipped migrations are numbered, named, and each has its down")
@@ -95,7 +96,8 @@ struct MigrationTests {
             let newer = migrator.migrations.filter { $0.version > sessions.version }.count
             #expect(try await migrator.down(newer + 1).map(\.version).last == sessions.version)
             #expect(try await tables(client).isDisjoint(with: sessionTables), "the session tables are gone")
-            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(sessionTables)), "the others stay")
+            let later: Set<String> = ["identity_signing_keys", "identity_signing_key_revision"]  // 0007's, undone with it
+            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(sessionTables).subtracting(later)), "the earlier ones stay")
             let indexes = try await client.query("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'identity_session%'")
             for try await count in indexes.decode(Int64.self) { #expect(count == 0, "and so are their indexes") }
             #expect(try await migrator.up().map(\.version).first == sessions.version)
@@ -103,6 +105,32 @@ struct MigrationTests {
             #expect(try await store.session(id: opened.id) == nil, "empty again")
             try await store.open(opened)
             #expect(try await store.session(id: opened.id) == opened, "and usable")
+        }
+    }
+
+    @Test("0007 (signing keys) goes down and up: its tables come and go, the tables before it stay, and it comes back empty")
+    func signingKeysUpDown() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            let signingKeys = try #require(migrator.migrations.first { $0.name == "signing_keys" })
+            let keyTables: Set<String> = ["identity_signing_keys", "identity_signing_key_revision"]
+            _ = try await migrator.up()
+            let store = PostgresSigningKeyStore(client: client)
+            let key = SigningKeyRecord(
+                kid: "k", algorithm: "EdDSA", publicKey: Data(repeating: 1, count: 32), sealedPrivateKey: Data([9]), state: .active,
+                createdAt: Date(timeIntervalSince1970: 1_790_000_000), activatesAt: Date(timeIntervalSince1970: 1_790_000_000)
+            )
+            #expect(try await store.commit([.insert(key)], expectedRevision: 0))
+            let newer = migrator.migrations.filter { $0.version > signingKeys.version }.count
+            #expect(try await migrator.down(newer + 1).map(\.version).last == signingKeys.version)
+            #expect(try await tables(client).isDisjoint(with: keyTables), "the signing key tables are gone")
+            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(keyTables)), "the others stay")
+            await #expect(throws: PostgresStoreError.self, "the store fails on what was undone") { _ = try await store.keySet() }
+            #expect(try await migrator.up().map(\.version).first == signingKeys.version)
+            #expect(try await tables(client).isSuperset(of: keyTables))
+            #expect(try await store.keySet() == SigningKeySet(revision: 0, keys: []), "empty again, the revision back at 0")
+            #expect(try await store.commit([.insert(key)], expectedRevision: 0))
+            #expect(try await store.keySet().keys == [key], "and usable")
         }
     }
 
