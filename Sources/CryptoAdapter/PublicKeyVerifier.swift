@@ -132,6 +132,7 @@ public struct FixedPublicKeys: PublicKeySource {
         self.publicKeys = keys
     }
 
+    /// The same keys: a fixed set has nothing to read again.
     public func publicKeys(missing kid: String) async -> PublicKeySet { publicKeys }
 }
 

@@ -77,6 +77,8 @@ public final class JWKSCache: PublicKeySource, Service {
     /// When the keys held stop being fresh (their fetch plus `max-age`); nil before any fetch.
     public var expiresAt: Date? { state.withLock { $0.fetchedAt == nil ? nil : $0.expiresAt } }
 
+    /// The keys after fetching them again, unless a token with an unknown `kid` made it fetch
+    /// less than `unknownKeyRefetchInterval` ago (then the keys held, at once).
     public func publicKeys(missing kid: String) async -> PublicKeySet {
         let now = clock.now()
         let due = state.withLock { state -> Bool in
@@ -119,6 +121,8 @@ public final class JWKSCache: PublicKeySource, Service {
                 ])
             }
         } catch {
+            // A fetch cut short by shutdown is no failure worth a warning.
+            if Task.isCancelled { throw error }
             logger.warning("fetching the signing keys failed; the keys held are kept", metadata: [
                 "error": "\(error)", "keys": "\(publicKeys.keyIDs.count)",
             ])
