@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "HTTPAdapter", targets: ["HTTPAdapter"]),
         .library(name: "IdentityComposition", targets: ["IdentityComposition"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
+        .library(name: "IdentityVerifier", targets: ["IdentityVerifier"]),
         .executable(name: "DemoServer", targets: ["DemoServer"]),
     ],
     // Which store presets `IdentityComposition` offers, and so which adapters (and their
@@ -49,6 +50,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // No traits: the environment-variable provider (for the environment and `.env`) is in the core.
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
         // Documentation only: `swift package generate-documentation` (scripts/docs).
@@ -171,6 +173,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: verifying our tokens in another service: the JWKS fetched over HTTP, the
+        // verification of CryptoAdapter, the authenticator of the core, the middleware of HTTPAdapter
+        .target(
+            name: "IdentityVerifier",
+            dependencies: [
+                "IdentityApplication",
+                "IdentityPorts",
+                "CryptoAdapter",
+                "HTTPAdapter",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: conformance suites for adapter authors
         .target(name: "IdentityConformance", dependencies: ["IdentityDomain", "IdentityPorts"], swiftSettings: swiftSettings),
 
@@ -272,6 +292,18 @@ let package = Package(
         .testTarget(
             name: "AMQPAdapterTests",
             dependencies: ["AMQPAdapter", "IdentityAdapterSupport", "IdentityConformance", "IdentityApplication", "InMemoryAdapter", "IdentityTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IdentityVerifierTests",
+            dependencies: [
+                "IdentityVerifier", "CryptoAdapter", "HTTPAdapter", "InMemoryAdapter", "IdentityTestSupport", "IdentityApplication",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -102,22 +102,35 @@ extension IdentityHTTP {
     public static func bearerAuthenticator<Context: IdentityContext>(
         service: IdentityService, context: Context.Type = Context.self
     ) -> IdentityBearerAuthenticator<Context> {
-        IdentityBearerAuthenticator(service: service)
+        IdentityBearerAuthenticator(authenticator: service.authenticator)
+    }
+
+    /// The same middleware over an `Authenticator` of the host's making: for a service that
+    /// only verifies our tokens (IdentityVerifier's, with the published keys and a shared
+    /// `RevocationStore`) and runs no `IdentityService`. Same `context.principal`, same 401.
+    public static func bearerAuthenticator<Context: IdentityContext>(
+        authenticator: Authenticator, context: Context.Type = Context.self
+    ) -> IdentityBearerAuthenticator<Context> {
+        IdentityBearerAuthenticator(authenticator: authenticator)
     }
 }
 
-/// See `IdentityHTTP.bearerAuthenticator(service:)`.
+/// See `IdentityHTTP.bearerAuthenticator(service:)` and `bearerAuthenticator(authenticator:)`.
 public struct IdentityBearerAuthenticator<Context: IdentityContext>: RouterMiddleware {
-    private let service: IdentityService
+    private let authenticator: Authenticator
 
     init(service: IdentityService) {
-        self.service = service
+        self.init(authenticator: service.authenticator)
+    }
+
+    init(authenticator: Authenticator) {
+        self.authenticator = authenticator
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         do {
-            context.principal = try await BearerToken.authenticate(request, with: service)
+            context.principal = try await BearerToken.authenticate(request, with: authenticator)
         } catch {
             // Outside the identity routes nothing has given the request an id yet.
             if context.requestID.isEmpty { context.requestID = RequestID.of(request) }

@@ -217,8 +217,12 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
 /// Reads `Authorization: Bearer …` and asks the service's authenticator about it.
 enum BearerToken {
     static func authenticate(_ request: Request, with service: IdentityService) async throws -> Principal {
+        try await authenticate(request, with: service.authenticator)
+    }
+
+    static func authenticate(_ request: Request, with authenticator: Authenticator) async throws -> Principal {
         guard let header = request.headers[.authorization] else { throw AuthenticationRequired() }
-        return try await service.authenticator.authenticate(bearer: try token(in: header))
+        return try await authenticator.authenticate(bearer: try token(in: header))
     }
 
     /// The token of `Bearer <token>` (RFC 6750 §2.1: the scheme in any case, one or more

@@ -6,13 +6,19 @@ import Foundation
 ///
 /// Reads no account row, so a host application can put it in front of its own routes cheaply.
 public struct Authenticator: Sendable {
-    private let tokens: any TokenService
+    private let tokens: any TokenVerifier
     private let revocations: any RevocationStore
     private let clock: any IdentityClock
 
     /// Creates an authenticator.
     public init(tokens: any TokenService, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()) {
-        self.tokens = tokens
+        self.init(verifier: tokens, revocations: revocations, clock: clock)
+    }
+
+    /// Creates an authenticator that only verifies, for a service that issues no tokens
+    /// itself (IdentityVerifier's, over the published keys), with the same revocation checks.
+    public init(verifier: any TokenVerifier, revocations: any RevocationStore, clock: any IdentityClock = SystemClock()) {
+        self.tokens = verifier
         self.revocations = revocations
         self.clock = clock
     }

@@ -88,12 +88,22 @@ public struct TokenRejected: Error, Sendable, Hashable, CustomStringConvertible 
     public static let unknownUser = TokenRejected("unknown_user")
 }
 
+/// Verifies access tokens: what a service needs that only checks tokens issued elsewhere
+/// (with the published public keys, say) and issues none. `TokenService` refines it.
+public protocol TokenVerifier: Sendable {
+    /// Verifies signature, algorithm and claims at `now`; throws `TokenRejected`.
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): every authenticated request
+    /// pays for it, and a few microseconds of CPU are not worth a hop to another thread.
+    nonisolated(nonsending) func verify(_ token: String, now: Date) async throws -> VerifiedToken
+}
+
 /// Issues and verifies access tokens.
 ///
 /// The token service is the one place that knows how long tokens live and how much clock
 /// leeway verification grants, so revocations are sized from it (`revocationExpiry(ofTokenExpiringAt:)`,
 /// `cutoffExpiry(madeAt:)`) and cannot be configured apart from the tokens they revoke.
-public protocol TokenService: Sendable {
+public protocol TokenService: TokenVerifier {
     /// How long a token lives: `exp - iat`.
     var lifetime: TimeInterval { get }
     /// How far past `exp` (and before `iat`/`nbf`) a token is still accepted.
