@@ -322,7 +322,7 @@ struct SessionEndToEndTests {
 // MARK: - faults
 
 extension SessionEndToEndTests {
-    @Test("PostgreSQL's link cut, then silently paused, during refreshes: 503s (never 500), no session ended, the client's latest token refreshes after",
+    @Test("PostgreSQL's link cut or paused around refreshes, and a rotation committed after its deadline: 503s (never 500), no session ended, the client's latest token refreshes after",
           .enabled(if: PrivatePostgres.isAvailable, PrivatePostgres.skipReason))
     func databaseLinkFaults() async throws {
         let postgres = try await PrivatePostgres()
@@ -336,19 +336,46 @@ extension SessionEndToEndTests {
         var latest = try await client.login(base, userAgent: "faulty")
         latest = try await client.refresh(base, latest.refresh).pair()
 
-        for fault in ["cut", "pause"] {
-            if fault == "cut" { try await proxy.cut() } else { try await proxy.pause() }
+        let sid = try #require(try claim("sid", of: latest.access))
+        let faults = FaultEndToEndTests()
+        for fault in ["cut between refreshes", "paused with a refresh in flight", "cut with a refresh in flight", "a rotation slower than the deadline"] {
+            let before = try await psql(postgres, "SELECT generation FROM identity_sessions WHERE id = '\(sid)'")
             // The client keeps the last pair it received; every refresh meanwhile fails alike.
             var statuses: [Int] = []
-            for _ in 0..<3 {
-                let reply = try await client.refresh(base, latest.refresh)
-                statuses.append(reply.status)
-                if reply.status == 200 { latest = try reply.pair() }
+            switch fault {
+            case "cut between refreshes":
+                try await proxy.cut()
+                for _ in 0..<2 { statuses.append(try await client.refresh(base, latest.refresh).status) }
+                try await proxy.restore()
+            case "paused with a refresh in flight", "cut with a refresh in flight":
+                try await proxy.pause()
+                let token = latest.refresh
+                let held = Task { try await client.refresh(base, token).status }
+                #expect(try await eventually { try await proxy.heldBytes(from: .client) > 0 }, "the refresh's query is held at the proxy")
+                if fault.hasPrefix("cut") { try await proxy.cut() }
+                statuses.append(try await held.value)
+                statuses.append(try await client.refresh(base, latest.refresh).status)
+                if fault.hasPrefix("cut") { try await proxy.restore() }
+                try await proxy.resume()
+            default:
+                // PostgreSQL commits the rotation after the demo server gave up on it: the
+                // client never received the pair its token was replaced with.
+                try await faults.sql(postgres, """
+                    CREATE FUNCTION identity_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$;
+                    CREATE TRIGGER identity_test_slow BEFORE UPDATE ON identity_sessions
+                        FOR EACH ROW EXECUTE FUNCTION identity_test_slow();
+                    """)
+                statuses.append(try await client.refresh(base, latest.refresh).status)
+                try await faults.sql(postgres, "DROP TRIGGER identity_test_slow ON identity_sessions; DROP FUNCTION identity_test_slow();")
+                // Dropping the trigger waits for the slow statement, which commits: one rotation
+                // the client never saw, so the retry below goes through the grace rule.
+                #expect(try await psql(postgres, "SELECT generation FROM identity_sessions WHERE id = '\(sid)'") == Int(before).map { "\($0 + 1)" },
+                        "the rotation committed after the 503")
             }
-            #expect(statuses.allSatisfy { $0 == 503 }, "\(fault): the database is unreachable, refreshes are 503: \(statuses)")
-            if fault == "cut" { try await proxy.restore() } else { try await proxy.resume() }
-            // A refresh held by the pause may commit once released; the client's token is then
-            // the one just replaced, and the grace rule hands it the pair it missed.
+            #expect(statuses.allSatisfy { $0 == 503 }, "\(fault): refreshes are 503 meanwhile: \(statuses)")
+            // A rotation that committed after its 503 (held, slow) left the client's token the
+            // one just replaced: within 10 s the grace rule hands it the pair it missed.
             var recovered: Pair?
             let back = try await eventually(within: 8) {
                 let reply = try await client.refresh(base, latest.refresh)
@@ -358,8 +385,11 @@ extension SessionEndToEndTests {
             }
             #expect(back, "\(fault): the client's latest token refreshes once the link is back: \(server.log.suffix(2000))")
             latest = try #require(recovered)
+            let after = try await psql(postgres, "SELECT generation FROM identity_sessions WHERE id = '\(sid)'")
+            #expect(Int(after) == Int(before).map { $0 + 1 }, "\(fault): one rotation in all, whichever request made it (\(before) → \(after))")
             latest = try await client.refresh(base, latest.refresh).pair()
             #expect(try await call("GET", "\(base)/users/me", token: latest.access).status == 200)
+            try await expectEndReasons(client.deployment, [:])
         }
         #expect(try await psql(postgres, "SELECT count(*) FROM identity_sessions WHERE ended_at IS NULL") == "1", "the session is open")
         try await expectEndReasons(client.deployment, [:])
