@@ -396,18 +396,27 @@ extension SessionEndToEndTests {
         #expect(!server.log.contains("Fatal error"))
     }
 
-    @Test("DemoServer killed (SIGKILL) amid a stream of refreshes: after a restart each session's latest token refreshes, none ended as a reuse; a real replay still is one",
+    @Test("DemoServer killed (SIGKILL) amid streams of refreshes, a rotation of each in flight: after a restart each client's last token refreshes through the grace, none ended as a reuse; a real replay still is one",
           .enabled(if: PrivatePostgres.isAvailable, PrivatePostgres.skipReason))
     func killedMidStream() async throws {
         let postgres = try await PrivatePostgres()
         defer { postgres.destroy() }
-        let env = try await Self.migratedEnvironment(postgres)
-        let (first, base) = try await FaultEndToEndTests().node(env)
+        var env = try await Self.migratedEnvironment(postgres)
+        env["POSTGRES_POOL_SIZE"] = "8"
+        let faults = FaultEndToEndTests()
+        let (first, base) = try await faults.node(env)
         defer { first.stop() }
         let deployment = Deployment(a: base, b: base, postgres: postgres, processes: [])
         let client = SessionClient(deployment: deployment)
         #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"\#(Self.password)","name":"Ada"}"#).status == 201)
         let chains = try await (0..<4).asyncMap { index in Chain(try await client.login(base, userAgent: "stream \(index)")) }
+        func generations() async throws -> [Int] {
+            try await chains.asyncMap { chain in
+                let sid = try #require(try claim("sid", of: chain.first.access))
+                return try #require(Int(try await psql(postgres, "SELECT generation FROM identity_sessions WHERE id = '\(sid)'")))
+            }
+        }
+        let opened = try await generations()
 
         // Four clients refresh one after another, each on its own session, until the kill.
         let streams = Task {
@@ -424,15 +433,30 @@ extension SessionEndToEndTests {
             }
         }
         #expect(await eventually(within: 30) { chains.allSatisfy { $0.count >= 5 } }, "every stream refreshes")
+        // From now on each rotation takes 2 s in PostgreSQL: the kill finds one in flight per
+        // stream, which PostgreSQL commits after the process is gone, unseen by its client.
+        try await faults.sql(postgres, """
+            CREATE FUNCTION identity_test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$;
+            CREATE TRIGGER identity_test_slow BEFORE UPDATE ON identity_sessions FOR EACH ROW EXECUTE FUNCTION identity_test_slow();
+            """)
+        #expect(try await eventually(within: 10) {
+            try await psql(postgres, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == "4"
+        }, "a rotation of each stream is in flight")
         #expect(kill(first.process.processIdentifier, SIGKILL) == 0)
         await streams.value
         #expect(await first.waitForExit(seconds: 10))
+        try await faults.sql(postgres, "DROP TRIGGER identity_test_slow ON identity_sessions; DROP FUNCTION identity_test_slow();")
+        let committed = try await generations()
+        for (index, chain) in chains.enumerated() {
+            #expect(committed[index] == opened[index] + chain.count, "stream \(index): one rotation more than its client saw")
+        }
 
         let (second, again) = try await FaultEndToEndTests().node(env)
         defer { second.stop() }
         for chain in chains {
             let reply = try await client.refresh(again, chain.latest.refresh)
-            #expect(reply.status == 200, "the last token the client received refreshes (itself, or through the grace): \(reply.status) \(reply.json)")
+            #expect(reply.status == 200, "the last token the client received refreshes, through the grace: \(reply.status) \(reply.json)")
             if reply.status == 200 { chain.received(try reply.pair()) }
         }
         try await expectEndReasons(deployment, [:])
@@ -514,6 +538,7 @@ final class Chain: Sendable {
     init(_ first: Pair) { pairs = Mutex([first]) }
     func received(_ pair: Pair) { pairs.withLock { $0.append(pair) } }
     var latest: Pair { pairs.withLock { $0[$0.count - 1] } }
+    var first: Pair { pairs.withLock { $0[0] } }
     var count: Int { pairs.withLock { $0.count } }
     /// A refresh token older than the one before the latest (a replay that is never within the grace).
     var older: String? { pairs.withLock { $0.count >= 3 ? $0[$0.count - 3].refresh : nil } }
