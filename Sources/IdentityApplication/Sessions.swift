@@ -108,9 +108,17 @@ struct SessionHandler: Sendable {
     func refresh(_ token: String, client: String?) async throws -> SignIn {
         guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
         let now = clock.now()
-        guard let session = try await sessions.session(id: parts.sessionID), configuration.isOpen(session, at: now),
-              let user = try await users.user(id: session.userID)
-        else { throw try await refused(client) }
+        guard let session = try await sessions.session(id: parts.sessionID) else { throw try await refused(client) }
+        guard configuration.isOpen(session, at: now), let user = try await users.user(id: session.userID) else {
+            // Ended by a reuse whose revocation was not written (a fault between the two): write
+            // it now, or its access tokens would be accepted until they expire.
+            if session.endReason == .reuse, try await !revocations.isRevoked(
+                jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
+            ) {
+                try await revoke(session, now: now)
+            }
+            throw try await refused(client)
+        }
         // Ended by its revocation (an end whose second write failed), or cut off by a password
         // change or deletion since its last token.
         if try await revocations.isRevoked(
