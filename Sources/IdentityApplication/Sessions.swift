@@ -111,10 +111,12 @@ struct SessionHandler: Sendable {
         guard let session = try await sessions.session(id: parts.sessionID) else { throw try await refused(client) }
         guard configuration.isOpen(session, at: now), let user = try await users.user(id: session.userID) else {
             // Ended by a reuse whose revocation was not written (a fault between the two): write
-            // it now, or its access tokens would be accepted until they expire.
-            if session.endReason == .reuse, try await !revocations.isRevoked(
-                jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
-            ) {
+            // it now, or its access tokens would be accepted until they expire (once they all
+            // have, there is nothing left to refuse).
+            if session.endReason == .reuse, let ended = session.endedAt, tokens.cutoffExpiry(madeAt: ended) > now,
+               try await !revocations.isRevoked(
+                   jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
+               ) {
                 try await revoke(session, now: now)
             }
             throw try await refused(client)

@@ -97,7 +97,7 @@ struct SessionTests {
         #expect(await isRefused(identity, access: second.token))
     }
 
-    @Test("a reuse whose revocation cannot be written ends the session all the same; the next refresh attempt writes the revocation")
+    @Test("a reuse whose revocation cannot be written ends the session all the same; the next refresh attempt writes the revocation, while its access tokens may live")
     func reuseWithoutRevocation() async throws {
         struct Injected: Error {}
         let identity = try await TestIdentity.make()
@@ -113,6 +113,11 @@ struct SessionTests {
         }
         #expect(await isRefused(identity, access: third.token), "and that attempt wrote the revocation")
         #expect(await isRefused(identity, access: first.token))
+        // Once every access token of the session has expired, an attempt has nothing to write.
+        identity.clock.advance(by: 24 * 3600)
+        identity.revocations.failWrites(with: Injected())
+        await #expect(throws: IdentityError.refreshTokenRefused) { try await identity.service.refresh(third.refreshToken, client: nil) }
+        identity.revocations.failWrites(with: nil)
     }
 
     @Test("twenty simultaneous refreshes with one token: one rotation, and all twenty get the same pair")
