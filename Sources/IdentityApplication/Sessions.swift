@@ -109,10 +109,20 @@ struct SessionHandler: Sendable {
         guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
         let now = clock.now()
         // The session and its account's version in one read; a deleted account has none.
-        guard let found = try await sessions.sessionAndAccount(id: parts.sessionID), configuration.isOpen(found.session, at: now),
-              let accountVersion = found.accountVersion
-        else { throw try await refused(client) }
+        guard let found = try await sessions.sessionAndAccount(id: parts.sessionID) else { throw try await refused(client) }
         let session = found.session
+        guard configuration.isOpen(session, at: now), let accountVersion = found.accountVersion else {
+            // Ended by a reuse whose revocation was not written (a fault between the two): write
+            // it now, or its access tokens would be accepted until they expire (once they all
+            // have, there is nothing left to refuse).
+            if session.endReason == .reuse, let ended = session.endedAt, tokens.cutoffExpiry(madeAt: ended) > now,
+               try await !revocations.isRevoked(
+                   jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
+               ) {
+                try await revoke(session, now: now)
+            }
+            throw try await refused(client)
+        }
         // Ended by its revocation (an end whose second write failed), or cut off by a password
         // change or deletion since its last token.
         if try await revocations.isRevoked(

@@ -5,7 +5,7 @@ import IdentityComposition
 import IdentityDomain
 import IdentityPorts
 import IdentityTestSupport
-import InMemoryAdapter
+@_spi(FaultInjection) import InMemoryAdapter
 import Testing
 
 @Suite("Sessions and refresh tokens (contract §9)")
@@ -95,6 +95,29 @@ struct SessionTests {
         _ = try await identity.service.refresh(second.refreshToken, client: nil)
         await #expect(throws: IdentityError.refreshTokenReused) { try await identity.service.refresh(first.refreshToken, client: nil) }
         #expect(await isRefused(identity, access: second.token))
+    }
+
+    @Test("a reuse whose revocation cannot be written ends the session all the same; the next refresh attempt writes the revocation, while its access tokens may live")
+    func reuseWithoutRevocation() async throws {
+        struct Injected: Error {}
+        let identity = try await TestIdentity.make()
+        let (_, first) = try await signedIn(identity)
+        let second = try await identity.service.refresh(first.refreshToken, client: nil)
+        let third = try await identity.service.refresh(second.refreshToken, client: nil)
+        identity.revocations.failWrites(with: Injected())
+        await #expect(throws: (any Error).self) { try await identity.service.refresh(first.refreshToken, client: nil) }
+        identity.revocations.failWrites(with: nil)
+        #expect(await !isRefused(identity, access: third.token), "the end and its revocation are two writes: only the end was made")
+        await #expect(throws: IdentityError.refreshTokenRefused, "the session is ended") {
+            try await identity.service.refresh(third.refreshToken, client: nil)
+        }
+        #expect(await isRefused(identity, access: third.token), "and that attempt wrote the revocation")
+        #expect(await isRefused(identity, access: first.token))
+        // Once every access token of the session has expired, an attempt has nothing to write.
+        identity.clock.advance(by: 24 * 3600)
+        identity.revocations.failWrites(with: Injected())
+        await #expect(throws: IdentityError.refreshTokenRefused) { try await identity.service.refresh(third.refreshToken, client: nil) }
+        identity.revocations.failWrites(with: nil)
     }
 
     @Test("twenty simultaneous refreshes with one token: one rotation, and all twenty get the same pair")
