@@ -19,5 +19,7 @@ if let host = environment["HOST_APP_POSTGRES_HOST"] {
     )
     try await makePostgresApplication(postgres: postgres, jwtSecret: secret, port: port).runService()
 } else {
-    try await makeApplication(jwtSecret: secret, port: port).runService()
+    // HOST_APP_JWT_ALGORITHM=ES256: key pairs in memory instead of the shared secret.
+    let keyPairs = environment["HOST_APP_JWT_ALGORITHM"] == "ES256"
+    try await makeApplication(jwtSecret: secret, port: port, keyPairs: keyPairs).runService()
 }

@@ -4,11 +4,15 @@ import Hummingbird
 import IdentityComposition
 
 /// A notes service that embeds Identity in memory: the users and auth routes under
-/// `/identity`, and a route of its own that only a signed-in user reaches.
-public func makeApplication(jwtSecret: String, port: Int = 8080) async throws -> some ApplicationProtocol {
+/// `/identity`, and a route of its own that only a signed-in user reaches. Tokens are HS256
+/// under `jwtSecret`, or ES256 with key pairs kept in memory when `keyPairs` is true.
+public func makeApplication(jwtSecret: String, port: Int = 8080, keyPairs: Bool = false) async throws -> some ApplicationProtocol {
     // --- wiring ---
     let identity = try await IdentityStack.make(
-        store: .inMemory, configuration: IdentityConfiguration(tokens: try TokenConfiguration(secret: jwtSecret))
+        store: .inMemory,
+        configuration: keyPairs
+            ? IdentityConfiguration(tokens: try TokenConfiguration(keyPairs: .es256), keyPairs: KeyPairSigning(keyEncryptionKey: .random()))
+            : IdentityConfiguration(tokens: try TokenConfiguration(secret: jwtSecret))
     )
     let router = Router(context: IdentityRequestContext.self)
     IdentityHTTP.addRoutes(to: router, atPath: "/identity", service: identity.service)

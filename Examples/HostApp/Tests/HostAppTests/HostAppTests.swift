@@ -13,7 +13,19 @@ struct HostAppTests {
     @Test("in memory: register and log in under /identity, reach /notes with the token and not without it, nor after logout")
     func inMemory() async throws {
         let app = try await makeApplication(jwtSecret: Self.secret)
-        try await app.test(.router) { client in try await Self.notes(client) }
+        try await app.test(.router) { client in _ = try await Self.notes(client) }
+    }
+
+    @Test("in memory with ES256 (HOST_APP_JWT_ALGORITHM=ES256): the same story, with tokens signed by a key pair the stack made")
+    func inMemoryES256() async throws {
+        let app = try await makeApplication(jwtSecret: Self.secret, port: 0, keyPairs: true)
+        // Live, so that prepare() runs and makes the first key.
+        try await app.test(.live) { client in
+            let token = try await Self.notes(client)
+            let header = try #require(token.split(separator: ".").first.flatMap { Data(base64URL: String($0)) })
+            let fields = try #require(try JSONSerialization.jsonObject(with: header) as? [String: Any])
+            #expect(fields["alg"] as? String == "ES256" && (fields["kid"] as? String)?.isEmpty == false, "\(fields)")
+        }
     }
 
     static let environment = ProcessInfo.processInfo.environment
@@ -31,12 +43,13 @@ struct HostAppTests {
         )
         let app = try await makePostgresApplication(postgres: postgres, jwtSecret: Self.secret, port: 0)
         // Live: the server, the client and the services run, and the schema is migrated first.
-        try await app.test(.live) { client in try await Self.notes(client) }
+        try await app.test(.live) { client in _ = try await Self.notes(client) }
     }
 
     /// The host's story, whatever the store: an account, a token, the host's route with and
-    /// without it, and the token refused after a logout.
-    static func notes(_ client: some TestClientProtocol) async throws {
+    /// without it, and the token refused after a logout; returns that token.
+    @discardableResult
+    static func notes(_ client: some TestClientProtocol) async throws -> String {
         let json: HTTPFields = [.contentType: "application/json"]
         let email = "host-\(UUID().uuidString.prefix(8).lowercased())@example.com"
         let account = #"{"email":"\#(email)","password":"correct horse battery","name":"Host"}"#
@@ -59,5 +72,15 @@ struct HostAppTests {
         #expect(logout.status == .noContent)
         let afterLogout = try await client.execute(uri: "/notes", method: .get, headers: bearer)
         #expect(afterLogout.status == .unauthorized, "a revoked token no longer reaches the host's route")
+        return token
+    }
+}
+
+extension Data {
+    /// Decodes unpadded base64url (a JWT segment).
+    init?(base64URL text: String) {
+        var text = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        text += String(repeating: "=", count: (4 - text.count % 4) % 4)
+        self.init(base64Encoded: text)
     }
 }
