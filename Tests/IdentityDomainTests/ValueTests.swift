@@ -36,10 +36,29 @@ struct UserIDTests {
         #expect(UserID("3f2504e0-4f89-11d3-9a0c-0305e82c3301") == id)
     }
 
-    @Test("refuses anything else", arguments: ["", "me", "3f2504e04f8911d39a0c0305e82c3301", "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}",
-                                               "3f2504e0-4f89-11d3-9a0c-0305e82c330g"])
+    @Test("refuses anything else", arguments: [
+        "", "me", "3f2504e04f8911d39a0c0305e82c3301", "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}", "3f2504e0-4f89-11d3-9a0c-0305e82c330g",
+        "3f2504e0-4f89-11d3-9a0c-0305e82c33011", "3f2504e0-4f89-11d3-9a0c-0305e82c330", "3f2504e0_4f89-11d3-9a0c-0305e82c3301",
+        "3f2504e0-4f8911d3--9a0c-0305e82c3301", "-3f2504e04f89-11d3-9a0c-0305e82c3301", "3f2504e0-4f89-11d3-9a0c-0305e82c330é",
+        "3f2504e0-4f89-11d3-9a0c-0305e82c33\u{0}1", " 3f2504e0-4f89-11d3-9a0c-0305e82c330", "3f2504e0-4f89-11d3-9a0c-0305e82c33:1",
+        "3f2504e0-4f89-11d3-9a0c-0305e82c33G1", "3f2504e0-4f89-11d3-9a0c-0305e82c33`1", "3f2504e0-4f89-11d3-9a0c-0305e82c33@1",
+    ])
     func refuse(raw: String) {
         #expect(UserID(raw) == nil)
+    }
+
+    @Test("reads and writes exactly as Foundation does, for 10,000 random UUIDs in both cases")
+    func agreesWithFoundation() throws {
+        for _ in 0..<10_000 {
+            let uuid = UUID()
+            let id = UserID(uuid)
+            #expect(id.description == uuid.uuidString.lowercased())
+            #expect(UserID(uuid.uuidString)?.uuid == uuid && UserID(uuid.uuidString.lowercased())?.uuid == uuid)
+            #expect(SessionID(id.description)?.uuid == uuid)
+        }
+        // A substring (what a token's claim is sliced into) reads the same.
+        let text = "sid:3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+        #expect(SessionID(text.dropFirst(4))?.description == String(text.dropFirst(4)))
     }
 
     @Test("round-trips through JSON as its string")

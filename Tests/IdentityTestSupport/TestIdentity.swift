@@ -65,14 +65,17 @@ public struct TestIdentity: Sendable {
         )
     }
 
-    /// The service over other stores (a database adapter under test), with cheap Argon2.
+    /// The service over other stores (a database adapter under test), with cheap Argon2. A
+    /// refresh reads the account through the session store, so pass the session store of the
+    /// same database; without one, sessions are kept in memory beside `users` when it is the
+    /// in-memory store, and otherwise beside an empty one (logins work, refreshes are refused).
     public static func service(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, clock: any IdentityClock = SystemClock(),
         throttle: any LoginThrottle = InMemoryLoginThrottle(), sessions: (any SessionStore)? = nil
     ) async throws -> IdentityService {
         let stores = IdentityStores(
             users: users, outbox: outbox, revocations: revocations, throttle: throttle,
-            sessions: sessions ?? InMemorySessionStore(outbox: InMemoryUserStore())
+            sessions: sessions ?? InMemorySessionStore(outbox: (users as? InMemoryUserStore) ?? InMemoryUserStore())
         )
         let hasher = Argon2idHasher(parameters: try Argon2Configuration(memoryKiB: 64, iterations: 1))
         return try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: try await makeTokens(), clock: clock).service
