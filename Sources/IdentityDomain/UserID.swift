@@ -15,7 +15,8 @@ extension UUIDIdentifier {
     /// Read byte by byte: every bearer token names its user and session, and Foundation's
     /// `UUID(uuidString:)` goes through `sscanf` (a visible share of a request's CPU).
     public init?(_ string: some StringProtocol) {
-        guard let uuid = UUIDText.parse(string.utf8) else { return nil }
+        let parsed = string.utf8.withContiguousStorageIfAvailable(UUIDText.parse) ?? Array(string.utf8).withUnsafeBufferPointer(UUIDText.parse)
+        guard let uuid = parsed else { return nil }
         self.init(uuid)
     }
 
@@ -27,39 +28,40 @@ extension UUIDIdentifier {
 enum UUIDText {
     private static let digits = Array("0123456789abcdef".utf8)
 
-    static func parse(_ text: some Collection<UInt8>) -> UUID? {
+    static func parse(_ text: UnsafeBufferPointer<UInt8>) -> UUID? {
         guard text.count == 36 else { return nil }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var index = 0
-        var high: UInt8?
-        for (position, character) in text.enumerated() {
-            if position == 8 || position == 13 || position == 18 || position == 23 {
-                guard character == UInt8(ascii: "-") else { return nil }
-                continue
+        var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let complete = withUnsafeMutableBytes(of: &uuid) { bytes -> Bool in
+            var position = 0
+            for index in 0..<16 {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    guard text[position] == UInt8(ascii: "-") else { return false }
+                    position += 1
+                }
+                guard let high = hexValue(text[position]), let low = hexValue(text[position + 1]) else { return false }
+                bytes[index] = high << 4 | low
+                position += 2
             }
-            let value: UInt8
-            switch character {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = character &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = character &- UInt8(ascii: "a") &+ 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = character &- UInt8(ascii: "A") &+ 10
-            default: return nil
-            }
-            if let first = high {
-                bytes[index] = first << 4 | value
-                index += 1
-                high = nil
-            } else {
-                high = value
-            }
+            return true
         }
-        return bytes.withUnsafeBytes { raw in UUID(uuid: raw.loadUnaligned(as: uuid_t.self)) }
+        return complete ? UUID(uuid: uuid) : nil
+    }
+
+    private static func hexValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): character &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): character &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): character &- UInt8(ascii: "A") &+ 10
+        default: nil
+        }
     }
 
     static func format(_ uuid: UUID) -> String {
         withUnsafeBytes(of: uuid.uuid) { raw in
             String(unsafeUninitializedCapacity: 36) { output in
                 var position = 0
-                for (index, byte) in raw.enumerated() {
+                for index in 0..<16 {
+                    let byte = raw[index]
                     if index == 4 || index == 6 || index == 8 || index == 10 {
                         output[position] = UInt8(ascii: "-")
                         position += 1
