@@ -134,17 +134,7 @@ public struct JWTTokenService: TokenService {
         case .none:
             throw TokenRejected.unknownKey
         }
-        let claims: AccessTokenClaims
-        do {
-            claims = try await collection.verify(token, as: AccessTokenClaims.self)
-        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            throw TokenRejected.badSignature
-        } catch {
-            throw TokenRejected.malformed
-        }
-        return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
-                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver,
-                           sid: claims.sid)
+        return try await TokenChecks.claims(of: token, verifiedWith: collection)
     }
 
     /// `verify` without the compact path: the reference the compact path is tested and

@@ -182,16 +182,6 @@ public struct PublicKeyVerifier: TokenVerifier {
         guard let collection else { throw TokenRejected.unknownKey }
         // What jwt-kit would take but we never write: a truncated or a high-S signature.
         if checks.algorithm == .es256, !ECDSASignatureForm.isCanonical(signature) { throw TokenRejected.badSignature }
-        let claims: AccessTokenClaims
-        do {
-            claims = try await collection.verify(token, as: AccessTokenClaims.self)
-        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            throw TokenRejected.badSignature
-        } catch {
-            throw TokenRejected.malformed
-        }
-        return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
-                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver,
-                           sid: claims.sid)
+        return try await TokenChecks.claims(of: token, verifiedWith: collection)
     }
 }

@@ -1,6 +1,7 @@
 import IdentityDomain
 import IdentityPorts
 import Foundation
+import JWTKit
 
 /// The header and claim rules of contract §4 and §10, one precise reason per failure: what
 /// `JWTTokenService` and `PublicKeyVerifier` both apply, so that a token is judged alike by the
@@ -20,6 +21,23 @@ struct TokenChecks: Sendable {
 
     init(_ configuration: TokenConfiguration) {
         self.init(algorithm: configuration.algorithm, issuer: configuration.issuer, audience: configuration.audience, leeway: configuration.leeway)
+    }
+
+    /// The claims of `token` as jwt-kit reads them once its signature verifies with
+    /// `collection` (the general path, for what the compact one declines); the claims are
+    /// checked afterwards like any others.
+    static func claims(of token: String, verifiedWith collection: JWTKeyCollection) async throws -> TokenClaims {
+        let claims: AccessTokenClaims
+        do {
+            claims = try await collection.verify(token, as: AccessTokenClaims.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            throw TokenRejected.badSignature
+        } catch {
+            throw TokenRejected.malformed
+        }
+        return TokenClaims(iss: claims.iss?.value, aud: claims.aud?.value, sub: claims.sub?.value, iat: claims.iat?.value,
+                           exp: claims.exp?.value, nbf: claims.nbf?.value, jti: claims.jti?.value, ver: claims.ver,
+                           sid: claims.sid)
     }
 
     /// The header, checked, and the decoded signature.

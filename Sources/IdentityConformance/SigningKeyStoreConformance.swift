@@ -27,6 +27,7 @@ public struct SigningKeyStoreConformance: Sendable {
     public func run() async throws {
         await Fixture.check("anEmptyStoreHasNoKeys") { try await anEmptyStoreHasNoKeys() }
         await Fixture.check("aRecordRoundTripsExactly") { try await aRecordRoundTripsExactly() }
+        await Fixture.check("instantsAreKeptToTheMillisecond") { try await instantsAreKeptToTheMillisecond() }
         await Fixture.check("keysAreListedOldestFirst") { try await keysAreListedOldestFirst() }
         await Fixture.check("aCommitAppliesEveryChangeAndMovesTheRevision") { try await aCommitAppliesEveryChangeAndMovesTheRevision() }
         await Fixture.check("aStaleRevisionChangesNothing") { try await aStaleRevisionChangesNothing() }
@@ -65,6 +66,21 @@ public struct SigningKeyStoreConformance: Sendable {
         #expect(try await store.commit([.insert(key), .insert(next)], expectedRevision: revision), "a commit on the current revision applies")
         let stored = try await store.keySet().keys
         #expect(stored == [key, next], "every field comes back as written: the sealed key byte for byte (zeros too), the instants to the millisecond, nil stays nil")
+    }
+
+    func instantsAreKeptToTheMillisecond() async throws {
+        let store = try await makeStore()
+        var key = record("k", state: .retired, createdAt: Date(timeIntervalSince1970: 1_790_000_000.1239))
+        key.activatesAt = Date(timeIntervalSince1970: 1_790_000_600.9996)
+        key.retiredAt = Date(timeIntervalSince1970: 1_790_003_600.0004)
+        key.publishedUntil = Date(timeIntervalSince1970: 1_790_007_200.5555)
+        #expect(try await store.commit([.insert(key)], expectedRevision: try await store.keySet().revision))
+        var expected = key
+        expected.createdAt = Date(timeIntervalSince1970: 1_790_000_000.123)
+        expected.activatesAt = Date(timeIntervalSince1970: 1_790_000_600.999)
+        expected.retiredAt = Date(timeIntervalSince1970: 1_790_003_600)
+        expected.publishedUntil = Date(timeIntervalSince1970: 1_790_007_200.555)
+        #expect(try await store.keySet().keys == [expected], "instants come back rounded down to the millisecond, the rest as written")
     }
 
     func keysAreListedOldestFirst() async throws {

@@ -1,4 +1,5 @@
 public import IdentityPorts
+import IdentityDomain
 import Foundation
 import Synchronization
 
@@ -33,10 +34,10 @@ public final class InMemorySigningKeyStore: SigningKeyStore {
                 switch change {
                 case .insert(let record):
                     guard keys[record.kid] == nil else { throw SigningKeyConflict(kid: record.kid) }
-                    keys[record.kid] = record
+                    keys[record.kid] = Self.stored(record)
                 case .update(let record):
                     guard keys[record.kid] != nil else { throw SigningKeyConflict(kid: record.kid) }
-                    keys[record.kid] = record
+                    keys[record.kid] = Self.stored(record)
                 case .delete(let kid):
                     guard keys.removeValue(forKey: kid) != nil else { throw SigningKeyConflict(kid: kid) }
                 }
@@ -45,5 +46,15 @@ public final class InMemorySigningKeyStore: SigningKeyStore {
             state.revision += 1
             return true
         }
+    }
+
+    /// The record as every store keeps it: instants to the millisecond, rounded down.
+    private static func stored(_ record: SigningKeyRecord) -> SigningKeyRecord {
+        var record = record
+        record.createdAt = record.createdAt.truncatedToMilliseconds
+        record.activatesAt = record.activatesAt.truncatedToMilliseconds
+        record.retiredAt = record.retiredAt?.truncatedToMilliseconds
+        record.publishedUntil = record.publishedUntil?.truncatedToMilliseconds
+        return record
     }
 }

@@ -1,6 +1,6 @@
 import IdentityDomain
 import IdentityPorts
-import Logging
+public import Logging
 public import PostgresNIO
 import IdentityAdapterSupport
 
@@ -93,6 +93,28 @@ public enum PostgresConnectionSource: Sendable {
         case .client(let client): return try await client.withConnection { connection in try await body(connection) }
         case .pool(let pool): return try await pool.withConnection(body)
         }
+    }
+}
+
+/// A store whose statements run on a `PostgresConnectionSource` with one deadline and logger:
+/// made on the host's client, on our pool, or on either as a source.
+public protocol PostgresSourcedStore {
+    /// Creates the store on `source`; an operation not done within `timeout` fails with
+    /// `BackendUnavailable`.
+    init(source: PostgresConnectionSource, timeout: Duration, logger: Logger)
+}
+
+extension PostgresSourcedStore {
+    /// Creates the store on `client` (which the host runs); an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.init(source: .client(client), timeout: timeout, logger: logger)
+    }
+
+    /// Creates the store on `pool` (which the host runs); an operation not done within
+    /// `timeout` fails with `BackendUnavailable`.
+    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
+        self.init(source: .pool(pool), timeout: timeout, logger: logger)
     }
 }
 

@@ -12,20 +12,8 @@ public import IdentityAdapterSupport
 /// `identity_revocations`; `changes(after:)` reads what came after a place, and
 /// `announceHeartbeat()` tells every listener the newest place. `purgeExpired(now:)` deletes
 /// what has expired.
-public struct PostgresRevocationStore: RevocationSnapshotting {
+public struct PostgresRevocationStore: RevocationSnapshotting, PostgresSourcedStore {
     private let session: PostgresSession
-
-    /// Creates the store on `client`; an operation not done within `timeout` fails with
-    /// `BackendUnavailable`.
-    public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .client(client), timeout: timeout, logger: logger)
-    }
-
-    /// Creates the store on `pool` (which the host runs); an operation not done within
-    /// `timeout` fails with `BackendUnavailable`.
-    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .pool(pool), timeout: timeout, logger: logger)
-    }
 
     /// Creates the store on `source`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.

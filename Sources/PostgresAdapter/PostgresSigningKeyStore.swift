@@ -16,20 +16,8 @@ import Logging
 /// that does not fit throws `SigningKeyConflict` and rolls the whole commit back, revision
 /// included. The key set and its revision are read in one statement, one snapshot.
 /// Instants are stored as whole milliseconds, rounded down.
-public struct PostgresSigningKeyStore: SigningKeyStore {
+public struct PostgresSigningKeyStore: SigningKeyStore, PostgresSourcedStore {
     private let session: PostgresSession
-
-    /// Creates the store on `client`; an operation not done within `timeout` fails with
-    /// `BackendUnavailable`.
-    public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .client(client), timeout: timeout, logger: logger)
-    }
-
-    /// Creates the store on `pool` (which the host runs); an operation not done within
-    /// `timeout` fails with `BackendUnavailable`.
-    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .pool(pool), timeout: timeout, logger: logger)
-    }
 
     /// Creates the store on `source`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.

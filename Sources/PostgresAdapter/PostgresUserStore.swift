@@ -10,20 +10,8 @@ import IdentityAdapterSupport
 ///
 /// Takes a `PostgresConnectionPool` or a `PostgresClient` that the host runs (`run()`), so an
 /// embedder can share its pool. Published events are deleted from the outbox; until a relay publishes them they stay.
-public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
+public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedger, PostgresSourcedStore {
     private let session: PostgresSession
-
-    /// Creates the store on `client`; an operation not done within `timeout` fails with
-    /// `BackendUnavailable`.
-    public init(client: PostgresClient, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .client(client), timeout: timeout, logger: logger)
-    }
-
-    /// Creates the store on `pool` (which the host runs); an operation not done within
-    /// `timeout` fails with `BackendUnavailable`.
-    public init(pool: PostgresConnectionPool, timeout: Duration = .seconds(5), logger: Logger = Logger(label: "identity.postgres")) {
-        self.init(source: .pool(pool), timeout: timeout, logger: logger)
-    }
 
     /// Creates the store on `source`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.

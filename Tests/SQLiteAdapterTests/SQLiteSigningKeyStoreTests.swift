@@ -28,27 +28,6 @@ struct SQLiteSigningKeyStoreTests {
         }.run()
     }
 
-    @Test("instants that are not whole milliseconds are stored rounded down to the millisecond")
-    func subMillisecondInstants() async throws {
-        let store = SQLiteSigningKeyStore(database: try await IdentitySQLiteDatabase.open(path: ":memory:"))
-        var key = Self.key("k", state: .retired, at: Date(timeIntervalSince1970: 1_790_000_000.1239))
-        key.activatesAt = Date(timeIntervalSince1970: 1_790_000_600.9996)
-        key.retiredAt = Date(timeIntervalSince1970: 1_790_003_600.0004)
-        key.publishedUntil = Date(timeIntervalSince1970: 1_790_007_200.5555)
-        #expect(try await store.commit([.insert(key)], expectedRevision: 0))
-        let stored = try #require(try await store.keySet().keys.first)
-        #expect(stored.createdAt == Date(timeIntervalSince1970: 1_790_000_000.123))
-        #expect(stored.activatesAt == Date(timeIntervalSince1970: 1_790_000_600.999))
-        #expect(stored.retiredAt == Date(timeIntervalSince1970: 1_790_003_600))
-        #expect(stored.publishedUntil == Date(timeIntervalSince1970: 1_790_007_200.555))
-        var truncated = key
-        truncated.createdAt = key.createdAt.truncatedToMilliseconds
-        truncated.activatesAt = key.activatesAt.truncatedToMilliseconds
-        truncated.retiredAt = key.retiredAt?.truncatedToMilliseconds
-        truncated.publishedUntil = key.publishedUntil?.truncatedToMilliseconds
-        #expect(stored == truncated, "everything else as written")
-    }
-
     @Test("the table refuses a state that is none of the four; a row that has one anyway is refused on reading with a clear error")
     func unknownState() async throws {
         let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
