@@ -77,6 +77,45 @@ struct KeyPairEndToEndTests {
         #expect(discovery.json["id_token_signing_alg_values_supported"] as? [String] == [algorithm])
     }
 
+    static let pyjwtPython = ProcessInfo.processInfo.environment["IDENTITY_TEST_PYJWT_PYTHON"]
+
+    /// What a standard JWT middleware does: discovery, then the JWKS it names (PyJWT's
+    /// `PyJWKClient`), then the token checked against the discovered issuer.
+    static let discoveryScript = #"""
+        import json, sys, urllib.request, jwt
+        base, token, algorithm, subject = sys.argv[1:5]
+        discovery = json.load(urllib.request.urlopen(base + "/.well-known/openid-configuration"))
+        assert algorithm in discovery["id_token_signing_alg_values_supported"], discovery
+        key = jwt.PyJWKClient(discovery["jwks_uri"]).get_signing_key_from_jwt(token).key
+        claims = jwt.decode(token, key, algorithms=[algorithm], audience="identity", issuer=discovery["issuer"],
+                            options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]})
+        assert claims["sub"] == subject, claims
+        try:
+            jwt.decode(token, key, algorithms=[algorithm], audience="identity", issuer="elsewhere")
+            sys.exit("a token verified for another issuer")
+        except jwt.InvalidIssuerError:
+            pass
+        """#
+
+    @Test("PyJWT verifies a token of the running server through its discovery document and JWKS (no shared secret)",
+          .enabled(if: pyjwtPython.map { FileManager.default.isExecutableFile(atPath: $0) } ?? false,
+                   "IDENTITY_TEST_PYJWT_PYTHON (a Python with PyJWT and cryptography) is unset: run scripts/test"),
+          arguments: ["ES256", "EdDSA"])
+    func pyjwtThroughDiscovery(algorithm: String) async throws {
+        let python = try #require(Self.pyjwtPython)
+        let server = try ServerProcess(environment: Self.environment(algorithm))
+        defer { server.stop() }
+        let base = "http://127.0.0.1:\(try #require(await server.port(), "\(server.log)"))"
+        let (id, token) = try await registerAndLogin(base)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pyjwt-discovery-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("verify.py"), output = directory.appendingPathComponent("output")
+        try Data(Self.discoveryScript.utf8).write(to: script)
+        let status = try await runShell("'\(python)' '\(script.path)' '\(base)' '\(token)' \(algorithm) \(id) > '\(output.path)' 2>&1")
+        #expect(status == 0, "PyJWT: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
+    }
+
     @Test("ES256 on SQLite without JWT_KEY_ENCRYPTION_KEY, or with a short one: one line, exit 78, the key never echoed", arguments: [
         nil, "short-key-encryption-key",
     ])
