@@ -111,18 +111,7 @@ struct SessionHandler: Sendable {
         // The session and its account's version in one read; a deleted account has none.
         guard let found = try await sessions.sessionAndAccount(id: parts.sessionID) else { throw try await refused(client) }
         let session = found.session
-        guard configuration.isOpen(session, at: now), let accountVersion = found.accountVersion else {
-            // Ended by a reuse whose revocation was not written (a fault between the two): write
-            // it now, or its access tokens would be accepted until they expire (once they all
-            // have, there is nothing left to refuse).
-            if session.endReason == .reuse, let ended = session.endedAt, tokens.cutoffExpiry(madeAt: ended) > now,
-               try await !revocations.isRevoked(
-                   jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
-               ) {
-                try await revoke(session, now: now)
-            }
-            throw try await refused(client)
-        }
+        guard configuration.isOpen(session, at: now), let accountVersion = found.accountVersion else { throw try await refused(client) }
         // Ended by its revocation (an end whose second write failed), or cut off by a password
         // change or deletion since its last token.
         if try await revocations.isRevoked(
@@ -137,8 +126,11 @@ struct SessionHandler: Sendable {
         guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
         let pair = SignIn(access: access, refreshToken: next, sessionID: session.id)
         let sealed = try refreshTokens.seal(SealedPair(pair).encoded(), under: token)
+        // A reuse ends the session and writes its revocation in one step of the store.
+        let revokingUntil = tokens.cutoffExpiry(madeAt: now)
         switch try await sessions.rotate(
-            presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed, accountVersion: version, now: now
+            presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed, accountVersion: version,
+            revokingUntil: revokingUntil, now: now
         ) {
         case .rotated:
             return pair
@@ -148,7 +140,8 @@ struct SessionHandler: Sendable {
             else { throw try await refused(client) }
             return earlier
         case .reused(let ended):
-            try await revoke(ended, now: now)
+            // Written with the end; this instance honours it at once.
+            await revocations.committed([.session(ended.id, userID: ended.userID, until: revokingUntil)])
             throw IdentityError.refreshTokenReused
         case .unknown:
             // Ended meanwhile; if by a reuse whose revocation did not get written, write it now.

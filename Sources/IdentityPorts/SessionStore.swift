@@ -47,8 +47,13 @@ public protocol SessionStore: Sendable {
     ///   nothing changes, `.unknown`.
     ///
     /// Only `.rotated` stores `accountVersion`; the others keep the session's own.
+    ///
+    /// With `revokingUntil`, a reuse also writes the session's revocation
+    /// (`Revocation.session(id, userID:, until: revokingUntil)`) to the revocation store of the
+    /// same database in that step: the end, its event and its revocation commit together or
+    /// not at all, so no ended session's access tokens stay accepted.
     func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome
 
     /// The session with `id`, open, ended or expired, until it is purged; nil if there is none.
@@ -190,4 +195,15 @@ public struct SessionConflict: Error, Sendable, Equatable, CustomStringConvertib
     public init() {}
 
     public var description: String { "a session with this id or refresh token digest already exists" }
+}
+
+extension SessionStore {
+    /// A rotation that writes no revocation on a reuse (`revokingUntil: nil`).
+    public func rotate(
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+    ) async throws -> RotationOutcome {
+        try await rotate(
+            presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, revokingUntil: nil, now: now
+        )
+    }
 }

@@ -61,13 +61,17 @@ public final class InMemorySessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
-        try await commit { state, configuration in
+        let revocations = outbox.revocations
+        return try await commit { state, configuration in
             let outcome = try Self.rotate(
                 &state, configuration: configuration, presented: presented, replacement: replacement, graceBlob: graceBlob,
                 accountVersion: accountVersion, now: now
-            )
+            ) { ended in
+                // Before the session changes: a failed write leaves it as it was.
+                if let revokingUntil { try revocations.write([.session(ended.id, userID: ended.userID, until: revokingUntil)]) }
+            }
             return (outcome, outcome.events())
         }
     }
@@ -75,7 +79,7 @@ public final class InMemorySessionStore: SessionStore {
     /// Applies the rotation rule to the session `presented` belongs to, under the lock.
     private static func rotate(
         _ state: inout State, configuration: SessionConfiguration, presented: RefreshDigest, replacement: RefreshDigest,
-        graceBlob: Data, accountVersion: Int64, now: Date
+        graceBlob: Data, accountVersion: Int64, now: Date, beforeReuseEnds: (Session) throws -> Void
     ) throws -> RotationOutcome {
         guard let id = state.current[presented] ?? state.replaced[presented], let session = state.sessions[id] else {
             return .unknown
@@ -84,6 +88,7 @@ public final class InMemorySessionStore: SessionStore {
             of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
         )
         guard let stored = rotation.stored else { return rotation.outcome }
+        if case .reused(let ended) = rotation.outcome { try beforeReuseEnds(ended) }
         if case .rotated = rotation.outcome {
             guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
             state.current[presented] = nil

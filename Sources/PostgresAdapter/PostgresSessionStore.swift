@@ -80,7 +80,7 @@ public struct PostgresSessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
         let configuration = configuration
         let since = configuration.openSince(now: now)
@@ -144,6 +144,11 @@ public struct PostgresSessionStore: SessionStore {
                 guard let ended else { return RotationOutcome.unknown }
                 let outcome = RotationOutcome.reused(ended)
                 try await PostgresUserStore.append(outcome.events(), on: connection, logger: logger)
+                if let revokingUntil {
+                    try await PostgresRevocationStore.write(
+                        [.session(ended.id, userID: ended.userID, until: revokingUntil)], on: connection, logger: logger
+                    )
+                }
                 return outcome
             }
         }

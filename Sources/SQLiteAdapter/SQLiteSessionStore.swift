@@ -44,7 +44,7 @@ public struct SQLiteSessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
         let configuration = configuration
         return try await database.transaction { connection in
@@ -93,6 +93,9 @@ public struct SQLiteSessionStore: SessionStore {
                 )
             } else {
                 try await Self.markEnded(stored, on: connection)
+                if let revokingUntil {
+                    try await SQLiteRevocationStore.write([.session(stored.id, userID: stored.userID, until: revokingUntil)], on: connection)
+                }
             }
             try await SQLiteUserStore.append(rotation.outcome.events(), on: connection)
             return rotation.outcome

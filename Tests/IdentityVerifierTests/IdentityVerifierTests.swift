@@ -174,7 +174,9 @@ struct IdentityVerifierTests {
                 location: .jwks("http://127.0.0.1:\(client.port ?? 0)/.well-known/jwks.json"), issuer: "identity", audience: "identity",
                 algorithm: .es256
             )
-            configuration.fetchTimeout = .seconds(1)
+            // Generous: the first fetch may be slow on a loaded machine, and once the server is
+            // gone a fetch fails at once (connection refused), not by the timeout.
+            configuration.fetchTimeout = .seconds(15)
             let verifier = try IdentityVerifier(configuration: configuration, revocations: InMemoryRevocationStore(), clock: server.clock)
             try await verifier.keys.refresh()
             return verifier

@@ -80,6 +80,38 @@ struct SQLiteAdapterTests {
         }.run()
     }
 
+    @Test("SQLiteSessionStore ends a reused session and writes its revocation in one transaction: with the revocation refused (a trigger), the session stays open; then both are made")
+    func reuseRevocationCommitsWithTheEnd() async throws {
+        let database = try await IdentitySQLiteDatabase.open(path: ":memory:")
+        let store = SQLiteSessionStore(database: database)
+        let revocations = SQLiteRevocationStore(database: database)
+        let now = Date(timeIntervalSince1970: 1_790_000_000.123)
+        let digests: [RefreshDigest] = [.random(), .random(), .random()]
+        let session = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: digests[0], accountVersion: 1, at: now)
+        try await store.open(session)
+        for step in 0..<2 {
+            _ = try await store.rotate(presented: digests[step], replacement: digests[step + 1], graceBlob: Data([1]), accountVersion: 1,
+                                       now: now.addingTimeInterval(Double(step + 1)))
+        }
+        let later = now.addingTimeInterval(60), until = later.addingTimeInterval(3600)
+        func replay() async throws -> RotationOutcome {
+            try await store.rotate(presented: digests[0], replacement: .random(), graceBlob: Data([2]), accountVersion: 1, revokingUntil: until, now: later)
+        }
+        let key = Revocation.sessionKey(session.id)
+        _ = try await database.exclusive { connection in
+            try await connection.query(
+                "CREATE TRIGGER identity_test_fail BEFORE INSERT ON identity_revoked_tokens BEGIN SELECT RAISE(ABORT, 'injected revocation failure'); END"
+            )
+        }
+        await #expect(throws: (any Error).self, "a reuse whose revocation cannot be written fails") { _ = try await replay() }
+        #expect(try await store.session(id: session.id)?.endReason == nil, "and the session is not ended")
+        #expect(try await !revocations.isRevoked(jti: key, userID: session.userID, accountVersion: 1))
+        _ = try await database.exclusive { try await $0.query("DROP TRIGGER identity_test_fail") }
+        guard case .reused(let ended) = try await replay() else { Issue.record("the replay is a reuse once it can be written"); return }
+        #expect(ended.endReason == .reuse)
+        #expect(try await revocations.isRevoked(jti: key, userID: session.userID, accountVersion: 1), "ended and revoked together")
+    }
+
     @Test("0004 (sessions) goes down and up again: its tables go, the record goes, a reopen applies it again; 0003 has no down")
     func sessionsMigrationDownAndUp() async throws {
         let path = Self.freshPath()
