@@ -61,7 +61,7 @@ public enum SessionScope: String, Sendable, CaseIterable {
 ///
 /// Ending a session writes its revocation first, then ends it: should the second write fail,
 /// its access tokens are already refused, and a refresh finds the revocation and is refused
-/// too. A refresh also refuses a session whose account version is below a cut-off (a password
+/// too. A reuse is ended and revoked in one step of the store (`rotate(…revokingUntil:…)`). A refresh also refuses a session whose account version is below a cut-off (a password
 /// change or a deletion since its last token), so a session never outlives those even if
 /// ending it failed or raced a login.
 struct SessionHandler: Sendable {
@@ -144,9 +144,10 @@ struct SessionHandler: Sendable {
             await revocations.committed([.session(ended.id, userID: ended.userID, until: revokingUntil)])
             throw IdentityError.refreshTokenReused
         case .unknown:
-            // Ended meanwhile; if by a reuse whose revocation did not get written, write it now.
-            if let current = try await sessions.session(id: session.id), current.endReason == .reuse {
-                try await revoke(current, now: clock.now())
+            // Ended meanwhile. By a reuse, the store wrote its revocation with the end: this
+            // instance honours it at once, and the caller is told it was a reuse.
+            if let current = try await sessions.session(id: session.id), current.endReason == .reuse, let ended = current.endedAt {
+                await revocations.committed([.session(current.id, userID: current.userID, until: tokens.cutoffExpiry(madeAt: ended))])
                 throw IdentityError.refreshTokenReused
             }
             throw try await refused(client)
@@ -222,9 +223,8 @@ struct SessionHandler: Sendable {
 /// and `expiresAt` (the bits of their `timeIntervalSince1970`, big-endian), the session's 16
 /// bytes, then the access token, its `jti` and the refresh token, each a big-endian 32-bit
 /// length and its UTF-8 bytes. Written and read by hand: Foundation's JSON coders were a
-/// visible share of a refresh's CPU. A blob written as JSON (by an earlier version, within the
-/// grace interval of an upgrade) still opens.
-private struct SealedPair: Codable {
+/// visible share of a refresh's CPU.
+private struct SealedPair {
     let token: String
     let jti: String
     let issuedAt: Date
@@ -243,15 +243,9 @@ private struct SealedPair: Codable {
         sessionID = pair.sessionID.uuid
     }
 
-    /// Reads what `encoded()` wrote, or the JSON of earlier versions; nil for anything else.
+    /// Reads what `encoded()` wrote; nil for anything else.
     init?(decoding bytes: Data) {
-        guard let first = bytes.first else { return nil }
-        if first == UInt8(ascii: "{") {
-            guard let pair = try? JSONDecoder().decode(SealedPair.self, from: bytes) else { return nil }
-            self = pair
-            return
-        }
-        guard first == Self.version else { return nil }
+        guard bytes.first == Self.version else { return nil }
         var reader = ByteReader(bytes: [UInt8](bytes), offset: 1)
         guard let issued = reader.uint64(), let expires = reader.uint64(), let id = reader.bytes(16),
               let token = reader.string(), let jti = reader.string(), let refreshToken = reader.string(), reader.isAtEnd
