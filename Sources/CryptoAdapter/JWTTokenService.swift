@@ -31,10 +31,13 @@ public struct JWTTokenService: TokenService {
     private let configuration: TokenConfiguration
     /// `{"iss":…,"aud":…`, the start of every payload this service writes.
     private let claimsPrefix: [UInt8]
+    /// The header and claim rules, made once: every verification applies them.
+    private let checks: TokenChecks
 
     /// Creates the service.
     public init(configuration: TokenConfiguration) async {
         self.configuration = configuration
+        checks = TokenChecks(configuration)
         claimsPrefix = AccessTokenPayload.prefix(issuer: configuration.issuer, audience: configuration.audience)
         if let signingKeys = configuration.signingKeys {
             keys = .pairs(signingKeys)
@@ -117,7 +120,7 @@ public struct JWTTokenService: TokenService {
 
     /// The header rules, then jwt-kit: for every token `CompactTokenVerifier` declines.
     func verifyInGeneral(_ token: String, now: Date) async throws -> TokenClaims {
-        let (header, signature) = try checkHeader(of: token)
+        let (header, signature) = try checks.header(of: token)
         let collection: JWTKeyCollection
         switch keys {
         case .shared(let shared, _, _):
@@ -152,13 +155,8 @@ public struct JWTTokenService: TokenService {
         }
     }
 
-    /// The header, checked, and the decoded signature.
-    private func checkHeader(of token: String) throws -> (TokenHeader, [UInt8]) {
-        try TokenChecks(configuration).header(of: token)
-    }
-
     private func check(_ claims: TokenClaims, now: Date) throws -> VerifiedToken {
-        try TokenChecks(configuration).claims(claims, now: now)
+        try checks.claims(claims, now: now)
     }
 
     /// 128 random bits, base64url: unguessable and unique.

@@ -72,11 +72,6 @@ public final class PublicKeySet: Sendable {
         )
     }
 
-    /// The keys of `jwks` (as `SigningKeys.jwks()` lists them).
-    public static func from(_ jwks: JSONWebKeySet, algorithm: JWTAlgorithm) async throws -> PublicKeySet {
-        try await parse(jwks: jwks.json(), algorithm: algorithm)
-    }
-
     /// The key of one JWK, when it is one of `algorithm` with a `kid`.
     private static func open(_ jwk: [String: Any], algorithm: JWTAlgorithm) -> (kid: String, key: CompactTokenVerifier.Key)? {
         guard let kid = jwk["kid"] as? String, !kid.isEmpty, kid.utf8.count <= 256,

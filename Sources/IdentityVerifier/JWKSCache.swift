@@ -191,12 +191,9 @@ public final class JWKSCache: PublicKeySource, Service {
     private func fetch(_ url: String) async throws -> (Data, TimeInterval?) {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
-        let timeout = TimeAmount.nanoseconds(
-            configuration.fetchTimeout.components.seconds * 1_000_000_000 + configuration.fetchTimeout.components.attoseconds / 1_000_000_000
-        )
         let response: HTTPClientResponse
         do {
-            response = try await httpClient.execute(request, timeout: timeout)
+            response = try await httpClient.execute(request, timeout: TimeAmount(configuration.fetchTimeout))
         } catch {
             throw KeySetFetchError("GET \(url) failed: \(error)")
         }
