@@ -75,7 +75,7 @@ struct Keys: AsyncParsableCommand {
                 "JWT_ALGORITHM=\(settings.tokens.algorithm.rawValue) signs with JWT_SECRET: there are no key pairs (set JWT_ALGORITHM to ES256 or EdDSA)"
             ))
         }
-        guard settings.postgres != nil || settings.sqlitePath != ":memory:" else {
+        guard !settings.isInMemory else {
             exitWithConfigurationError(ConfigurationError(
                 "keys needs a durable store (POSTGRES_HOST, or IDENTITY_SQLITE_PATH other than :memory:): keys in memory end with the process"
             ))

@@ -34,6 +34,8 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
     var postgresTimeout: Duration
     /// Without PostgreSQL: the SQLite file of the embedded store, or `:memory:` for the in-memory store.
     var sqlitePath: String
+    /// Whether everything is kept in memory and ends with the process (no PostgreSQL, `:memory:`).
+    var isInMemory: Bool { postgres == nil && sqlitePath == ":memory:" }
     var rabbitmq: AMQPConfiguration?
     /// The keys that sign and verify commands on the broker (`COMMAND_SIGNING_KEY`); set
     /// whenever `rabbitmq` is.
@@ -123,7 +125,7 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
 
         keyPairs = try Self.keyPairs(
             algorithm: algorithm, keyEncryptionKey: keyEncryptionKey, rotationDays: rotationDays, checkSeconds: checkSeconds, tokens: tokens,
-            inMemory: postgres == nil && sqlitePath == ":memory:"
+            inMemory: postgres == nil && sqlitePath == ":memory:"  // isInMemory, before self is complete
         )
 
         let rabbitMQHost = try reader.string(Variable.rabbitMQHost)
@@ -173,7 +175,9 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         do {
             if let secret {
                 key = try KeyEncryptionKey(secret, for: algorithm)
-            } else if inMemory || !algorithm.isAsymmetric {
+            } else if !algorithm.isAsymmetric {
+                return nil
+            } else if inMemory {
                 key = .random()
             } else {
                 throw ConfigurationError(

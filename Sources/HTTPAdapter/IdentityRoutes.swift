@@ -216,10 +216,6 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
 
 /// Reads `Authorization: Bearer …` and asks the service's authenticator about it.
 enum BearerToken {
-    static func authenticate(_ request: Request, with service: IdentityService) async throws -> Principal {
-        try await authenticate(request, with: service.authenticator)
-    }
-
     static func authenticate(_ request: Request, with authenticator: Authenticator) async throws -> Principal {
         guard let header = request.headers[.authorization] else { throw AuthenticationRequired() }
         return try await authenticator.authenticate(bearer: try token(in: header))

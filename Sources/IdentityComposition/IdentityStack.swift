@@ -183,9 +183,7 @@ public struct IdentityStack: Sendable {
     public func prepare() async throws {
         try await stores.prepare(schema)
         if let keyRing {
-            try await keyRing.keys.refresh()
-            try await keyRing.rotator.rotate()
-            try await keyRing.keys.refresh()
+            try await maintainSigningKeys()
             keyRing.opened.withLock { $0 = true }
         }
         try await service.warmUp()
