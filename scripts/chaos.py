@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 WINDOW = float(os.environ.get("CHAOS_WINDOW", "1.0"))  # contract §5: every instance within 1 s
 EVENTS_QUEUE = "chaos.events"
@@ -200,12 +201,19 @@ def indeterminate(status):
     return not isinstance(status, int) or status >= 500
 
 
-def token_jti(token):
+def token_claim(token, claim):
     try:
         payload = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))[claim]
     except (IndexError, KeyError, ValueError):
         return None
+
+
+def token_jti(token):
+    return token_claim(token, "jti")
+
+
+GRACE = 10.0  # contract §9: the token just replaced gets the current pair again within 10 s
 
 
 class User:
@@ -216,6 +224,8 @@ class User:
         self.registration = None  # "acked", "indeterminate", "rejected:<status>"
         self.passwords = [password]  # every password this account may have, newest first
         self.tokens = []  # tokens believed valid
+        self.refresh = None  # the refresh token of the newest session, while it is believed open
+        self.refresh_unanswered_at = None  # monotonic time of the first unanswered refresh with it
         self.renames = []  # [name, "acked" | "indeterminate" | "rejected:<status>"] in order
         self.password_changes = []  # [password, outcome] in order
         self.initial_name = name
@@ -344,6 +354,7 @@ class Load:
             if status == 200:
                 user.tokens.append(data["access_token"])
                 user.tokens = user.tokens[-3:]
+                user.refresh, user.refresh_unanswered_at = data.get("refresh_token"), None
                 if user.passwords[0] != password or len(user.passwords) > 1:
                     user.passwords = [password]
                 if user.registration == "indeterminate":
@@ -392,6 +403,7 @@ class Load:
         if status == 200:
             user.password_changes.append([new, "acked"])
             user.passwords = [new]
+            user.refresh = None  # a password change ends every session
             revoked, user.tokens = user.tokens, []
             for old in revoked:
                 self.revoked(old, user, node, "password", end, wall + end - start)
@@ -400,6 +412,7 @@ class Load:
             user.password_changes.append([new, "indeterminate"])
             user.passwords = [new] + user.passwords
             user.tokens = []
+            user.refresh = None
         else:
             user.password_changes.append([new, f"rejected:{status}"])
             if status == 403 and len(user.passwords) > 1:
@@ -413,7 +426,7 @@ class Load:
         node = self.node()
         status, _, wall, start, end = self.nodes.request(node, "POST", "/auth/logout", "POST /auth/logout",
                                                          token=token, client=client)
-        user.tokens.remove(token)
+        self.forget_session(user, token_claim(token, "sid"))
         if status == 204:
             self.ledger.logouts["acked"] += 1
             self.revoked(token, user, node, "logout", end, wall + end - start)
@@ -423,6 +436,51 @@ class Load:
             self.ledger.logouts["rejected"] += 1
             if status == 401:
                 self.ledger.anomaly("valid token refused (401)", {"email": user.email, "route": "POST /auth/logout"})
+
+    def forget_session(self, user, sid):
+        """The session `sid` ended (or may have): its access tokens and refresh token go."""
+        user.tokens = [t for t in user.tokens if token_claim(t, "sid") != sid]
+        if sid and user.refresh and self.refresh_sid(user) == sid:
+            user.refresh = None
+
+    @staticmethod
+    def refresh_sid(user):
+        # The refresh token names its session: 22 base64url characters of its 16 bytes.
+        try:
+            raw = base64.urlsafe_b64decode(user.refresh[:22] + "==")
+            return str(uuid.UUID(bytes=raw))
+        except (TypeError, ValueError):
+            return None
+
+    def refresh(self, client, user):
+        """Renews the newest session with its latest refresh token (contract §9). A refresh is
+        refused as a reuse only after a replay: here, only after an unanswered refresh with the
+        same token more than the grace interval ago; anything else is an anomaly."""
+        if not user.refresh:
+            return self.me(client, user)
+        presented = user.refresh
+        status, data, _, start, _ = self.nodes.request(self.node(), "POST", "/auth/refresh", "POST /auth/refresh",
+                                                       {"refresh_token": presented}, client=client)
+        if status == 200:
+            user.refresh, user.refresh_unanswered_at = data["refresh_token"], None
+            user.tokens.append(data["access_token"])
+            user.tokens = user.tokens[-3:]
+        elif indeterminate(status):
+            # Perhaps rotated: the same token is presented again, within the grace or not.
+            if user.refresh_unanswered_at is None:
+                user.refresh_unanswered_at = start
+        elif status == 401 and isinstance(data, dict) and data.get("type", "").endswith("refresh-token-reused"):
+            sid = self.refresh_sid(user)
+            late = user.refresh_unanswered_at is not None and start - user.refresh_unanswered_at > GRACE
+            if not late:
+                self.ledger.anomaly("refresh token refused as reused without a replay",
+                                    {"email": user.email, "unanswered_at": user.refresh_unanswered_at, "at": start})
+            self.forget_session(user, sid)
+            user.refresh = None
+        else:
+            if status == 401:
+                self.ledger.anomaly("valid refresh token refused", {"email": user.email, "status": status})
+            user.refresh = None
 
     def client(self, client):
         users = []
@@ -439,8 +497,8 @@ class Load:
                         self.login(client, user)
                     else:
                         action = rng.choices(
-                            [self.me, self.rename, self.login, self.logout, self.change_password],
-                            weights=[35, 25, 12, 14, 8],
+                            [self.me, self.rename, self.login, self.logout, self.change_password, self.refresh],
+                            weights=[35, 25, 12, 14, 8, 20],
                         )[0]
                         action(client, user)
             except Exception as error:  # a bug in this script must not pass for a clean run
@@ -746,7 +804,9 @@ def report(workdir):
 
     crashes = [what for _, what in timeline if what.startswith("crash ")]
     failed = bool(lost or twice or late or events_missing or events_extra or events_error or never_converged
-                  or crashes or ledger["anomalies"].get("load generator error"))
+                  or crashes or ledger["anomalies"].get("load generator error")
+                  or ledger["anomalies"].get("refresh token refused as reused without a replay")
+                  or ledger["anomalies"].get("valid refresh token refused"))
     out = []
     w = out.append
     start = min((r["t"] for r in requests), default=0)
