@@ -3,6 +3,7 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
     private enum Kind: Hashable, Sendable {
         case emailTaken, userNotFound, invalidCredentials, wrongCurrentPassword, concurrentUpdate
         case currentPasswordRequired, preconditionFailed, sessionNotFound, refreshTokenRefused, refreshTokenReused
+        case invalidToken, emailNotVerified
     }
 
     private let kind: Kind
@@ -31,6 +32,13 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
     /// `refresh-token-reused`).
     public static let refreshTokenReused = IdentityError(.refreshTokenReused)
 
+    /// An email-verification or password-reset token that is used, expired, unknown, malformed
+    /// or of another purpose (400, `invalid-token`): which of these is never said.
+    public static let invalidToken = IdentityError(.invalidToken)
+    /// The right password for an account whose email is not verified while
+    /// `REQUIRE_VERIFIED_EMAIL` is on (403, `email-not-verified`).
+    public static let emailNotVerified = IdentityError(.emailNotVerified)
+
     public var description: String {
         switch kind {
         case .emailTaken: "an account with this email already exists"
@@ -43,6 +51,8 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
         case .sessionNotFound: "no such session"
         case .refreshTokenRefused: "the refresh token is not valid"
         case .refreshTokenReused: "the refresh token was already used: the session has been ended"
+        case .invalidToken: "the token is not valid (used, expired, unknown or for another purpose)"
+        case .emailNotVerified: "the account's email address is not verified yet"
         }
     }
 }

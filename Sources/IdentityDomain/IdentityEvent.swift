@@ -20,6 +20,10 @@ public struct IdentityEvent: Sendable, Equatable {
         case userDeleted(userID: UserID)
         /// `token.revoked`
         case tokenRevoked(userID: UserID, jti: String, expiresAt: Date)
+        /// `user.email_verified`: the owner proved the account's email.
+        case emailVerified(userID: UserID)
+        /// `user.password_reset`: a reset token set a new password.
+        case passwordReset(userID: UserID)
         /// `session.started`: a login opened the session.
         case sessionStarted(userID: UserID, sessionID: SessionID)
         /// `session.ended`, with why. A session that merely lapsed has no such event.
@@ -40,6 +44,8 @@ public struct IdentityEvent: Sendable, Equatable {
         case .userUpdated: "user.updated"
         case .userDeleted: "user.deleted"
         case .tokenRevoked: "token.revoked"
+        case .emailVerified: "user.email_verified"
+        case .passwordReset: "user.password_reset"
         case .sessionStarted: "session.started"
         case .sessionEnded: "session.ended"
         }
@@ -49,6 +55,7 @@ public struct IdentityEvent: Sendable, Equatable {
     public var userID: UserID {
         switch payload {
         case .userRegistered(let id, _, _), .userUpdated(let id, _), .userDeleted(let id), .tokenRevoked(let id, _, _),
+             .emailVerified(let id), .passwordReset(let id),
              .sessionStarted(let id, _), .sessionEnded(let id, _, _):
             id
         }

@@ -16,11 +16,13 @@ public struct User: Sendable, Equatable {
     public var updatedAt: Date
     /// Optimistic-concurrency version: 1 at registration, +1 on every stored change.
     public var version: Int
+    /// Whether the owner of `email` proved it (contract §11); false again after an email change.
+    public var emailVerified: Bool
 
     /// Creates a user from stored fields.
     public init(
         id: UserID, email: Email, name: DisplayName, passwordHash: String,
-        createdAt: Date, updatedAt: Date, version: Int
+        createdAt: Date, updatedAt: Date, version: Int, emailVerified: Bool = false
     ) {
         self.id = id
         self.email = email
@@ -29,6 +31,7 @@ public struct User: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.version = version
+        self.emailVerified = emailVerified
     }
 
     /// Registers a new account at `now`.
@@ -54,17 +57,29 @@ public struct User: Sendable, Equatable {
         }
         if let email, email != self.email {
             self.email = email
+            emailVerified = false
             changed.append(.email)
         }
         if let passwordHash {
             self.passwordHash = passwordHash
             changed.append(.password)
         }
-        if !changed.isEmpty {
-            let now = now.truncatedToMilliseconds
-            updatedAt = now > updatedAt ? now : updatedAt.addingTimeInterval(0.001)
-            version += 1
-        }
+        if !changed.isEmpty { touch(at: now) }
         return changed
+    }
+
+    /// Marks the email as verified at `now`; returns whether that changed anything.
+    public mutating func verifyEmail(at now: Date) -> Bool {
+        guard !emailVerified else { return false }
+        emailVerified = true
+        touch(at: now)
+        return true
+    }
+
+    /// Moves `updatedAt` strictly forward (even if the clock did not) and the version up by one.
+    private mutating func touch(at now: Date) {
+        let now = now.truncatedToMilliseconds
+        updatedAt = now > updatedAt ? now : updatedAt.addingTimeInterval(0.001)
+        version += 1
     }
 }

@@ -16,6 +16,8 @@ public struct UserRecord: Sendable, Equatable, Codable {
     /// The account's version (`User.version`): what an `ETag` is made of, and what a password
     /// change's cut-off names.
     public let version: Int
+    /// Whether the email is verified (contract §11).
+    public let emailVerified: Bool
 
     /// Creates the record from an account.
     public init(_ user: User) {
@@ -25,6 +27,20 @@ public struct UserRecord: Sendable, Equatable, Codable {
         self.createdAt = user.createdAt
         self.updatedAt = user.updatedAt
         self.version = user.version
+        self.emailVerified = user.emailVerified
+    }
+
+    /// Decodes a record; one from a node that predates `emailVerified` reads as unverified, so
+    /// that nodes of two releases can share a broker during an upgrade.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(UserID.self, forKey: .id)
+        email = try container.decode(String.self, forKey: .email)
+        name = try container.decode(String.self, forKey: .name)
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+        updatedAt = try container.decode(Date.self, forKey: .updatedAt)
+        version = try container.decode(Int.self, forKey: .version)
+        emailVerified = try container.decodeIfPresent(Bool.self, forKey: .emailVerified) ?? false
     }
 }
 
@@ -123,6 +139,53 @@ public struct RehashPassword: Sendable, Equatable, Codable {
     }
 }
 
+/// Proves an address with an email-verification token (contract §11).
+public struct VerifyEmail: Sendable, Equatable, Codable {
+    /// The token's digest (`AccountTokenMinting.digest`): the token itself never crosses the bus.
+    public let tokenDigest: Data
+
+    /// Creates the command.
+    public init(tokenDigest: Data) {
+        self.tokenDigest = tokenDigest
+    }
+}
+
+/// Sends the account's address a new verification mail (nothing when it is verified).
+public struct ResendVerification: Sendable, Equatable, Codable {
+    /// The account.
+    public let userID: UserID
+
+    /// Creates the command.
+    public init(userID: UserID) {
+        self.userID = userID
+    }
+}
+
+/// Sends a reset mail when an account has this email; does nothing otherwise (contract §11).
+public struct RequestPasswordReset: Sendable, Equatable, Codable {
+    /// Canonical email as the caller gave it.
+    public let email: String
+
+    /// Creates the command.
+    public init(email: Email) {
+        self.email = email.value
+    }
+}
+
+/// Sets a new password with a reset token, ending every session of the account.
+public struct ConfirmPasswordReset: Sendable, Equatable, Codable {
+    /// The token's digest.
+    public let tokenDigest: Data
+    /// PHC string of the new password.
+    public let passwordHash: String
+
+    /// Creates the command.
+    public init(tokenDigest: Data, passwordHash: String) {
+        self.tokenDigest = tokenDigest
+        self.passwordHash = passwordHash
+    }
+}
+
 /// Every command the write side accepts.
 public enum IdentityCommand: Sendable, Equatable, Codable {
     case registerUser(RegisterUser)
@@ -130,6 +193,10 @@ public enum IdentityCommand: Sendable, Equatable, Codable {
     case deleteAccount(DeleteAccount)
     case revokeToken(RevokeToken)
     case rehashPassword(RehashPassword)
+    case verifyEmail(VerifyEmail)
+    case resendVerification(ResendVerification)
+    case requestPasswordReset(RequestPasswordReset)
+    case confirmPasswordReset(ConfirmPasswordReset)
 
     /// The command's name, as used in logs and message headers.
     public var name: String {
@@ -139,6 +206,10 @@ public enum IdentityCommand: Sendable, Equatable, Codable {
         case .deleteAccount: "DeleteAccount"
         case .revokeToken: "RevokeToken"
         case .rehashPassword: "RehashPassword"
+        case .verifyEmail: "VerifyEmail"
+        case .resendVerification: "ResendVerification"
+        case .requestPasswordReset: "RequestPasswordReset"
+        case .confirmPasswordReset: "ConfirmPasswordReset"
         }
     }
 }
@@ -175,4 +246,6 @@ public enum CommandRejection: String, Sendable, Equatable, Codable {
     case invalidCommand = "invalid_command"
     /// The account is not at any version the command's precondition names.
     case preconditionFailed = "precondition_failed"
+    /// The account token is used, expired, unknown or of another purpose.
+    case invalidToken = "invalid_token"
 }

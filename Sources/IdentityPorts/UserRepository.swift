@@ -10,20 +10,35 @@ public protocol UserRepository: Sendable {
     func user(id: UserID) async throws -> User?
     /// The account with this canonical email, or nil.
     func user(email: Email) async throws -> User?
-    /// Stores a new account. Throws `IdentityError.emailTaken` when the canonical email is in use.
-    func insert(_ user: User, events: [IdentityEvent]) async throws
+    /// Stores a new account with `writes` (contract §11: its verification token and mail).
+    /// Throws `IdentityError.emailTaken` when the canonical email is in use.
+    func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) async throws
     /// Replaces the stored account whose version is `expectedVersion`, and writes
-    /// `revocations` to the revocation store in the same transaction: both commit or neither.
+    /// `revocations` to the revocation store and `writes` (account tokens, mail) in the same
+    /// transaction: all commit or nothing does.
     ///
     /// Throws `IdentityError.userNotFound` when it is gone, `.concurrentUpdate` when its
-    /// version differs, and `.emailTaken` when the new email belongs to another account.
-    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws
+    /// version differs, `.emailTaken` when the new email belongs to another account, and
+    /// `.invalidToken` when `writes.use` names no usable token.
+    func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) async throws
     /// Deletes the account and writes `revocations` in the same transaction; throws
     /// `IdentityError.userNotFound` when it is gone.
     func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws
 }
 
 extension UserRepository {
+    /// Stores a new account, writing nothing else.
+    public func insert(_ user: User, events: [IdentityEvent]) async throws {
+        try await insert(user, events: events, writes: .none)
+    }
+
+    /// Replaces the stored account with `revocations`, writing no tokens or mail.
+    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+        try await update(user, expectedVersion: expectedVersion, events: events, revocations: revocations, writes: .none)
+    }
+
     /// Replaces the stored account, revoking nothing.
     public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent]) async throws {
         try await update(user, expectedVersion: expectedVersion, events: events, revocations: [])
