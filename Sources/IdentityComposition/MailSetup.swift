@@ -1,5 +1,5 @@
 public import CoreMetrics
-public import Foundation
+import Foundation
 public import IdentityApplication
 public import IdentityPorts
 public import Logging
