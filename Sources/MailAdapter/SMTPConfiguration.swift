@@ -88,9 +88,13 @@ public struct SMTPConfiguration: Sendable {
     }
 }
 
-extension SMTPConfiguration.Credentials: CustomStringConvertible {
+extension SMTPConfiguration.Credentials: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// The user name only: a printed configuration never shows the password.
     public var description: String { "Credentials(username: \(username), password: <redacted>)" }
+    /// As `description`.
+    public var debugDescription: String { description }
+    /// The user name only, for `dump` and the debugger.
+    public var customMirror: Mirror { Mirror(self, children: ["username": username, "password": "<redacted>"]) }
 }
 
 /// A configuration `SMTPMailer` cannot work with (an unreadable trust file, a bad EHLO name).
