@@ -18,6 +18,10 @@ enum CommandWire {
         case .deleteAccount(let command): encode(command)
         case .revokeToken(let command): encode(command)
         case .rehashPassword(let command): encode(command)
+        case .verifyEmail(let command): encode(command)
+        case .resendVerification(let command): encode(command)
+        case .requestPasswordReset(let command): encode(command)
+        case .confirmPasswordReset(let command): encode(command)
         }
     }
 
@@ -29,6 +33,10 @@ enum CommandWire {
             case "DeleteAccount": return .deleteAccount(try decoder.decode(DeleteAccount.self, from: body))
             case "RevokeToken": return .revokeToken(try decoder.decode(RevokeToken.self, from: body))
             case "RehashPassword": return .rehashPassword(try decoder.decode(RehashPassword.self, from: body))
+            case "VerifyEmail": return .verifyEmail(try decoder.decode(VerifyEmail.self, from: body))
+            case "ResendVerification": return .resendVerification(try decoder.decode(ResendVerification.self, from: body))
+            case "RequestPasswordReset": return .requestPasswordReset(try decoder.decode(RequestPasswordReset.self, from: body))
+            case "ConfirmPasswordReset": return .confirmPasswordReset(try decoder.decode(ConfirmPasswordReset.self, from: body))
             default: throw Undecodable(description: "unknown command type \(type.map { "\"\($0.prefix(64))\"" } ?? "(none)")")
             }
         } catch let error as Undecodable {

@@ -173,6 +173,41 @@ extension ConfigurationVariable {
             + "a comma-separated list while rotating (the first signs)"
     )
 
+    static let smtpHost = Self(
+        "SMTP_HOST", note: "none: mail is written to files in MAIL_DIR", "SMTP server for verification and reset mail"
+    )
+    static let smtpPort = Self("SMTP_PORT", default: "587", "SMTP port (465 is usual with SMTP_TLS=tls)")
+    static let smtpUser = Self("SMTP_USER", note: "none: no AUTH", "SMTP user (AUTH PLAIN or LOGIN, only over TLS)")
+    static let smtpPassword = Self("SMTP_PASSWORD", note: "none", secret: true, "SMTP password")
+    static let smtpFrom = Self("SMTP_FROM", default: "identity@localhost", "the From address of every mail")
+    static let smtpTLS = Self(
+        "SMTP_TLS", default: "starttls", "starttls, tls (implicit, port 465) or none; certificates and host names are verified"
+    )
+    static let smtpCAFile = Self("SMTP_CA_FILE", note: "none: the system's", "PEM file of the CA certificates that SMTP servers are trusted under")
+    static let smtpTimeoutSeconds = Self(
+        "SMTP_TIMEOUT_SECONDS", default: "30", "the longest an SMTP server may take to connect or answer one step (1-600)"
+    )
+    static let mailDirectory = Self("MAIL_DIR", default: "./mail", "without SMTP_HOST: where each mail is written as an .eml file")
+    static let mailMaxAttempts = Self(
+        "MAIL_MAX_ATTEMPTS", default: "10", "delivery attempts of one mail before it is given up on (1-100)"
+    )
+    static let mailRetrySeconds = Self(
+        "MAIL_RETRY_SECONDS", default: "30", "the wait after a failed delivery, doubled after each further failure up to an hour (1-3600)"
+    )
+    static let mailTemplatesDirectory = Self(
+        "MAIL_TEMPLATES_DIR", note: "none: the built-in templates",
+        "templates that replace the built-in ones, file by file (KIND.subject|text|html.mustache; see Docs/mail.md)"
+    )
+    static let emailVerificationTTLHours = Self(
+        "EMAIL_VERIFICATION_TTL_HOURS", default: "24", "how long an email-verification token works (1-720)"
+    )
+    static let passwordResetTTLMinutes = Self(
+        "PASSWORD_RESET_TTL_MINUTES", default: "30", "how long a password-reset token works (1-1440)"
+    )
+    static let requireVerifiedEmail = Self(
+        "REQUIRE_VERIFIED_EMAIL", default: "0", "1: a login with the right password for an unverified email is refused (403)"
+    )
+
     static let exitBeforeAcknowledging = Self(
         "IDENTITY_TEST_EXIT_BEFORE_ACK", default: "0",
         "tests only: 1 makes a worker exit after a commit, before the ack"
@@ -188,6 +223,8 @@ extension ConfigurationVariable {
         postgresTimeoutSeconds, sqlitePath,
         rabbitMQHost, rabbitMQPort, rabbitMQUser, rabbitMQPassword, rabbitMQVirtualHost, rabbitMQTLS, rabbitMQCAFile,
         commandTimeoutSeconds, commandSigningKey,
+        smtpHost, smtpPort, smtpUser, smtpPassword, smtpFrom, smtpTLS, smtpCAFile, smtpTimeoutSeconds, mailDirectory, mailMaxAttempts,
+        mailRetrySeconds, mailTemplatesDirectory, emailVerificationTTLHours, passwordResetTTLMinutes, requireVerifiedEmail,
         exitBeforeAcknowledging,
     ]
 }

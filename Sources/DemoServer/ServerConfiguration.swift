@@ -40,6 +40,8 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
     /// The keys that sign and verify commands on the broker (`COMMAND_SIGNING_KEY`); set
     /// whenever `rabbitmq` is.
     var commandSigningKeys: CommandSigningKeys?
+    /// Email verification and password reset (contract §11).
+    var mail: MailSettings
     /// Fault injection for tests only: a worker exits after applying a command, before acknowledging it.
     var exitBeforeAcknowledging: Bool
     /// Every variable of the table with the value used and where it came from (`DemoServer config`).
@@ -137,6 +139,10 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         let caFile = try reader.string(Variable.rabbitMQCAFile)
         let commandTimeout = try reader.integer(Variable.commandTimeoutSeconds, in: 1...300)
         commandSigningKeys = try Self.signingKeys(reader.string(Variable.commandSigningKey), jwtSecret: secret)
+        mail = try MailSettings(
+            reader: &reader, jwtSecret: algorithm.isAsymmetric ? nil : secret, keyEncryptionKey: keyEncryptionKey,
+            baseURL: publicBaseURL ?? URL(string: "http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+        )
         exitBeforeAcknowledging = try reader.flag(Variable.exitBeforeAcknowledging)
         // In the table's order, whatever the order of reading.
         let read = reader.effective

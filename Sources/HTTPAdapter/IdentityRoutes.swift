@@ -20,6 +20,9 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         routes.post("/users", use: register)
         routes.post("/auth/login", use: login)
         routes.post("/auth/refresh", use: refresh)
+        routes.post("/auth/verify-email", use: verifyEmail)
+        routes.post("/auth/password-reset", use: requestPasswordReset)
+        routes.post("/auth/password-reset/confirm", use: confirmPasswordReset)
         routes.group()
             .add(middleware: IdentityBearerAuthenticator<Context>(service: service))
             .get("/users/me", use: me)
@@ -30,6 +33,7 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
             .get("/sessions", use: sessions)
             .delete("/sessions", use: endSessions)
             .delete("/sessions/{session_id}", use: endSession)
+            .post("/auth/verify-email/resend", use: resendVerification)
         return routes
     }
 
@@ -179,6 +183,56 @@ struct IdentityRoutes<Context: IdentityContext>: Sendable {
         }
         try await service.endSessions(principal, scope: scope)
         return noContent()
+    }
+
+    // MARK: email verification and password reset (contract §11)
+
+    /// `POST /auth/verify-email` `{"token"}` → 200 self view.
+    func verifyEmail(_ request: Request, _ context: Context) async throws -> Response {
+        let token = try await Self.token(of: request, alsoKnown: [])
+        return selfViewResponse(.ok, try await service.verifyEmail(token: token.token))
+    }
+
+    /// `POST /auth/verify-email/resend` (bearer) → 202.
+    func resendVerification(_ request: Request, _ context: Context) async throws -> Response {
+        let principal = try context.requirePrincipal()
+        try await service.resendVerification(principal, client: clientAddress(request, context))
+        return Self.accepted()
+    }
+
+    /// `POST /auth/password-reset` `{"email"}` → 202, the same answer whatever the account.
+    func requestPasswordReset(_ request: Request, _ context: Context) async throws -> Response {
+        var fields = try await RequestBody.jsonObject(of: request)
+        let email = fields.string("email", required: true)
+        let structural = fields.problems(known: ["email"])
+        guard structural.isEmpty, let email else { throw ValidationError(structural) }
+        try await service.requestPasswordReset(email: email, client: clientAddress(request, context))
+        return Self.accepted()
+    }
+
+    /// `POST /auth/password-reset/confirm` `{"token","password"}` → 204.
+    func confirmPasswordReset(_ request: Request, _ context: Context) async throws -> Response {
+        let fields = try await Self.token(of: request, alsoKnown: ["password"])
+        guard let password = fields.password else { throw ValidationError([FieldError(pointer: "/password", detail: "is required")]) }
+        try await service.confirmPasswordReset(token: fields.token, password: password)
+        return noContent()
+    }
+
+    /// The `token` of a JSON body (and `password` when known): a token that is missing, not a
+    /// string or over-long is `invalid-token` (400), like any other token that is not one.
+    private static func token(of request: Request, alsoKnown: Set<String>) async throws -> (token: String, password: String?) {
+        var fields = try await RequestBody.jsonObject(of: request)
+        let password = alsoKnown.contains("password") ? fields.string("password", required: true) : nil
+        let token = fields.string("token", required: false)
+        let structural = fields.problems(known: alsoKnown.union(["token"]))
+        if structural.contains(where: { $0.pointer == "/token" }) { throw IdentityError.invalidToken }
+        guard structural.isEmpty else { throw ValidationError(structural) }
+        guard let token, token.utf8.count <= 256 else { throw IdentityError.invalidToken }
+        return (token, password)
+    }
+
+    private static func accepted() -> Response {
+        jsonResponse(.accepted, #"{"status":"accepted"}"#)
     }
 
     // MARK: helpers

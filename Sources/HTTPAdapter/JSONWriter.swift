@@ -84,6 +84,7 @@ enum Views {
         json.field("id", user.id.description)
         json.field("email", user.email)
         json.field("name", user.name)
+        json.field("email_verified", user.emailVerified)
         json.field("created_at", user.createdAt.rfc3339)
         json.field("updated_at", user.updatedAt.rfc3339)
         return json.finished()

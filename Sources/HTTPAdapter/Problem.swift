@@ -111,11 +111,21 @@ extension Problem {
                 var problem = Problem(.unauthorized, title: "Refresh token reused", detail: error.description)
                 problem.specificType = "urn:identity:problem:refresh-token-reused"
                 return problem
+            case .invalidToken:
+                var problem = Problem(.badRequest, title: "Invalid token", detail: error.description)
+                problem.specificType = "urn:identity:problem:invalid-token"
+                return problem
+            case .emailNotVerified:
+                var problem = Problem(.forbidden, title: "Email not verified", detail: error.description)
+                problem.specificType = "urn:identity:problem:email-not-verified"
+                return problem
             case .currentPasswordRequired:
                 return Problem(.unprocessableContent, title: "Validation failed", detail: error.description,
                                errors: [FieldError(pointer: "/current_password", detail: "is required to change email or password")])
             default: return Problem(.internalServerError, detail: "the server could not complete the request")
             }
+        case let error as MailNotOffered:
+            return Problem(.notFound, detail: error.description)
         case let error as LoginThrottled:
             return Problem(.tooManyRequests, detail: error.description, headers: [.retryAfter: String(error.retryAfterSeconds)])
         case is TokenRejected:

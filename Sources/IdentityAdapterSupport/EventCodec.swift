@@ -5,7 +5,7 @@ import IdentityPorts
 /// The JSON form of events (contract §6 and §9): `{"event_id","type","occurred_at","data":{...}}`.
 ///
 /// `data` is `{user_id,email,name}` for `user.registered`, `{user_id,changed}` for
-/// `user.updated`, `{user_id}` for `user.deleted`, `{user_id,jti,expires_at}` for
+/// `user.updated`, `{user_id}` for `user.deleted`, `user.email_verified` and `user.password_reset`, `{user_id,jti,expires_at}` for
 /// `token.revoked`, `{user_id,session_id}` for `session.started` and
 /// `{user_id,session_id,reason}` for `session.ended`; never a password, a hash or a token. Stores keep `data` as they like; brokers
 /// publish the whole document.
@@ -87,7 +87,7 @@ private struct EventData: Codable {
         case .userUpdated(let id, let changed):
             user_id = id.description
             self.changed = changed.map(\.rawValue)
-        case .userDeleted(let id):
+        case .userDeleted(let id), .emailVerified(let id), .passwordReset(let id):
             user_id = id.description
         case .tokenRevoked(let id, let jti, let expiresAt):
             user_id = id.description
@@ -114,6 +114,10 @@ private struct EventData: Codable {
             return .userUpdated(userID: userID, changed: fields)
         case "user.deleted":
             return .userDeleted(userID: userID)
+        case "user.email_verified":
+            return .emailVerified(userID: userID)
+        case "user.password_reset":
+            return .passwordReset(userID: userID)
         case "token.revoked":
             guard let jti, let expires = expires_at.flatMap(EventCodec.parseDate) else {
                 throw EventCodec.DecodingFailure(description: "token.revoked without jti or expires_at")

@@ -47,4 +47,12 @@ extension LoginThrottleConfiguration {
         if email.contains(where: { !countsAsFailure($0, now: now) && $0.attempt != attempt }) { return .busy }
         return .allowed
     }
+
+    /// The rule for a request that sends mail (contract §11), given the entries of the client
+    /// address's key within the window: throttled while they reach `maxFailuresPerClient`;
+    /// otherwise allowed (and the adapter counts it as a failure of the address).
+    public func decideMailRequest(client: [ThrottleEntry], now: Date) -> ThrottleDecision {
+        let wait = retryAfter(failures: client.map(\.at).sorted(), limit: maxFailuresPerClient, now: now)
+        return wait > 0 ? .throttled(retryAfterSeconds: max(1, Int(wait.rounded(.up)))) : .allowed
+    }
 }

@@ -12,15 +12,20 @@ public struct IdentityCommandHandler: CommandHandler {
     private let ids: any IDGenerator
     private let tokens: any TokenService
     private let sessions: (any SessionStore)?
+    private let mailing: AccountMailing?
 
     /// Creates the handler over the given stores. `tokens` says how long revocations must last
     /// (the lifetime and leeway of the tokens they revoke); it signs nothing here. With
-    /// `sessions`, a password change and a deletion end every session of the account.
+    /// `sessions`, a password change and a deletion end every session of the account. With
+    /// `mailing`, registrations and email changes owe verification mail, and the commands of
+    /// contract §11 work (without it they are refused as `invalidCommand`).
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, tokens: any TokenService,
-        sessions: (any SessionStore)? = nil, clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
+        sessions: (any SessionStore)? = nil, mailing: AccountMailing? = nil, clock: any IdentityClock = SystemClock(),
+        ids: any IDGenerator = RandomIDGenerator()
     ) {
         self.sessions = sessions
+        self.mailing = mailing
         self.users = users
         self.outbox = outbox
         self.revocations = revocations
@@ -49,6 +54,10 @@ public struct IdentityCommandHandler: CommandHandler {
             case .deleteAccount(let command): return try await delete(command)
             case .revokeToken(let command): return try await revoke(command)
             case .rehashPassword(let command): return try await rehash(command)
+            case .verifyEmail(let command): return try await verifyEmail(command)
+            case .resendVerification(let command): return try await resendVerification(command)
+            case .requestPasswordReset(let command): return try await requestPasswordReset(command)
+            case .confirmPasswordReset(let command): return try await confirmPasswordReset(command)
             }
         } catch is CommandAlreadyApplied {
             // A redelivery of a command that an earlier delivery applied: reply as it did.
@@ -59,6 +68,7 @@ public struct IdentityCommandHandler: CommandHandler {
             case .userNotFound: return .rejected(.userNotFound)
             case .concurrentUpdate: return .rejected(.concurrentUpdate)
             case .preconditionFailed: return .rejected(.preconditionFailed)
+            case .invalidToken: return .rejected(.invalidToken)
             default: throw error
             }
         } catch is ValidationError {
@@ -76,7 +86,10 @@ public struct IdentityCommandHandler: CommandHandler {
         case .updateProfile(let command):
             guard let user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
             return .user(UserRecord(user))
-        case .deleteAccount, .revokeToken, .rehashPassword:
+        case .verifyEmail, .confirmPasswordReset:
+            // The token was used by the first delivery: the change stands.
+            return .done
+        case .deleteAccount, .revokeToken, .rehashPassword, .resendVerification, .requestPasswordReset:
             return .done
         }
     }
@@ -93,7 +106,8 @@ public struct IdentityCommandHandler: CommandHandler {
             id: UserID(ids.makeUUID()), email: email, name: name, passwordHash: command.passwordHash, at: clock.now()
         )
         let registered = event(.userRegistered(userID: user.id, email: email, name: name), at: user.createdAt)
-        try await users.insert(user, events: [registered])
+        let writes = try mailing?.verification(for: user, now: user.createdAt, ids: ids) ?? .none
+        try await users.insert(user, events: [registered], writes: writes)
         return .user(UserRecord(user))
     }
 
@@ -110,6 +124,7 @@ public struct IdentityCommandHandler: CommandHandler {
             if let versions = command.ifMatchVersions, !versions.contains(user.version) { return .rejected(.preconditionFailed) }
             if let expected = command.expectedVersion, expected != user.version { return .rejected(.concurrentUpdate) }
             let version = user.version
+            let before = user
             let changed = user.apply(name: name, email: email, passwordHash: command.passwordHash, at: clock.now())
             guard !changed.isEmpty else { return .user(UserRecord(user)) }
             let updated = event(.userUpdated(userID: user.id, changed: changed), at: user.updatedAt)
@@ -120,8 +135,9 @@ public struct IdentityCommandHandler: CommandHandler {
                 changed.contains(.password)
                 ? [.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: clock.now()))]
                 : []
+            let writes = try mailing?.profileChange(from: before, to: user, changed: changed, now: user.updatedAt, ids: ids) ?? .none
             do {
-                try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations)
+                try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations, writes: writes)
                 if changed.contains(.password) { await endSessions(of: user.id, reason: .passwordChange) }
                 return .user(UserRecord(user))
             } catch let error as IdentityError where error == .concurrentUpdate && attempt < Self.updateAttempts {
@@ -173,5 +189,90 @@ public struct IdentityCommandHandler: CommandHandler {
         user.version += 1
         try await users.update(user, expectedVersion: version, events: [])
         return .done
+    }
+
+    // MARK: contract §11
+
+    /// How often a token's change is re-applied to a fresh read when another change committed in between.
+    private static let tokenAttempts = 8
+
+    private func verifyEmail(_ command: VerifyEmail) async throws -> CommandReply {
+        guard let mailing else { return .rejected(.invalidCommand) }
+        for _ in 1...Self.tokenAttempts {
+            let now = clock.now()
+            guard let token = try await mailing.usableToken(command.tokenDigest, purpose: .emailVerification, now: now),
+                  var user = try await users.user(id: token.userID), user.email == token.email
+            else { return .rejected(.invalidToken) }
+            let version = user.version
+            let use = AccountWrites(use: TokenUse(digest: command.tokenDigest, purpose: .emailVerification, now: now))
+            do {
+                if user.verifyEmail(at: now) {
+                    let verified = event(.emailVerified(userID: user.id), at: user.updatedAt)
+                    try await users.update(user, expectedVersion: version, events: [verified], revocations: [], writes: use)
+                } else {
+                    try await mailing.tokens.record(use, for: user.id, events: [], limit: nil)
+                }
+                return .user(UserRecord(user))
+            } catch let error as IdentityError where error == .concurrentUpdate {
+                continue
+            }
+        }
+        return .rejected(.concurrentUpdate)
+    }
+
+    private func resendVerification(_ command: ResendVerification) async throws -> CommandReply {
+        guard let mailing else { return .rejected(.invalidCommand) }
+        guard let user = try await users.user(id: command.userID) else { return .rejected(.userNotFound) }
+        guard !user.emailVerified else { return .done }
+        let now = clock.now()
+        let limit = MailLimit(
+            kind: .emailVerification, recipient: user.email, max: mailing.policy.verificationMailsPerHour, since: now.addingTimeInterval(-3600)
+        )
+        try await mailing.tokens.record(try mailing.verification(for: user, now: now, ids: ids), for: user.id, events: [], limit: limit)
+        return .done
+    }
+
+    private func requestPasswordReset(_ command: RequestPasswordReset) async throws -> CommandReply {
+        guard let mailing else { return .rejected(.invalidCommand) }
+        // Unknown addresses end here, and the reply is the same: the caller learns nothing.
+        guard let email = try? Email(command.email), let user = try await users.user(email: email) else { return .done }
+        let now = clock.now()
+        let (token, mail) = try mailing.issue(.passwordReset, for: user, now: now, ids: ids)
+        let limit = MailLimit(kind: .passwordReset, recipient: user.email, max: mailing.policy.resetMailsPerHour, since: now.addingTimeInterval(-3600))
+        // A newer reset token invalidates older ones.
+        let writes = AccountWrites(invalidate: [.passwordReset], issue: [token], mail: [mail])
+        try await mailing.tokens.record(writes, for: user.id, events: [], limit: limit)
+        return .done
+    }
+
+    private func confirmPasswordReset(_ command: ConfirmPasswordReset) async throws -> CommandReply {
+        guard let mailing else { return .rejected(.invalidCommand) }
+        guard command.passwordHash.hasPrefix("$") else { return .rejected(.invalidCommand) }
+        for _ in 1...Self.tokenAttempts {
+            let now = clock.now()
+            guard let token = try await mailing.usableToken(command.tokenDigest, purpose: .passwordReset, now: now),
+                  var user = try await users.user(id: token.userID), user.email == token.email
+            else { return .rejected(.invalidToken) }
+            let version = user.version
+            _ = user.apply(name: nil, email: nil, passwordHash: command.passwordHash, at: now)
+            // The mail reached its owner: the address is proven too.
+            user.emailVerified = true
+            // Every token of an older version is refused, and every session ends, with the change.
+            let cutoff = Revocation.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: now))
+            let writes = AccountWrites(
+                use: TokenUse(digest: command.tokenDigest, purpose: .passwordReset, now: now), invalidate: [.passwordReset]
+            )
+            do {
+                try await users.update(
+                    user, expectedVersion: version, events: [event(.passwordReset(userID: user.id), at: user.updatedAt)], revocations: [cutoff],
+                    writes: writes
+                )
+                await endSessions(of: user.id, reason: .passwordChange)
+                return .user(UserRecord(user))
+            } catch let error as IdentityError where error == .concurrentUpdate {
+                continue
+            }
+        }
+        return .rejected(.concurrentUpdate)
     }
 }

@@ -28,14 +28,18 @@ public struct IdentityDependencies: Sendable {
     public var clock: any IdentityClock
     /// Identifier source.
     public var ids: any IDGenerator
+    /// Email verification and password reset (contract §11); nil to offer neither.
+    public var mailing: AccountMailing?
 
     /// Bundles the adapters.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore,
         hasher: any PasswordHasher, tokens: any TokenService, throttle: any LoginThrottle, sessions: any SessionStore,
         refreshTokens: any RefreshTokenSealing, sessionConfiguration: SessionConfiguration = SessionConfiguration(),
-        bus: any CommandBus, clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator()
+        bus: any CommandBus, clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator(),
+        mailing: AccountMailing? = nil
     ) {
+        self.mailing = mailing
         self.users = users
         self.outbox = outbox
         self.revocations = revocations
@@ -79,7 +83,7 @@ public struct IdentityService: Sendable {
         self.sessions = sessions
         self.login = LoginHandler(
             users: deps.users, hasher: deps.hasher, sessions: sessions, attempts: attempts, bus: deps.bus, ids: deps.ids,
-            dummy: DummyHash()
+            dummy: DummyHash(), requireVerifiedEmail: deps.mailing?.policy.requireVerifiedEmail ?? false
         )
         self.authenticator = Authenticator(tokens: deps.tokens, revocations: deps.revocations, clock: deps.clock)
     }
@@ -222,6 +226,73 @@ public struct IdentityService: Sendable {
         try await sessions.endAll(of: principal.userID, except: except, reason: .revoked)
     }
 
+    // MARK: email verification and password reset (contract §11)
+
+    /// Proves the caller's address with a verification token (`POST /auth/verify-email`);
+    /// `IdentityError.invalidToken` for a token that is malformed, unknown, used, expired or of
+    /// another purpose.
+    public func verifyEmail(token: String) async throws -> UserRecord {
+        let mailing = try offered()
+        guard let digest = mailing.minting.digest(of: token) else { throw IdentityError.invalidToken }
+        return try await record(from: send(.verifyEmail(VerifyEmail(tokenDigest: digest))))
+    }
+
+    /// Sends the caller's address a new verification mail (`POST /auth/verify-email/resend`);
+    /// nothing when it is verified. Counts toward `client`'s ceiling (`LoginThrottled`).
+    public func resendVerification(_ principal: Principal, client: String?) async throws {
+        try offered()
+        try await countMailRequest(client: client)
+        try await expectDone(send(.resendVerification(ResendVerification(userID: principal.userID))))
+    }
+
+    /// Asks for a reset mail to `email` (`POST /auth/password-reset`). Whether an account has
+    /// the address or not, the call does the same work and returns as soon as the request is
+    /// handed to the write side, which looks the address up and owes the mail (at most
+    /// `resetMailsPerHour` per address): the caller learns nothing, not even from the time.
+    /// Counts toward `client`'s ceiling (`LoginThrottled`); a malformed email is a `ValidationError`.
+    public func requestPasswordReset(email: String, client: String?) async throws {
+        try offered()
+        let email = try Email(email)
+        try await countMailRequest(client: client)
+        let envelope = CommandEnvelope(
+            messageID: deps.ids.makeUUID().uuidString.lowercased(), command: .requestPasswordReset(RequestPasswordReset(email: email))
+        )
+        let bus = deps.bus
+        // Not awaited: the reply would tell by its timing whether the account exists.
+        Task { _ = try? await bus.dispatch(envelope) }
+    }
+
+    /// Sets a new password with a reset token (`POST /auth/password-reset/confirm`): every
+    /// session and token of the account is revoked with the change, and the email's login
+    /// lockout ends. The token is checked before the password is hashed, so a bad token costs
+    /// no hash; `IdentityError.invalidToken` for it, `ValidationError` for a password that
+    /// breaks the rules of §2.
+    public func confirmPasswordReset(token: String, password: String) async throws {
+        let mailing = try offered()
+        let password = try Password(password)
+        guard let digest = mailing.minting.digest(of: token),
+              try await mailing.usableToken(digest, purpose: .passwordReset, now: deps.clock.now()) != nil
+        else { throw IdentityError.invalidToken }
+        let hash = try await deps.hasher.hash(password)
+        let updated = try await record(from: send(.confirmPasswordReset(ConfirmPasswordReset(tokenDigest: digest, passwordHash: hash))))
+        await noteCommitted(.account(userID: updated.id, belowVersion: Int64(updated.version), until: cutoffExpiry))
+        if let email = try? Email(updated.email) { try? await deps.throttle.clearFailures(email: email, now: deps.clock.now()) }
+    }
+
+    /// The mail setup, or `MailNotOffered` when the service was built without it.
+    @discardableResult
+    private func offered() throws -> AccountMailing {
+        guard let mailing = deps.mailing else { throw MailNotOffered() }
+        return mailing
+    }
+
+    private func countMailRequest(client: String?) async throws {
+        guard let client else { return }
+        if case .throttled(let seconds) = try await deps.throttle.countMailRequest(client: client, now: deps.clock.now()) {
+            throw LoginThrottled(retryAfterSeconds: seconds)
+        }
+    }
+
     // MARK: queries
 
     /// Checks a password, opens a session and issues its first pair (`POST /auth/login`).
@@ -284,9 +355,15 @@ public struct IdentityService: Sendable {
         case .userNotFound: TokenRejected.unknownUser
         case .concurrentUpdate: IdentityError.concurrentUpdate
         case .preconditionFailed: IdentityError.preconditionFailed
+        case .invalidToken: IdentityError.invalidToken
         case .invalidCommand: UnexpectedReply(reply: .rejected(rejection))
         }
     }
+}
+
+/// Email verification and password reset were asked of a service built without mail (404).
+public struct MailNotOffered: Error, CustomStringConvertible {
+    public var description: String { "email verification and password reset are not offered by this service" }
 }
 
 /// The write side answered something the command cannot produce: a bug or a version mismatch.

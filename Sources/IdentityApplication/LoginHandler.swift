@@ -14,6 +14,8 @@ struct LoginHandler: Sendable {
     let bus: any CommandBus
     let ids: any IDGenerator
     let dummy: DummyHash
+    /// Whether the right password of an unverified account is refused (`emailNotVerified`).
+    let requireVerifiedEmail: Bool
 
     func login(email: Email, password: Password, client: String?, userAgent: String?) async throws -> SignIn {
         let (right, user) = try await attempts.run(email: email, client: client) { () async throws -> (right: Bool, value: User?) in
@@ -24,6 +26,7 @@ struct LoginHandler: Sendable {
             return (try await hasher.verify(password, against: user.passwordHash), user)
         }
         guard right, let user else { throw IdentityError.invalidCredentials }
+        if requireVerifiedEmail, !user.emailVerified { throw IdentityError.emailNotVerified }
         if hasher.needsRehash(user.passwordHash) {
             await rehash(user, password: password)
         }

@@ -130,7 +130,10 @@ public struct MeasuredCommandBus: CommandBus {
     /// Wraps `inner`, recording into `factory`.
     public init(_ inner: any CommandBus, factory: any MetricsFactory) {
         self.inner = inner
-        let names = ["RegisterUser", "UpdateProfile", "DeleteAccount", "RevokeToken", "RehashPassword"]
+        let names = [
+            "RegisterUser", "UpdateProfile", "DeleteAccount", "RevokeToken", "RehashPassword", "VerifyEmail", "ResendVerification",
+            "RequestPasswordReset", "ConfirmPasswordReset",
+        ]
         self.timers = Dictionary(uniqueKeysWithValues: names.map { name in
             (name, CoreMetrics.Timer(label: "identity_command_bus_duration_seconds", dimensions: [("command", name)], factory: factory))
         })

@@ -23,6 +23,8 @@ public struct IdentityConfiguration: Sendable {
     public var throttle: LoginThrottleConfiguration
     /// Session lifetimes (idle, absolute) and the refresh grace interval.
     public var sessions: SessionConfiguration
+    /// Email verification and password reset; nil to offer neither.
+    public var mail: MailSetup?
     /// How often expired rows (revocations, login failures, applied commands) are deleted.
     public var purgeInterval: Duration
     /// What `IdentityStack.prepare()` does with a database schema that is not current.
@@ -40,7 +42,7 @@ public struct IdentityConfiguration: Sendable {
     public init(
         tokens: TokenConfiguration, keyPairs: KeyPairSigning? = nil, argon2: Argon2Configuration = .recommended,
         hashQueueLimit: Int = Argon2idHasher.defaultQueueLimit, throttle: LoginThrottleConfiguration = LoginThrottleConfiguration(),
-        sessions: SessionConfiguration = SessionConfiguration(), purgeInterval: Duration = .seconds(600), schema: SchemaPolicy = .requireCurrent, clock: any IdentityClock = SystemClock(),
+        sessions: SessionConfiguration = SessionConfiguration(), mail: MailSetup? = nil, purgeInterval: Duration = .seconds(600), schema: SchemaPolicy = .requireCurrent, clock: any IdentityClock = SystemClock(),
         ids: any IDGenerator = RandomIDGenerator(), logger: Logger = Logger(label: "identity"), metrics: (any MetricsFactory)? = nil
     ) {
         self.tokens = tokens
@@ -49,6 +51,7 @@ public struct IdentityConfiguration: Sendable {
         self.hashQueueLimit = hashQueueLimit
         self.throttle = throttle
         self.sessions = sessions
+        self.mail = mail
         self.purgeInterval = purgeInterval
         self.schema = schema
         self.clock = clock

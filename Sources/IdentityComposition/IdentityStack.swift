@@ -63,7 +63,7 @@ public struct IdentityStack: Sendable {
         var stack = try assemble(
             stores: stores, hasher: hasher, tokens: tokens, transport: transport,
             clock: configuration.clock, ids: configuration.ids, logger: configuration.logger, metrics: configuration.metrics,
-            purgeInterval: configuration.purgeInterval, schema: configuration.schema
+            purgeInterval: configuration.purgeInterval, schema: configuration.schema, mail: configuration.mail
         )
         stack.summary += " hasher=argon2id(\(configuration.argon2),queue=\(configuration.hashQueueLimit))"
             + " tokens=\(configuration.tokens.algorithm.rawValue)"
@@ -117,12 +117,24 @@ public struct IdentityStack: Sendable {
         stores: IdentityStores, hasher: any PasswordHasher, tokens: any TokenService, transport: CommandTransport = .inProcess,
         clock: any IdentityClock = SystemClock(), ids: any IDGenerator = RandomIDGenerator(),
         logger: Logger = Logger(label: "identity"), metrics: (any MetricsFactory)? = nil, purgeInterval: Duration = .seconds(600),
-        schema: SchemaPolicy = .requireCurrent
+        schema: SchemaPolicy = .requireCurrent, mail: MailSetup? = nil
     ) throws -> IdentityStack {
         let factory = metrics ?? MetricsSystem.factory
+        var mailing: AccountMailing?
+        var delivery: MailDeliveryService?
+        if let mail {
+            guard let accountTokens = stores.accountTokens, let mailOutbox = stores.mailOutbox else {
+                throw IdentityCompositionError("mail needs stores that keep account tokens and a mail outbox; \(stores.summary) keeps none")
+            }
+            mailing = AccountMailing(tokens: accountTokens, minting: mail.minting, policy: mail.policy)
+            let deliverer = MailDelivery(
+                outbox: mailOutbox, mailer: mail.mailer, composer: mail.composer, minting: mail.minting, clock: clock, policy: mail.delivery
+            )
+            delivery = MailDeliveryService(delivery: deliverer, outbox: mailOutbox, pollInterval: mail.pollInterval, factory: factory, logger: logger)
+        }
         let handler = IdentityCommandHandler(
             users: stores.users, outbox: stores.outbox, revocations: stores.revocations, tokens: tokens, sessions: stores.sessions,
-            clock: clock, ids: ids
+            mailing: mailing, clock: clock, ids: ids
         )
         var services = stores.services
         var readiness = stores.readiness
@@ -133,6 +145,7 @@ public struct IdentityStack: Sendable {
         case .inProcess:
             bus = InProcessCommandBus(handler: handler)
             transportSummary = "in-process"
+            if let delivery { services.append(delivery) }
             if let trim = stores.trimOutbox {
                 purges.append(.init("unrelayed events") { _ in try await trim(unrelayedEventsKept) })
             }
@@ -147,6 +160,8 @@ public struct IdentityStack: Sendable {
             bus = broker.commandBus(local: handler, keys: keys)
             if consumes {
                 _ = broker.worker(handler: handler, keys: keys, beforeAcknowledging: beforeAcknowledging)
+                // Mail goes out where commands are applied: on the workers.
+                if let delivery { services.append(delivery) }
             }
             let relay = OutboxRelay(outbox: stores.outbox, publisher: broker.eventPublisher())
             services += [broker, OutboxRelayService(relay: relay, logger: logger)]
@@ -164,11 +179,11 @@ public struct IdentityStack: Sendable {
             users: stores.users, outbox: stores.outbox, revocations: stores.revocations, hasher: hasher, tokens: tokens,
             throttle: stores.throttle, sessions: stores.sessions, refreshTokens: RefreshTokenSealer(),
             sessionConfiguration: stores.sessionConfiguration, bus: MeasuredCommandBus(bus, factory: factory), clock: clock,
-            ids: ids
+            ids: ids, mailing: mailing
         ))
         return IdentityStack(
             service: service, commandHandler: handler, readiness: readiness, services: services,
-            summary: "store=\(stores.summary) bus=\(transportSummary)", stores: stores, schema: schema
+            summary: "store=\(stores.summary) bus=\(transportSummary)" + (mail == nil ? "" : " mail=on"), stores: stores, schema: schema
         )
     }
 

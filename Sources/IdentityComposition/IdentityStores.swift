@@ -27,6 +27,11 @@ public struct IdentityStores: Sendable {
     /// The signing key pairs (ES256, EdDSA), shared by every instance that shares `users`: in
     /// the presets, the same database as `users` (in memory, SQLite or PostgreSQL).
     public var signingKeys: any SigningKeyStore
+    /// Email-verification and reset tokens (contract §11), on the database of `users`, which
+    /// writes them with account changes; nil when the stores keep none (no mail is offered).
+    public var accountTokens: (any AccountTokenStore)?
+    /// The mail outbox, on the database of `users`; nil when the stores keep none.
+    public var mailOutbox: (any MailOutbox)?
     /// Expired rows to delete now and then (`ExpiryPurge`).
     public var purges: [ExpiryPurge.PurgeTask]
     /// Keeps the newest `keeping` unpublished events, for a deployment that relays none; nil
@@ -43,12 +48,13 @@ public struct IdentityStores: Sendable {
     /// One line for the start-up log, with no secret in it.
     public var summary: String
 
-    /// Bundles stores of your own; by default nothing is purged, run or checked, and signing
-    /// keys are kept in memory.
+    /// Bundles stores of your own; by default nothing is purged, run or checked, signing keys
+    /// are kept in memory, and account tokens and mail are kept by `users` if it can.
     public init(
         users: any UserRepository, outbox: any EventOutbox, revocations: any RevocationStore, throttle: any LoginThrottle,
         sessions: any SessionStore, sessionConfiguration: SessionConfiguration = SessionConfiguration(),
-        signingKeys: (any SigningKeyStore)? = nil, purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
+        signingKeys: (any SigningKeyStore)? = nil, accountTokens: (any AccountTokenStore)? = nil, mailOutbox: (any MailOutbox)? = nil,
+        purges: [ExpiryPurge.PurgeTask] = [], trimOutbox: (@Sendable (_ keeping: Int) async throws -> Int)? = nil,
         services: [any Service] = [], readiness: [any HealthCheck] = [],
         prepare: @escaping @Sendable (SchemaPolicy) async throws -> Void = { _ in }, isShared: Bool = false, summary: String = "custom"
     ) {
@@ -59,6 +65,8 @@ public struct IdentityStores: Sendable {
         self.sessions = sessions
         self.sessionConfiguration = sessionConfiguration
         self.signingKeys = signingKeys ?? InMemorySigningKeyStore()
+        self.accountTokens = accountTokens ?? users as? any AccountTokenStore
+        self.mailOutbox = mailOutbox ?? users as? any MailOutbox
         self.purges = purges
         self.trimOutbox = trimOutbox
         self.services = services

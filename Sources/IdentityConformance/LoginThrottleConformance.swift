@@ -29,6 +29,8 @@ public struct LoginThrottleConformance: Sendable {
         await Fixture.check("anUnfinishedAttemptLapsesIntoAFailure") { try await anUnfinishedAttemptLapsesIntoAFailure() }
         await Fixture.check("successResetsTheEmail") { try await successResetsTheEmail() }
         await Fixture.check("clientAddressHasItsOwnCeiling") { try await clientAddressHasItsOwnCeiling() }
+        await Fixture.check("clearingFailuresEndsALockout") { try await clearingFailuresEndsALockout() }
+        await Fixture.check("mailRequestsCountTowardTheClientCeiling") { try await mailRequestsCountTowardTheClientCeiling() }
     }
 
     private let now = Fixture.epoch
@@ -136,5 +138,41 @@ public struct LoginThrottleConformance: Sendable {
         }
         #expect(try await attempt(throttle, try Email("fresh@example.com"), client: "203.0.113.7", at: now, outcome: .success) == .allowed,
                 "attempts that succeeded no longer count for the address")
+    }
+
+    func clearingFailuresEndsALockout() async throws {
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 2, maxFailuresPerClient: 100, window: 60))
+        let email = try Email("locked@example.com")
+        let other = try Email("other@example.com")
+        for _ in 0..<2 {
+            try await attempt(throttle, email, client: nil, at: now, outcome: .failure)
+            try await attempt(throttle, other, client: nil, at: now, outcome: .failure)
+        }
+        guard case .throttled = try await throttle.beginAttempt(UUID(), email: email, client: nil, now: now) else {
+            Issue.record("two failures lock the email")
+            return
+        }
+        try await throttle.clearFailures(email: email, now: now)
+        #expect(try await attempt(throttle, email, client: nil, at: now, outcome: .success) == .allowed, "a reset ends the lockout")
+        guard case .throttled = try await throttle.beginAttempt(UUID(), email: other, client: nil, now: now) else {
+            Issue.record("another email's lockout stays")
+            return
+        }
+    }
+
+    func mailRequestsCountTowardTheClientCeiling() async throws {
+        let throttle = try await makeThrottle(LoginThrottleConfiguration(maxFailuresPerEmail: 100, maxFailuresPerClient: 3, window: 60))
+        try await attempt(throttle, try Email("u@example.com"), client: "203.0.113.9", at: now, outcome: .failure)
+        #expect(try await throttle.countMailRequest(client: "203.0.113.9", now: now) == .allowed)
+        #expect(try await throttle.countMailRequest(client: "203.0.113.9", now: now.addingTimeInterval(1)) == .allowed)
+        #expect(try await throttle.countMailRequest(client: "203.0.113.9", now: now.addingTimeInterval(2)) == .throttled(retryAfterSeconds: 58),
+                "a failed login and two mail requests reach a ceiling of 3, until the oldest leaves the window")
+        guard case .throttled = try await throttle.beginAttempt(UUID(), email: try Email("v@example.com"), client: "203.0.113.9", now: now.addingTimeInterval(2))
+        else {
+            Issue.record("mail requests count toward the logins' ceiling too")
+            return
+        }
+        #expect(try await throttle.countMailRequest(client: "198.51.100.2", now: now.addingTimeInterval(2)) == .allowed, "other addresses are unaffected")
+        #expect(try await throttle.countMailRequest(client: "203.0.113.9", now: now.addingTimeInterval(61)) == .allowed, "the window passes")
     }
 }

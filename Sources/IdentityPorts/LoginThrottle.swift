@@ -37,6 +37,13 @@ public protocol LoginThrottle: Sendable {
     func beginAttempt(_ attempt: UUID, email: Email, client: String?, now: Date) async throws -> ThrottleDecision
     /// Finishes an allowed attempt with its outcome, at `now`.
     func finishAttempt(_ attempt: UUID, email: Email, client: String?, outcome: AttemptOutcome, now: Date) async throws
+    /// Forgets the failures counted against `email` (a password reset ends its lockout,
+    /// contract §11); an attempt in flight keeps its turn.
+    func clearFailures(email: Email, now: Date) async throws
+    /// Counts a request that sends mail (a reset or a resend, contract §11) against `client`'s
+    /// ceiling, like a failure: `.throttled` when the ceiling is reached (the request is then not
+    /// counted), `.allowed` otherwise.
+    func countMailRequest(client: String, now: Date) async throws -> ThrottleDecision
 }
 
 /// Limits of login throttling (contract §3).

@@ -46,6 +46,22 @@ public actor InMemoryLoginThrottle: LoginThrottle {
         }
     }
 
+    public func clearFailures(email: Email, now: Date) {
+        let key = Self.keys(email: email, client: nil)[0]
+        entries[key] = entries[key]?.filter { $0.attempt != nil }
+        if entries[key]?.isEmpty == true { entries[key] = nil }
+    }
+
+    public func countMailRequest(client: String, now: Date) -> ThrottleDecision {
+        sweepIfDue(now: now)
+        let key = "client:" + client
+        let since = now.addingTimeInterval(-limits.window)
+        let recent = (entries[key] ?? []).filter { $0.at > since }
+        let decision = limits.decideMailRequest(client: recent, now: now)
+        entries[key] = decision == .allowed ? recent + [ThrottleEntry(at: now, attempt: nil)] : recent
+        return decision
+    }
+
     private static func keys(email: Email, client: String?) -> [String] {
         ["email:" + email.value] + (client.map { ["client:" + $0] } ?? [])
     }

@@ -1,6 +1,6 @@
 public import IdentityPorts
 public import IdentityDomain
-import Foundation
+public import Foundation
 
 /// Accounts and their outbox in memory. One actor holds both, so a row change and its events
 /// commit together, as in a database transaction; a change's revocations are written to
@@ -9,11 +9,15 @@ import Foundation
 ///
 /// The outbox keeps at most `outboxCapacity` unpublished events: in embedded mode nothing
 /// relays them, and memory must not grow without bound. `droppedEvents` counts the overflow.
-public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
+public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedger, AccountTokenStore, MailOutbox {
     private var users: [UserID: User] = [:]
     private var idsByEmail: [Email: UserID] = [:]
     private var outbox: [OutboxEntry] = []
     private var nextSequence: Int64 = 1
+    /// Account tokens by digest (contract §11).
+    private var tokens: [Data: AccountToken] = [:]
+    /// The mail outbox, by mail id.
+    private var mails: [UUID: StoredMail] = [:]
     /// Command message ids applied, newest last; the oldest are forgotten past the limit.
     private var appliedMessages: Set<String> = []
     private var appliedOrder: [String] = []
@@ -41,21 +45,27 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         idsByEmail[email].flatMap { users[$0] }
     }
 
-    public func insert(_ user: User, events: [IdentityEvent]) throws {
+    public func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) throws {
         let message = try unappliedMessage()
         if idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
         if users[user.id] != nil { throw IdentityError.concurrentUpdate }
+        try checkUse(writes.use, by: user.id)
         users[user.id] = user
         idsByEmail[user.email] = user.id
+        apply(writes, for: user.id)
         enqueue(events, message: message)
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) throws {
+    public func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) throws {
         let message = try unappliedMessage()
         guard let stored = users[user.id] else { throw IdentityError.userNotFound }
         guard stored.version == expectedVersion else { throw IdentityError.concurrentUpdate }
         if stored.email != user.email, idsByEmail[user.email] != nil { throw IdentityError.emailTaken }
+        try checkUse(writes.use, by: user.id)
         try self.revocations.write(revocations)
+        apply(writes, for: user.id)
         if stored.email != user.email {
             idsByEmail[stored.email] = nil
             idsByEmail[user.email] = user.id
@@ -70,7 +80,111 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         try self.revocations.write(revocations)
         guard let stored = users.removeValue(forKey: id) else { throw IdentityError.userNotFound }
         idsByEmail[stored.email] = nil
+        tokens = tokens.filter { $0.value.userID != id }
+        // Its unsent mail that carries a token would carry a dead one; a notice still goes.
+        mails = mails.filter { !($0.value.mail.userID == id && $0.value.mail.sealedToken != nil && $0.value.isPending) }
         enqueue(events, message: message)
+    }
+
+    // MARK: AccountTokenStore
+
+    public func accountToken(digest: Data) -> AccountToken? {
+        tokens[digest]
+    }
+
+    @discardableResult
+    public func record(_ writes: AccountWrites, for userID: UserID, events: [IdentityEvent], limit: MailLimit?) throws -> Bool {
+        let message = try unappliedMessage()
+        if let limit {
+            let sent = mails.values.count {
+                $0.mail.kind == limit.kind && $0.mail.recipient == limit.recipient && $0.mail.createdAt >= limit.since
+            }
+            if sent >= limit.max { return false }
+        }
+        try checkUse(writes.use, by: userID)
+        apply(writes, for: userID)
+        enqueue(events, message: message)
+        return true
+    }
+
+    /// Throws `invalidToken` unless `use` names a stored, unexpired token of its purpose and of `userID`.
+    private func checkUse(_ use: TokenUse?, by userID: UserID) throws {
+        guard let use else { return }
+        guard let token = tokens[use.digest], token.purpose == use.purpose, token.userID == userID, token.expiresAt > use.now else {
+            throw IdentityError.invalidToken
+        }
+    }
+
+    /// Applies checked writes: the use, the invalidations, the new tokens, the mail.
+    private func apply(_ writes: AccountWrites, for userID: UserID) {
+        if let use = writes.use { tokens[use.digest] = nil }
+        if !writes.invalidate.isEmpty {
+            tokens = tokens.filter { $0.value.userID != userID || !writes.invalidate.contains($0.value.purpose) }
+        }
+        for token in writes.issue { tokens[token.digest] = token }
+        for mail in writes.mail { mails[mail.id] = StoredMail(mail: mail) }
+        forgetOldMail(now: writes.mail.map(\.createdAt).max())
+    }
+
+    // MARK: MailOutbox
+
+    public func claimDueMail(limit: Int, now: Date, lease: TimeInterval) -> [MailJob] {
+        let due = mails.values
+            .filter { $0.isPending && $0.dueAt <= now && ($0.claimedUntil.map { $0 <= now } ?? true) }
+            .sorted { ($0.mail.createdAt, $0.mail.id.uuidString) < ($1.mail.createdAt, $1.mail.id.uuidString) }
+            .prefix(max(0, limit))
+        return due.map { stored in
+            mails[stored.mail.id]?.claimedUntil = now.addingTimeInterval(lease)
+            return MailJob(mail: stored.mail, failedAttempts: stored.failedAttempts)
+        }
+    }
+
+    public func markMailSent(id: UUID, now: Date) {
+        mails[id]?.sentAt = now
+        mails[id]?.claimedUntil = nil
+    }
+
+    public func markMailFailed(id: UUID, retryAt: Date?, error: String, now: Date) {
+        guard var stored = mails[id] else { return }
+        stored.failedAttempts += 1
+        stored.claimedUntil = nil
+        stored.lastError = error
+        if let retryAt { stored.dueAt = retryAt } else { stored.failedAt = now }
+        mails[id] = stored
+    }
+
+    public func mailStatus() -> MailOutboxStatus {
+        let pending = mails.values.filter(\.isPending)
+        return MailOutboxStatus(
+            pending: pending.count, failed: mails.values.count { $0.failedAt != nil }, oldestPendingAt: pending.map(\.mail.createdAt).min()
+        )
+    }
+
+    /// Delivered mail is kept a day (for `MailLimit` counts), then forgotten: memory stays bounded.
+    private func forgetOldMail(now: Date?) {
+        guard let now else { return }
+        let horizon = now.addingTimeInterval(-Self.deliveredMailKept)
+        mails = mails.filter { $0.value.isPending || $0.value.mail.createdAt >= horizon }
+    }
+
+    private static let deliveredMailKept: TimeInterval = 86_400
+
+    /// A mail with its delivery state.
+    private struct StoredMail: Sendable {
+        let mail: OutgoingMail
+        var failedAttempts = 0
+        var dueAt: Date
+        var claimedUntil: Date?
+        var sentAt: Date?
+        var failedAt: Date?
+        var lastError: String?
+
+        init(mail: OutgoingMail) {
+            self.mail = mail
+            self.dueAt = mail.createdAt
+        }
+
+        var isPending: Bool { sentAt == nil && failedAt == nil }
     }
 
     // MARK: EventOutbox

@@ -98,6 +98,36 @@ public struct PostgresLoginThrottle: LoginThrottle {
         }
     }
 
+    public func clearFailures(email: Email, now: Date) async throws {
+        try await session.run { connection, logger in
+            try await connection.query(
+                "DELETE FROM identity_login_failures WHERE key = \("email:" + email.value) AND attempt IS NULL", logger: logger
+            )
+        }
+    }
+
+    public func countMailRequest(client address: String, now: Date) async throws -> ThrottleDecision {
+        let limits = limits
+        let key = "client:" + address
+        return try await session.run { connection, logger in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+                let since = now.addingTimeInterval(-limits.window)
+                let rows = try await connection.query(
+                    "SELECT failed_at, attempt FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since)", logger: logger
+                )
+                var entries: [ThrottleEntry] = []
+                for try await (at, id) in rows.decode((Date, UUID?).self) { entries.append(ThrottleEntry(at: at, attempt: id)) }
+                let decision = limits.decideMailRequest(client: entries, now: now)
+                guard decision == .allowed else { return decision }
+                try await connection.query(
+                    "INSERT INTO identity_login_failures (key, failed_at, attempt) VALUES (\(key), \(now), NULL)", logger: logger
+                )
+                return decision
+            }
+        }
+    }
+
     private static func keys(email: Email, client: String?) -> [String] {
         ["email:" + email.value] + (client.map { ["client:" + $0] } ?? [])
     }

@@ -346,6 +346,36 @@ public struct SQLiteLoginThrottle: LoginThrottle {
         }
     }
 
+    public func clearFailures(email: Email, now: Date) async throws {
+        try await database.exclusive { connection in
+            _ = try await connection.query(
+                "DELETE FROM identity_login_failures WHERE key = ? AND attempt IS NULL", [.text("email:" + email.value)]
+            )
+        }
+    }
+
+    public func countMailRequest(client address: String, now: Date) async throws -> ThrottleDecision {
+        let limits = limits
+        let key = "client:" + address
+        return try await database.transaction { connection in
+            let rows = try await connection.query(
+                "SELECT failed_ms, attempt FROM identity_login_failures WHERE key = ? AND failed_ms > ?",
+                [.text(key), now.addingTimeInterval(-limits.window).sqliteMilliseconds]
+            )
+            let entries = rows.compactMap { row in
+                row.column("failed_ms")?.integer.map {
+                    ThrottleEntry(at: Date(sqliteMilliseconds: $0), attempt: row.column("attempt")?.string.flatMap(UUID.init(uuidString:)))
+                }
+            }
+            let decision = limits.decideMailRequest(client: entries, now: now)
+            guard decision == .allowed else { return decision }
+            _ = try await connection.query(
+                "INSERT INTO identity_login_failures (key, failed_ms, attempt) VALUES (?, ?, NULL)", [.text(key), now.sqliteMilliseconds]
+            )
+            return decision
+        }
+    }
+
     /// Deletes failures that left the window; returns how many.
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {

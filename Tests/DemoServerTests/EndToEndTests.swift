@@ -114,6 +114,8 @@ struct EndToEndTests {
     static let environment = [
         "HOST": "127.0.0.1", "PORT": "0", "JWT_SECRET": "end-to-end-secret-end-to-end-secret-0123",
         "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1", "LOG_LEVEL": "info", "IDENTITY_SQLITE_PATH": ":memory:",
+        // Mail goes to files in a folder of the test run's, never into the working copy.
+        "MAIL_DIR": FileManager.default.temporaryDirectory.appendingPathComponent("identity-e2e-mail-\(ProcessInfo.processInfo.processIdentifier)").path,
     ]
 
     @Test("register → login → me → update → logout → 401 over a socket, then a graceful stop")

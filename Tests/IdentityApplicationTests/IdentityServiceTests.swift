@@ -394,19 +394,23 @@ actor RacingUserStore: UserRepository {
 
     func user(id: UserID) async throws -> User? { await base.user(id: id) }
     func user(email: Email) async throws -> User? { await base.user(email: email) }
-    func insert(_ user: User, events: [IdentityEvent]) async throws { try await base.insert(user, events: events) }
+    func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) async throws {
+        try await base.insert(user, events: events, writes: writes)
+    }
     func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await base.delete(id: id, events: events, revocations: revocations)
     }
 
-    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+    func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) async throws {
         if races > 0, var winner = await base.user(id: user.id) {
             races -= 1
             let version = winner.version
             _ = winner.apply(name: try DisplayName("Winner v\(version + 1)"), email: nil, passwordHash: nil, at: Date())
             try await base.update(winner, expectedVersion: version, events: [])
         }
-        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations)
+        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations, writes: writes)
     }
 }
 

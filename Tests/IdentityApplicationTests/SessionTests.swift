@@ -306,9 +306,13 @@ actor PasswordChangedAfterRead: UserRepository {
     }
 
     func user(id: UserID) async throws -> User? { await base.user(id: id) }
-    func insert(_ user: User, events: [IdentityEvent]) async throws { try await base.insert(user, events: events) }
-    func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
-        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations)
+    func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) async throws {
+        try await base.insert(user, events: events, writes: writes)
+    }
+    func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) async throws {
+        try await base.update(user, expectedVersion: expectedVersion, events: events, revocations: revocations, writes: writes)
     }
     func delete(id: UserID, events: [IdentityEvent], revocations: [Revocation]) async throws {
         try await base.delete(id: id, events: events, revocations: revocations)

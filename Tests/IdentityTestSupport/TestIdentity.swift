@@ -1,5 +1,5 @@
 import CryptoAdapter
-import IdentityComposition
+public import IdentityComposition
 import Testing
 public import Foundation
 public import IdentityApplication
@@ -49,7 +49,7 @@ public struct TestIdentity: Sendable {
     /// `hasher`, when given, replaces the Argon2id hasher made with them.
     public static func make(
         limits: LoginThrottleConfiguration = LoginThrottleConfiguration(), memoryKiB: UInt32 = 64, iterations: UInt32 = 1,
-        clock: ManualClock = ManualClock(Date()), hasher: (any PasswordHasher)? = nil
+        clock: ManualClock = ManualClock(Date()), hasher: (any PasswordHasher)? = nil, mail: MailSetup? = nil
     ) async throws -> TestIdentity {
         let revocations = InMemoryRevocationStore(clock: clock)
         let store = InMemoryUserStore(revocations: revocations)
@@ -59,7 +59,7 @@ public struct TestIdentity: Sendable {
         let stores = IdentityStores(
             users: store, outbox: store, revocations: revocations, throttle: InMemoryLoginThrottle(limits: limits), sessions: sessions
         )
-        let service = try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: tokens, clock: clock).service
+        let service = try IdentityStack.assemble(stores: stores, hasher: hasher, tokens: tokens, clock: clock, mail: mail).service
         return TestIdentity(
             service: service, clock: clock, store: store, revocations: revocations, tokens: tokens, hasher: hasher, sessions: sessions
         )

@@ -13,6 +13,11 @@ struct InMemoryConformanceTests {
         try await UserRepositoryConformance { let store = InMemoryUserStore(); return (store, store) }.run()
     }
 
+    @Test("InMemoryUserStore keeps account tokens and the mail outbox (contract §11)")
+    func accountMail() async throws {
+        try await AccountMailConformance { let store = InMemoryUserStore(); return (store, store, store) }.run()
+    }
+
     @Test("InMemoryRevocationStore is a RevocationStore")
     func revocationStore() async throws {
         try await RevocationStoreConformance { InMemoryRevocationStore(clock: ManualClock()) }.run()

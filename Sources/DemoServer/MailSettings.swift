@@ -1,0 +1,88 @@
+import CryptoAdapter
+import Foundation
+import IdentityApplication
+import IdentityDomain
+
+/// The mail variables of contract §8 and §11, checked: where mail goes (SMTP or files), how
+/// it is retried and rendered, and the token lifetimes.
+struct MailSettings: Sendable {
+    /// How the link to an SMTP server is protected (`SMTP_TLS`).
+    enum Security: String, Sendable, CaseIterable {
+        case starttls, tls, none
+    }
+
+    /// An SMTP server (`SMTP_HOST` and the rest); nil: files in `directory`.
+    struct SMTP: Sendable {
+        var host: String
+        var port: Int
+        var username: String?
+        var password: String?
+        var security: Security
+        var caFile: String?
+        var timeout: Duration
+    }
+
+    var smtp: SMTP?
+    /// `MAIL_DIR`, for the file mailer.
+    var directory: String
+    /// `SMTP_FROM`.
+    var from: String
+    /// The base of the links in mail (`PUBLIC_BASE_URL`, else this server's own address).
+    var baseURL: URL
+    var templatesDirectory: String?
+    var policy: AccountMailPolicy
+    var delivery: MailDelivery.Policy
+    /// The secret the outbox seals tokens under: `JWT_KEY_ENCRYPTION_KEY`, else `JWT_SECRET`;
+    /// nil: a random key per process (pending mail does not survive a restart).
+    var sealingSecret: String?
+
+    init(reader: inout VariableReader, jwtSecret: String?, keyEncryptionKey: String?, baseURL: URL?) throws {
+        typealias Variable = ConfigurationVariable
+        let host = try reader.string(Variable.smtpHost)
+        let port = try reader.integer(Variable.smtpPort, in: 1...65_535)
+        let username = try reader.string(Variable.smtpUser)
+        let password = try reader.string(Variable.smtpPassword)
+        from = try reader.required(Variable.smtpFrom, expected: "an email address") { text in
+            (try? Email(text)) == nil ? nil : text.trimmingCharacters(in: .whitespaces)
+        }
+        let security = try reader.choice(Variable.smtpTLS, Security.self) { $0.lowercased() }
+        let caFile = try reader.string(Variable.smtpCAFile)
+        let timeout = try reader.integer(Variable.smtpTimeoutSeconds, in: 1...600)
+        directory = try reader.required(Variable.mailDirectory, expected: "a path") { $0 }
+        let attempts = try reader.integer(Variable.mailMaxAttempts, in: 1...100)
+        let retry = try reader.integer(Variable.mailRetrySeconds, in: 1...3600)
+        templatesDirectory = try reader.string(Variable.mailTemplatesDirectory)
+        let verificationHours = try reader.integer(Variable.emailVerificationTTLHours, in: 1...720)
+        let resetMinutes = try reader.integer(Variable.passwordResetTTLMinutes, in: 1...1440)
+        let requireVerified = try reader.flag(Variable.requireVerifiedEmail)
+        if username != nil, password == nil {
+            throw ConfigurationError("SMTP_USER is set, so SMTP_PASSWORD must be too")
+        }
+        if username != nil, security == .none {
+            throw ConfigurationError("SMTP_USER is set, so SMTP_TLS must be starttls or tls (no password is sent in clear)")
+        }
+        smtp = host.map { host in
+            SMTP(
+                host: host, port: port, username: username, password: password, security: security, caFile: caFile, timeout: .seconds(timeout)
+            )
+        }
+        guard let baseURL else { throw ConfigurationError("PUBLIC_BASE_URL must be set (the mail links need an absolute URL)") }
+        self.baseURL = baseURL
+        policy = AccountMailPolicy(
+            verificationTTL: TimeInterval(verificationHours * 3600), resetTTL: TimeInterval(resetMinutes * 60),
+            requireVerifiedEmail: requireVerified
+        )
+        delivery = MailDelivery.Policy(maxAttempts: attempts, firstRetryDelay: TimeInterval(retry))
+        sealingSecret = keyEncryptionKey ?? jwtSecret
+    }
+
+    /// The token minting of `sealingSecret`.
+    func minting() throws -> AccountTokens {
+        guard let sealingSecret else { return .random() }
+        do {
+            return try AccountTokens(secret: sealingSecret)
+        } catch {
+            throw ConfigurationError("JWT_SECRET or JWT_KEY_ENCRYPTION_KEY: \(error)")
+        }
+    }
+}
