@@ -71,6 +71,10 @@ extension IdentityStores {
     }
 }
 
+/// How long delivered and given-up mail is kept: a day, well beyond the hour a `MailLimit` counts,
+/// for an operator to look at.
+let finishedMailKept: TimeInterval = 86_400
+
 /// The events no relay publishes, in a deployment without a broker: the newest are kept, as
 /// the in-memory outbox keeps them.
 let unrelayedEventsKept = 10_000
@@ -87,7 +91,10 @@ extension IdentityStores {
         return IdentityStores(
             users: store, outbox: store, revocations: revocations, throttle: throttle, sessions: sessions,
             sessionConfiguration: configuration.sessions, signingKeys: SQLiteSigningKeyStore(database: database),
-            purges: expiryPurges(revocations: revocations, sessions: sessions) { try await throttle.purgeExpired(now: $0) },
+            purges: expiryPurges(revocations: revocations, sessions: sessions) { try await throttle.purgeExpired(now: $0) } + [
+                .init("account tokens") { try await store.purgeExpiredAccountTokens(now: $0) },
+                .init("finished mail") { try await store.purgeFinishedMail(before: $0.addingTimeInterval(-finishedMailKept)) },
+            ],
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             summary: "sqlite(\(path))"
         )
@@ -122,6 +129,8 @@ extension IdentityStores {
             // The cache prunes itself and its table.
             purges: expiryPurges(revocations: cache, sessions: sessions) { try await throttle.purgeExpired(now: $0) } + [
                 .init("applied commands") { try await store.purgeAppliedCommands(before: $0.addingTimeInterval(-appliedCommandsKept)) },
+                .init("account tokens") { try await store.purgeExpiredAccountTokens(now: $0) },
+                .init("finished mail") { try await store.purgeFinishedMail(before: $0.addingTimeInterval(-finishedMailKept)) },
             ],
             trimOutbox: { try await store.trimOutbox(keeping: $0) },
             services: [cache], readiness: [health],

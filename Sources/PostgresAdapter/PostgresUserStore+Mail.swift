@@ -177,6 +177,19 @@ extension PostgresUserStore: AccountTokenStore, MailOutbox {
         }
     }
 
+    /// Deletes account tokens that expired before `now`; returns how many.
+    @discardableResult
+    public func purgeExpiredAccountTokens(now: Date) async throws -> Int {
+        try await session.run { connection, logger in
+            let rows = try await connection.query(
+                "WITH gone AS (DELETE FROM identity_account_tokens WHERE expires_at <= \(instant: now) RETURNING 1) SELECT count(*) FROM gone",
+                logger: logger
+            )
+            for try await count in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
     // MARK: in a write's transaction
 
     /// The first key of the advisory locks a `MailLimit` takes (two int4 keys: "MA").

@@ -122,6 +122,14 @@ extension SQLiteUserStore: AccountTokenStore, MailOutbox {
         }
     }
 
+    /// Deletes account tokens that expired before `now`; returns how many.
+    @discardableResult
+    public func purgeExpiredAccountTokens(now: Date) async throws -> Int {
+        try await database.exclusive { connection in
+            try await connection.query("DELETE FROM identity_account_tokens WHERE expires_ms <= ? RETURNING 1", [now.sqliteMilliseconds]).count
+        }
+    }
+
     // MARK: in a write's transaction
 
     /// The longest `last_error` kept.

@@ -36,12 +36,18 @@ struct ServerConfigurationTests {
         ("JWT_KEY_CHECK_SECONDS", "1m"), ("PUBLIC_BASE_URL", "id.example.com"), ("PUBLIC_BASE_URL", "ftp://id.example.com"),
         ("PUBLIC_BASE_URL", "https://id.example.com/?next=1"), ("PUBLIC_BASE_URL", "https://id.example.com/#top"),
         ("PUBLIC_BASE_URL", "https://user:pw@id.example.com"), ("PUBLIC_BASE_URL", "https://"), ("PUBLIC_BASE_URL", "/relative"),
+        ("SMTP_PORT", "0"), ("SMTP_PORT", "smtp"), ("SMTP_TLS", "ssl"), ("SMTP_FROM", "no-at-sign"), ("SMTP_FROM", "a@b\r\nBcc: c@d"),
+        ("SMTP_FROM", "Ada <ada@example.com>"), ("SMTP_USER", "ada"), ("SMTP_TIMEOUT_SECONDS", "0"), ("SMTP_TIMEOUT_SECONDS", "601"),
+        ("MAIL_MAX_ATTEMPTS", "0"), ("MAIL_MAX_ATTEMPTS", "101"), ("MAIL_RETRY_SECONDS", "0"), ("MAIL_RETRY_SECONDS", "3601"),
+        ("EMAIL_VERIFICATION_TTL_HOURS", "0"), ("EMAIL_VERIFICATION_TTL_HOURS", "721"), ("PASSWORD_RESET_TTL_MINUTES", "0"),
+        ("PASSWORD_RESET_TTL_MINUTES", "1441"), ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
     ]
 
     /// Variables whose every non-empty value is accepted: names, addresses, paths and passwords.
     static let freeText: Set = [
         "HOST", "JWT_ISSUER", "JWT_AUDIENCE", "POSTGRES_HOST", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB",
         "IDENTITY_SQLITE_PATH", "RABBITMQ_HOST", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "RABBITMQ_VHOST", "RABBITMQ_CA_FILE",
+        "SMTP_HOST", "SMTP_PASSWORD", "SMTP_CA_FILE", "MAIL_DIR", "MAIL_TEMPLATES_DIR",
     ]
 
     @Test("defaults are the contract's")
@@ -57,6 +63,29 @@ struct ServerConfigurationTests {
         #expect(configuration.postgres == nil && configuration.rabbitmq == nil && configuration.commandSigningKeys == nil)
         #expect(configuration.sqlitePath == "identity.sqlite" && configuration.postgresTimeout == .seconds(5))
         #expect(configuration.trustedProxies == .none && !configuration.exitBeforeAcknowledging)
+        #expect(configuration.mail.smtp == nil && configuration.mail.directory == "./mail" && configuration.mail.from == "identity@localhost")
+        #expect(configuration.mail.policy == AccountMailPolicy() && configuration.mail.delivery == MailDelivery.Policy())
+        #expect(configuration.mail.baseURL.absoluteString == "http://127.0.0.1:8080")
+    }
+
+    @Test("SMTP settings are read; a password needs TLS; tokens are sealed under JWT_KEY_ENCRYPTION_KEY, else JWT_SECRET")
+    func mail() throws {
+        let secret = String(repeating: "s", count: 32)
+        let smtp = try configuration([
+            "SMTP_HOST": "mail.example.com", "SMTP_PORT": "465", "SMTP_TLS": "TLS", "SMTP_USER": "ada", "SMTP_PASSWORD": "pw",
+            "MAIL_MAX_ATTEMPTS": "3", "MAIL_RETRY_SECONDS": "5", "EMAIL_VERIFICATION_TTL_HOURS": "2", "PASSWORD_RESET_TTL_MINUTES": "10",
+            "REQUIRE_VERIFIED_EMAIL": "1", "JWT_SECRET": secret, "PUBLIC_BASE_URL": "https://id.example.com/",
+        ]).mail
+        #expect(smtp.smtp?.host == "mail.example.com" && smtp.smtp?.port == 465 && smtp.smtp?.security == .tls && smtp.smtp?.username == "ada")
+        #expect(smtp.delivery.maxAttempts == 3 && smtp.delivery.firstRetryDelay == 5)
+        #expect(smtp.policy == AccountMailPolicy(verificationTTL: 7200, resetTTL: 600, requireVerifiedEmail: true))
+        #expect(smtp.sealingSecret == secret && smtp.baseURL.absoluteString == "https://id.example.com")
+        #expect(try configuration(["JWT_SECRET": secret, "JWT_KEY_ENCRYPTION_KEY": String(repeating: "k", count: 32)]).mail.sealingSecret?.first == "k")
+        #expect(throws: ConfigurationError.self) {
+            try configuration(["SMTP_HOST": "mail.example.com", "SMTP_TLS": "none", "SMTP_USER": "ada", "SMTP_PASSWORD": "pw"])
+        }
+        let description = "\(try configuration(["SMTP_HOST": "mail.example.com", "SMTP_USER": "ada", "SMTP_PASSWORD": "hunter2-hunter2"]))"
+        #expect(!description.contains("hunter2"), "the SMTP password is redacted")
     }
 
     @Test("the environment wins over .env, which wins over the defaults")
@@ -200,7 +229,7 @@ struct ServerConfigurationTests {
             #expect(variable.isSecret, "\(variable.name)")
         }
         #expect(Set(ConfigurationVariable.all.filter(\.isSecret).map(\.name))
-                == ["JWT_SECRET", "JWT_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "COMMAND_SIGNING_KEY"])
+                == ["JWT_SECRET", "JWT_KEY_ENCRYPTION_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "COMMAND_SIGNING_KEY", "SMTP_PASSWORD"])
         #expect(ConfigurationVariable.isSecret(name: "SMTP_PASSWORD") && ConfigurationVariable.isSecret(name: "JWT_KEY_ENCRYPTION_KEY"))
         #expect(!ConfigurationVariable.isSecret(name: "PORT") && !ConfigurationVariable.isSecret(name: "POSTGRES_USER"))
     }

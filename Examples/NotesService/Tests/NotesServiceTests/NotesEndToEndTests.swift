@@ -71,6 +71,7 @@ struct NotesEndToEndTests {
         let identityEnvironment = shared.merging([
             "HOST": "127.0.0.1", "PORT": "0", "JWT_ALGORITHM": "ES256", "JWT_KEY_ENCRYPTION_KEY": "notes-e2e key-encryption key, 32 bytes or more",
             "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1", "LOG_LEVEL": "info", "POSTGRES_TLS": "disable",
+            "MAIL_DIR": FileManager.default.temporaryDirectory.appendingPathComponent("notes-mail-\(UUID())").path,
         ]) { $1 }
 
         // Commands run on the real clock: a Swift program under libfaketime started by Foundation's
