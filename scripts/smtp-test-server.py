@@ -10,7 +10,7 @@ required when SMTP_TEST_AUTH=user:password is in the environment, --reject ADDRE
 550), garbage (answers every line with text that is not SMTP), hang (accepts connections and
 never says a word). Exits when its parent process goes away, so a crashed test leaves no
 server behind."""
-import argparse, asyncio, itertools, os, ssl, sys
+import argparse, asyncio, itertools, os, signal, ssl, sys
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
@@ -117,6 +117,9 @@ async def main():
 
 
 if __name__ == "__main__":
+    # A parent may start us with signals blocked (Foundation's Process does): take them back.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
