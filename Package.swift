@@ -221,6 +221,7 @@ let package = Package(
                 "SQLiteAdapter",
                 "AMQPAdapter",
                 "HTTPAdapter",
+                "MailAdapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,13 +5,14 @@ public import Foundation
 import Logging
 import IdentityAdapterSupport
 
-/// Accounts and the outbox in PostgreSQL. Every write, its events and its revocations commit in
-/// one transaction.
+/// Accounts and the outbox in PostgreSQL. Every write, its events, its revocations and its
+/// account tokens and mail (contract §11, `AccountWrites`) commit in one transaction. The store
+/// is also the account token store and the mail outbox (`PostgresUserStore+Mail.swift`).
 ///
 /// Takes a `PostgresConnectionPool` or a `PostgresClient` that the host runs (`run()`), so an
 /// embedder can share its pool. Published events are deleted from the outbox; until a relay publishes them they stay.
 public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedger, PostgresSourcedStore {
-    private let session: PostgresSession
+    let session: PostgresSession
 
     /// Creates the store on `source`; an operation not done within `timeout` fails with
     /// `BackendUnavailable`.
@@ -27,31 +28,34 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
         try await fetchUser("SELECT \(unescaped: Self.columns) FROM identity_users WHERE email = \(email.value)")
     }
 
-    private static let columns = "id, email, name, password_hash, created_at, updated_at, version"
+    private static let columns = "id, email, name, password_hash, created_at, updated_at, version, email_verified"
 
     /// One account by a unique key: a single indexed lookup.
     private func fetchUser(_ query: PostgresQuery) async throws -> User? {
         try await session.run { connection, logger in try await Self.firstUser(connection.query(query, logger: logger)) }
     }
 
-    public func insert(_ user: User, events: [IdentityEvent]) async throws {
+    public func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) async throws {
         try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 try await connection.query(
                     """
-                    INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version)
+                    INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version, email_verified)
                     VALUES (\(user.id.uuid), \(user.email.value), \(user.name.value), \(user.passwordHash),
-                            \(user.createdAt), \(user.updatedAt), \(user.version))
+                            \(user.createdAt), \(user.updatedAt), \(user.version), \(user.emailVerified))
                     """,
                     logger: logger
                 )
+                try await Self.write(writes, for: user.id, on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
         }
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+    public func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) async throws {
         try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
                 try await Self.recordCommandMessage(on: connection, logger: logger)
@@ -59,7 +63,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
                     """
                     UPDATE identity_users
                     SET email = \(user.email.value), name = \(user.name.value), password_hash = \(user.passwordHash),
-                        updated_at = \(user.updatedAt), version = \(user.version)
+                        updated_at = \(user.updatedAt), version = \(user.version), email_verified = \(user.emailVerified)
                     WHERE id = \(user.id.uuid) AND version = \(expectedVersion)
                     RETURNING id
                     """,
@@ -69,6 +73,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
                     let exists = try await connection.query("SELECT 1 FROM identity_users WHERE id = \(user.id.uuid)", logger: logger)
                     throw try await Self.count(exists) == 0 ? IdentityError.userNotFound : IdentityError.concurrentUpdate
                 }
+                try await Self.write(writes, for: user.id, on: connection, logger: logger)
                 try await PostgresRevocationStore.write(revocations, on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
@@ -81,6 +86,7 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
                 try await Self.recordCommandMessage(on: connection, logger: logger)
                 let rows = try await connection.query("DELETE FROM identity_users WHERE id = \(id.uuid) RETURNING id", logger: logger)
                 guard try await Self.count(rows) == 1 else { throw IdentityError.userNotFound }
+                try await Self.forgetTokens(of: id, on: connection, logger: logger)
                 try await PostgresRevocationStore.write(revocations, on: connection, logger: logger)
                 try await Self.append(events, on: connection, logger: logger)
             }
@@ -225,18 +231,19 @@ public struct PostgresUserStore: UserRepository, EventOutbox, AppliedCommandLedg
     }
 
     private static func firstUser(_ rows: PostgresRowSequence) async throws -> User? {
-        for try await (id, email, name, hash, createdAt, updatedAt, version)
-            in rows.decode((UUID, String, String, String, Date, Date, Int).self)
+        for try await (id, email, name, hash, createdAt, updatedAt, version, verified)
+            in rows.decode((UUID, String, String, String, Date, Date, Int, Bool).self)
         {
             return User(
                 id: UserID(id), email: Email(trustedCanonical: email), name: DisplayName(trusted: name), passwordHash: hash,
-                createdAt: createdAt.roundedToMilliseconds, updatedAt: updatedAt.roundedToMilliseconds, version: version
+                createdAt: createdAt.roundedToMilliseconds, updatedAt: updatedAt.roundedToMilliseconds, version: version,
+                emailVerified: verified
             )
         }
         return nil
     }
 
-    private static func count(_ rows: PostgresRowSequence) async throws -> Int {
+    static func count(_ rows: PostgresRowSequence) async throws -> Int {
         var count = 0
         for try await _ in rows { count += 1 }
         return count

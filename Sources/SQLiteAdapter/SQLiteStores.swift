@@ -4,9 +4,11 @@ public import Foundation
 import SQLiteNIO
 import IdentityAdapterSupport
 
-/// Accounts and the outbox in SQLite. Every write and its events commit in one transaction.
+/// Accounts and the outbox in SQLite. Every write, its events, and its account tokens and mail
+/// (contract §11, `AccountWrites`) commit in one transaction. The store is also the account
+/// token store and the mail outbox (`SQLiteUserStore+Mail.swift`).
 public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger {
-    private let database: IdentitySQLiteDatabase
+    let database: IdentitySQLiteDatabase
 
     /// Creates the store on `database`.
     public init(database: IdentitySQLiteDatabase) {
@@ -21,7 +23,7 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         try await fetch("SELECT \(Self.columns) FROM identity_users WHERE email = ?", [.text(email.value)])
     }
 
-    private static let columns = "id, email, name, password_hash, created_ms, updated_ms, version"
+    private static let columns = "id, email, name, password_hash, created_ms, updated_ms, version, email_verified"
 
     private func fetch(_ sql: String, _ binds: [SQLiteData]) async throws -> User? {
         try await database.exclusive { connection in
@@ -29,26 +31,30 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         }
     }
 
-    public func insert(_ user: User, events: [IdentityEvent]) async throws {
+    public func insert(_ user: User, events: [IdentityEvent], writes: AccountWrites) async throws {
         try await database.transaction { connection in
             try await Self.recordCommandMessage(on: connection)
             do {
                 _ = try await connection.query(
                     """
-                    INSERT INTO identity_users (id, email, name, password_hash, created_ms, updated_ms, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO identity_users (id, email, name, password_hash, created_ms, updated_ms, version, email_verified)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [.text(user.id.description), .text(user.email.value), .text(user.name.value), .text(user.passwordHash),
-                     user.createdAt.sqliteMilliseconds, user.updatedAt.sqliteMilliseconds, .integer(user.version)]
+                     user.createdAt.sqliteMilliseconds, user.updatedAt.sqliteMilliseconds, .integer(user.version),
+                     .integer(user.emailVerified ? 1 : 0)]
                 )
             } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed") {
                 throw error.message.contains("identity_users.email") ? IdentityError.emailTaken : IdentityError.concurrentUpdate
             }
+            try await Self.write(writes, for: user.id, on: connection)
             try await Self.append(events, on: connection)
         }
     }
 
-    public func update(_ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation]) async throws {
+    public func update(
+        _ user: User, expectedVersion: Int, events: [IdentityEvent], revocations: [Revocation], writes: AccountWrites
+    ) async throws {
         try await database.transaction { connection in
             try await Self.recordCommandMessage(on: connection)
             let existing = try await connection.query(
@@ -59,15 +65,16 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
             do {
                 _ = try await connection.query(
                     """
-                    UPDATE identity_users SET email = ?, name = ?, password_hash = ?, updated_ms = ?, version = ?
+                    UPDATE identity_users SET email = ?, name = ?, password_hash = ?, updated_ms = ?, version = ?, email_verified = ?
                     WHERE id = ? AND version = ?
                     """,
                     [.text(user.email.value), .text(user.name.value), .text(user.passwordHash), user.updatedAt.sqliteMilliseconds,
-                     .integer(user.version), .text(user.id.description), .integer(expectedVersion)]
+                     .integer(user.version), .integer(user.emailVerified ? 1 : 0), .text(user.id.description), .integer(expectedVersion)]
                 )
             } catch let error as SQLiteError where error.message.contains("UNIQUE constraint failed: identity_users.email") {
                 throw IdentityError.emailTaken
             }
+            try await Self.write(writes, for: user.id, on: connection)
             try await SQLiteRevocationStore.write(revocations, on: connection)
             try await Self.append(events, on: connection)
         }
@@ -78,6 +85,7 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
             try await Self.recordCommandMessage(on: connection)
             let gone = try await connection.query("DELETE FROM identity_users WHERE id = ? RETURNING id", [.text(id.description)])
             guard !gone.isEmpty else { throw IdentityError.userNotFound }
+            try await Self.forgetTokens(of: id, on: connection)
             try await SQLiteRevocationStore.write(revocations, on: connection)
             try await Self.append(events, on: connection)
         }
@@ -167,11 +175,12 @@ public struct SQLiteUserStore: UserRepository, EventOutbox, AppliedCommandLedger
         guard let id = row.column("id")?.string.flatMap(UserID.init), let email = row.column("email")?.string,
               let name = row.column("name")?.string, let hash = row.column("password_hash")?.string,
               let created = row.column("created_ms")?.integer, let updated = row.column("updated_ms")?.integer,
-              let version = row.column("version")?.integer
+              let version = row.column("version")?.integer, let verified = row.column("email_verified")?.integer
         else { throw SQLiteStoreError(description: "an account row does not decode") }
         return User(
             id: id, email: Email(trustedCanonical: email), name: DisplayName(trusted: name), passwordHash: hash,
-            createdAt: Date(sqliteMilliseconds: created), updatedAt: Date(sqliteMilliseconds: updated), version: version
+            createdAt: Date(sqliteMilliseconds: created), updatedAt: Date(sqliteMilliseconds: updated), version: version,
+            emailVerified: verified != 0
         )
     }
 }

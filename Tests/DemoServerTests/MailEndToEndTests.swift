@@ -197,4 +197,74 @@ struct MailEndToEndTests {
         let message = try #require(mailbox.messages(to: "f0@example.com").first)
         #expect(message.contains("Message-ID: <") && message.contains("MIME-Version: 1.0") && message.contains("Subject: "))
     }
+
+    /// A private aiosmtpd of `scripts/smtp-test-server.py` on `port`, writing to `folder`; it
+    /// ends with this test process.
+    static func startSMTPServer(port: Int, folder: URL, reject: [String] = []) throws -> Process {
+        let python = try #require(ProcessInfo.processInfo.environment["IDENTITY_TEST_SMTP_PYTHON"])
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/smtp-test-server.py").standardized
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script.path, "--port", "\(port)", "--port-file", folder.path + ".port", "--maildir", folder.path]
+            + reject.flatMap { ["--reject", $0] }
+        try process.run()
+        return process
+    }
+
+    static var hasSMTPPython: Bool { ProcessInfo.processInfo.environment["IDENTITY_TEST_SMTP_PYTHON"] != nil }
+
+    @Test("an SMTP server that is down at first gets the mail once it is up; one that refuses a recipient with 550 is not tried again",
+          .enabled(if: hasSMTPPython, "needs IDENTITY_TEST_SMTP_PYTHON (scripts/test installs aiosmtpd)"))
+    func smtpFaults() async throws {
+        let port = try freePort()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("identity-smtp-\(UUID().uuidString)")
+        let environment = [
+            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": "\(port)", "SMTP_TLS": "none", "SMTP_FROM": "identity@example.com",
+            "MAIL_RETRY_SECONDS": "1", "MAIL_MAX_ATTEMPTS": "30", "LOG_LEVEL": "info",
+        ]
+        let deployment = try await SessionEndToEndTests.Deployment.start(.memory, extra: environment)
+        defer { deployment.stop() }
+        let client = SessionClient(deployment: deployment)
+        let mailbox = Mailbox(folder: folder, environment: environment)
+
+        // Nobody listens yet: the registration is accepted at once, the mail waits and is retried.
+        let reply = try await post(client, "\(deployment.a)/users", ["email": "early@example.com", "password": Self.password, "name": "Early"])
+        #expect(reply.status == 201)
+        let retried = await eventually(within: 30) {
+            let text = (try? await rawText("\(deployment.a)/metrics")) ?? ""
+            return metric("identity_mail_failures_total{final=\"false\"}", in: text) ?? 0 >= 1 && metric("identity_mail_pending", in: text) == 1
+        }
+        #expect(retried, "the failed attempt is counted and the mail stays pending")
+
+        let server = try Self.startSMTPServer(port: port, folder: folder, reject: ["bounce@example.com"])
+        defer { server.terminate() }
+        let token = try await mailbox.nextToken("/verify-email", to: "early@example.com")
+        #expect(try await post(client, "\(deployment.a)/auth/verify-email", ["token": token]).status == 200)
+
+        // A permanent refusal: given up on after one attempt, counted, never retried.
+        #expect(try await post(client, "\(deployment.a)/users", ["email": "bounce@example.com", "password": Self.password, "name": "Bounce"]).status == 201)
+        let gaveUp = await eventually(within: 30) {
+            let text = (try? await rawText("\(deployment.a)/metrics")) ?? ""
+            return metric("identity_mail_failures_total{final=\"true\"}", in: text) == 1 && metric("identity_mail_failed", in: text) == 1
+        }
+        #expect(gaveUp, "a 550 is final: one attempt, then given up on (a given-up mail is never claimed again: AccountMailConformance)")
+        let text = try await rawText("\(deployment.a)/metrics")
+        #expect(metric("identity_mail_pending", in: text) == 0, "nothing left to retry")
+        #expect(mailbox.messages(to: "bounce@example.com").isEmpty)
+        #expect(deployment.log.contains("mail given up on") && deployment.log.contains("550"), "the operator sees why")
+    }
+}
+
+/// The value of the sample `name` (with its labels) in Prometheus text, if present.
+func metric(_ name: String, in text: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces))
+    }
+    return nil
+}
+
+/// The body of a GET as text (`/metrics`).
+func rawText(_ url: String) async throws -> String {
+    let (data, _) = try await URLSession.shared.data(from: try #require(URL(string: url)))
+    return String(decoding: data, as: UTF8.self)
 }

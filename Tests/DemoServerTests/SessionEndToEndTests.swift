@@ -44,6 +44,9 @@ struct SessionEndToEndTests {
 
         var nodes: [String] { a == b ? [a] : [a, b] }
 
+        /// What every process of the deployment logged.
+        var log: String { processes.map(\.log).joined(separator: "\n") }
+
         func stop() {
             for process in processes { process.stop() }
             postgres?.destroy()

@@ -19,8 +19,49 @@ struct MigrationTests {
     static let schema: Set<String> = [
         "identity_users", "identity_outbox", "identity_revoked_tokens", "identity_account_cutoffs", "identity_processed_messages",
         "identity_login_failures", "identity_revocation_sequence", "identity_sessions", "identity_session_digests",
-        "identity_signing_keys", "identity_signing_key_revision",
+        "identity_signing_keys", "identity_signing_key_revision", "identity_account_tokens", "identity_mail_outbox",
     ]
+
+    static let mailTables: Set<String> = ["identity_account_tokens", "identity_mail_outbox"]
+
+    @Test("0009 (mail): an account made before it reads unverified; it goes down (tables and column gone) and up again, empty")
+    func mailUpDown() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            let mail = try #require(migrator.migrations.first { $0.name == "mail" })
+            _ = try await migrator.up()
+            let store = PostgresUserStore(client: client)
+            let owner = UserID(UUID())
+            let token = AccountToken(digest: Data(repeating: 7, count: 32), purpose: .passwordReset, userID: owner,
+                                     email: try Email("owner@example.com"), createdAt: Date(), expiresAt: Date().addingTimeInterval(600))
+            try await store.record(AccountWrites(issue: [token]), for: owner, events: [], limit: nil)
+            let newer = migrator.migrations.filter { $0.version > mail.version }.count
+            #expect(try await migrator.down(newer + 1).map(\.version).last == mail.version)
+            #expect(try await tables(client).isDisjoint(with: Self.mailTables), "the mail tables are gone")
+            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(Self.mailTables)), "the others stay")
+            let columns = try await client.query(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'identity_users' AND column_name = 'email_verified'"
+            )
+            for try await count in columns.decode(Int64.self) { #expect(count == 0, "and so is email_verified") }
+            // An account as a build before 0009 writes it.
+            let id = UUID()
+            try await client.query(
+                """
+                INSERT INTO identity_users (id, email, name, password_hash, created_at, updated_at, version)
+                VALUES (\(id), 'old@example.com', 'Old', '$argon2id$x', now(), now(), 1)
+                """
+            )
+            #expect(try await migrator.up().map(\.version).first == mail.version)
+            let old = try #require(try await store.user(id: UserID(id)))
+            #expect(old.emailVerified == false, "an account from before the migration reads unverified")
+            #expect(try await store.accountToken(digest: token.digest) == nil, "the tokens came back empty")
+            #expect(try await store.mailStatus() == MailOutboxStatus(pending: 0, failed: 0, oldestPendingAt: nil), "and the outbox")
+            var verified = old
+            _ = verified.verifyEmail(at: Date())
+            try await store.update(verified, expectedVersion: old.version, events: [])
+            #expect(try await store.user(email: old.email)?.emailVerified == true, "and it can be verified")
+        }
+    }
 
     @Test("the shipped migrations are numbered, named, and each has its down")
     func shipped() throws {
@@ -98,7 +139,8 @@ struct MigrationTests {
             let newer = migrator.migrations.filter { $0.version > sessions.version }.count
             #expect(try await migrator.down(newer + 1).map(\.version).last == sessions.version)
             #expect(try await tables(client).isDisjoint(with: sessionTables), "the session tables are gone")
-            let later: Set<String> = ["identity_signing_keys", "identity_signing_key_revision"]  // 0007's, undone with it
+            // 0007's and 0009's, undone with it.
+            let later = Set(["identity_signing_keys", "identity_signing_key_revision"]).union(Self.mailTables)
             #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(sessionTables).subtracting(later)), "the earlier ones stay")
             let indexes = try await client.query("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'identity_session%'")
             for try await count in indexes.decode(Int64.self) { #expect(count == 0, "and so are their indexes") }
@@ -126,7 +168,8 @@ struct MigrationTests {
             let newer = migrator.migrations.filter { $0.version > signingKeys.version }.count
             #expect(try await migrator.down(newer + 1).map(\.version).last == signingKeys.version)
             #expect(try await tables(client).isDisjoint(with: keyTables), "the signing key tables are gone")
-            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(keyTables)), "the others stay")
+            #expect(try await tables(client).isSuperset(of: Self.schema.subtracting(keyTables).subtracting(Self.mailTables)),
+                    "the others stay (0009's go with it)")
             await #expect(throws: PostgresStoreError.self, "the store fails on what was undone") { _ = try await store.keySet() }
             #expect(try await migrator.up().map(\.version).first == signingKeys.version)
             #expect(try await tables(client).isSuperset(of: keyTables))

@@ -22,7 +22,8 @@ struct PostgresStoreTests {
         try await client.query(
             """
             TRUNCATE identity_users, identity_outbox, identity_revoked_tokens, identity_account_cutoffs,
-                     identity_processed_messages, identity_login_failures, identity_sessions, identity_session_digests
+                     identity_processed_messages, identity_login_failures, identity_sessions, identity_session_digests,
+                     identity_account_tokens, identity_mail_outbox
             """
         )
     }
