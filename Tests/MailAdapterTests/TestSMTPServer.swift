@@ -14,6 +14,7 @@ final class TestSMTPServer: @unchecked Sendable {
         var certificate: TestCertificates.Server?
         var auth: (user: String, password: String)?
         var reject: [String] = []
+        var tempfail: [String] = []
         var port = 0
     }
 
@@ -43,6 +44,7 @@ final class TestSMTPServer: @unchecked Sendable {
         ]
         if let certificate = options.certificate { arguments += ["--cert", certificate.certificate.path, "--key", certificate.key.path] }
         for address in options.reject { arguments += ["--reject", address] }
+        for address in options.tempfail { arguments += ["--tempfail", address] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: smtpPython ?? "/usr/bin/false")
         process.arguments = arguments
