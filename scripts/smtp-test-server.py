@@ -7,23 +7,27 @@ phase's dot-unstuffing), to --maildir as <n>.eml (written to a temporary name, t
 
 Modes (--mode): smtp (a real server: --tls none|starttls|implicit with --cert/--key, AUTH
 required when SMTP_TEST_AUTH=user:password is in the environment, --reject ADDRESS answered
-550), garbage (answers every line with text that is not SMTP), hang (accepts connections and
-never says a word). Exits when its parent process goes away, so a crashed test leaves no
+550, --tempfail ADDRESS 451), garbage (answers every line with text that is not SMTP), hang
+(accepts connections and never says a word), inject (a reply in clear right behind its 220 to
+STARTTLS). Exits when its parent process goes away, so a crashed test leaves no
 server behind."""
-import argparse, asyncio, itertools, os, ssl, sys
+import argparse, asyncio, itertools, os, signal, ssl, sys
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Handler:
-    def __init__(self, maildir, reject):
+    def __init__(self, maildir, reject, tempfail):
         self.maildir = maildir
         self.reject = {address.lower() for address in reject}
+        self.tempfail = {address.lower() for address in tempfail}
         self.counter = itertools.count(1)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.reject:
             return "550 5.1.1 mailbox unavailable"
+        if address.lower() in self.tempfail:
+            return "451 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -53,6 +57,21 @@ async def garbage(reader, writer):
         writer.close()
 
 
+async def inject(reader, writer):
+    """Offers STARTTLS and, with its 220, sends a reply in clear that a client must not take
+    as coming over TLS (the STARTTLS injection attack)."""
+    writer.write(b"220 smtp.test ready\r\n")
+    while line := await reader.readline():
+        command = line.strip().upper()
+        if command.startswith(b"EHLO"):
+            writer.write(b"250-smtp.test\r\n250 STARTTLS\r\n")
+        elif command == b"STARTTLS":
+            writer.write(b"220 go ahead\r\n250-smtp.test\r\n250 AUTH PLAIN\r\n")
+        else:
+            writer.write(b"250 OK\r\n")
+    writer.close()
+
+
 async def hang(reader, writer):
     while await reader.read(4096):
         pass
@@ -70,11 +89,12 @@ async def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--maildir", required=True)
-    parser.add_argument("--mode", choices=["smtp", "garbage", "hang"], default="smtp")
+    parser.add_argument("--mode", choices=["smtp", "garbage", "hang", "inject"], default="smtp")
     parser.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--reject", action="append", default=[])
+    parser.add_argument("--tempfail", action="append", default=[])
     args = parser.parse_args()
     os.makedirs(args.maildir, exist_ok=True)
     loop = asyncio.get_running_loop()
@@ -86,10 +106,12 @@ async def main():
 
     if args.mode == "garbage":
         server = await asyncio.start_server(garbage, "127.0.0.1", args.port)
+    elif args.mode == "inject":
+        server = await asyncio.start_server(inject, "127.0.0.1", args.port)
     elif args.mode == "hang":
         server = await asyncio.start_server(hang, "127.0.0.1", args.port)
     else:
-        handler = Handler(args.maildir, args.reject)
+        handler = Handler(args.maildir, args.reject, args.tempfail)
         auth = os.environ.get("SMTP_TEST_AUTH")
         options = dict(hostname="smtp.test", decode_data=False, enable_SMTPUTF8=False)
         if auth:
@@ -117,6 +139,9 @@ async def main():
 
 
 if __name__ == "__main__":
+    # A parent may start us with signals blocked (Foundation's Process does): take them back.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

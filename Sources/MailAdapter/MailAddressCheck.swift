@@ -13,9 +13,6 @@ enum MailAddressCheck {
         let bytes = Array(address.utf8)
         guard !bytes.isEmpty else { return "the address is empty" }
         guard bytes.count <= maximumLength else { return "the address is longer than \(maximumLength) bytes" }
-        guard let at = bytes.lastIndex(of: UInt8(ascii: "@")), at > 0, at < bytes.count - 1 else {
-            return "the address is not local@domain"
-        }
         for byte in bytes {
             // Printable ASCII without space, the angle brackets, quotes, backslash, comma, ...
             guard byte > 0x20, byte < 0x7F else {
@@ -25,8 +22,13 @@ enum MailAddressCheck {
             }
             guard !Self.forbidden.contains(byte) else { return "the address contains a forbidden character" }
         }
+        guard let at = bytes.firstIndex(of: UInt8(ascii: "@")), at > 0, at < bytes.count - 1,
+              bytes.lastIndex(of: UInt8(ascii: "@")) == at else {
+            return "the address is not local@domain"
+        }
         let domain = bytes[(at + 1)...]
-        guard !domain.contains(UInt8(ascii: "@")), domain.first != UInt8(ascii: "."), domain.last != UInt8(ascii: ".") else {
+        let dot = UInt8(ascii: ".")
+        guard domain.first != dot, domain.last != dot, !zip(domain, domain.dropFirst()).contains(where: { $0 == dot && $1 == dot }) else {
             return "the address's domain is malformed"
         }
         return nil

@@ -22,7 +22,7 @@ enum MailRendering {
             // The boundary cannot occur in quoted-printable output: it holds "=_", and a
             // quoted-printable "=" is always followed by two hex digits or a line end.
             let boundary = "=_identity_" + message.id.uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-            headers.append("Content-Type: multipart/alternative; boundary=\"\(boundary)\"")
+            headers.append("Content-Type: multipart/alternative;\r\n boundary=\"\(boundary)\"")
             body = "This is a multipart message in MIME format.\r\n"
             for (type, content) in [("text/plain", message.text), ("text/html", html)] {
                 body += "\r\n--\(boundary)\r\n"

@@ -14,29 +14,23 @@ struct SMTPConnection: Sendable {
         host: String, port: Int, group: any EventLoopGroup, connectTimeout: TimeAmount,
         tls: (context: NIOSSLContext, serverHostname: String?)?
     ) async throws -> SMTPConnection {
-        let channel = try await ClientBootstrap(group: group)
+        // The handler is taken in the initializer: looked up later, it could already be gone
+        // with a channel that a garbage greeting closed.
+        let (channel, handler) = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
+            .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         let ssl = try NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname)
                         try channel.pipeline.syncOperations.addHandler(ssl)
                     }
-                    try channel.pipeline.syncOperations.addHandler(SMTPClientHandler())
+                    let handler = SMTPClientHandler()
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
-            .connect(host: host, port: port)
-            .get()
-        do {
-            let handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPClientHandler.self), eventLoop: channel.eventLoop)
-            }.get()
-            return SMTPConnection(channel: channel, handler: handler)
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        return SMTPConnection(channel: channel, handler: handler)
     }
 
     /// Sends `line` (CRLF added) and returns the reply; `step` names it in errors (by

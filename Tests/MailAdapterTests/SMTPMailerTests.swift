@@ -89,7 +89,7 @@ struct SMTPMailerTests {
             #expect(untrusted?.isPermanent == false, "\(tls): an untrusted certificate fails (transient: a configuration matter)")
             #expect(try server.received().isEmpty, "\(tls): nothing delivered")
         }
-        let server = try await TestSMTPServer(.init(tls: "implicit", certificate: try trusted.issue(for: ["mail.other.example"])))
+        let server = try await TestSMTPServer(.init(tls: "implicit", certificate: try trusted.issue(for: ["mail.other.example"], loopbackIP: false)))
         defer { server.stop() }
         var config = configuration(server, tls: .tls, host: "localhost")
         config.trustRoots = .pemFile(trusted.caCertificate.path)
@@ -113,6 +113,18 @@ struct SMTPMailerTests {
         #expect(try server.received().isEmpty)
     }
 
+    @Test("a reply sent in clear behind the 220 to STARTTLS fails the send (STARTTLS injection)")
+    func startTLSInjection() async throws {
+        let ca = try TestCertificates(name: "inject")
+        let server = try await TestSMTPServer(.init(mode: "inject"))
+        defer { server.stop() }
+        var config = configuration(server, tls: .startTLS, host: "localhost")
+        config.trustRoots = .pemFile(ca.caCertificate.path)
+        let injected = await failure { try await SMTPMailer(configuration: config).send(message()) }
+        #expect(injected?.isPermanent == false)
+        #expect(injected?.reason.contains("nobody asked for") == true || injected?.reason.contains("in clear") == true, "\(String(describing: injected))")
+    }
+
     @Test("AUTH without TLS works only when explicitly allowed")
     func authInClearWhenAllowed() async throws {
         let server = try await TestSMTPServer(.init(auth: ("mailer", "secret-in-clear")))
@@ -124,14 +136,17 @@ struct SMTPMailerTests {
         #expect(try server.received().count == 1)
     }
 
-    @Test("a recipient refused with 550 is a permanent failure")
+    @Test("a recipient refused with 550 is a permanent failure, with 451 a transient one")
     func rejectedRecipient() async throws {
-        let server = try await TestSMTPServer(.init(reject: ["gone@example.com"]))
+        let server = try await TestSMTPServer(.init(reject: ["gone@example.com"], tempfail: ["busy@example.com"]))
         defer { server.stop() }
         let mailer = try SMTPMailer(configuration: configuration(server))
         let refused = await failure { try await mailer.send(message(to: "gone@example.com")) }
         #expect(refused?.isPermanent == true)
         #expect(refused?.reason.contains("550") == true)
+        let later = await failure { try await mailer.send(message(to: "busy@example.com")) }
+        #expect(later?.isPermanent == false, "451 is transient")
+        #expect(later?.reason.contains("451") == true)
         try await mailer.send(message())
         #expect(try server.received().count == 1, "the next mail goes through")
     }
@@ -145,7 +160,7 @@ struct SMTPMailerTests {
         let started = ContinuousClock.now
         let garbage = await failure { try await SMTPMailer(configuration: config).send(message()) }
         #expect(garbage?.isPermanent == false)
-        #expect(garbage?.reason.contains("not SMTP") == true)
+        #expect(garbage?.reason.contains("not SMTP") == true, "\(String(describing: garbage))")
         // Not a timing assertion on speed: the 30 s timeout would say "no reply".
         #expect(ContinuousClock.now - started < .seconds(30))
     }

@@ -14,6 +14,7 @@ final class TestSMTPServer: @unchecked Sendable {
         var certificate: TestCertificates.Server?
         var auth: (user: String, password: String)?
         var reject: [String] = []
+        var tempfail: [String] = []
         var port = 0
     }
 
@@ -43,6 +44,7 @@ final class TestSMTPServer: @unchecked Sendable {
         ]
         if let certificate = options.certificate { arguments += ["--cert", certificate.certificate.path, "--key", certificate.key.path] }
         for address in options.reject { arguments += ["--reject", address] }
+        for address in options.tempfail { arguments += ["--tempfail", address] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: smtpPython ?? "/usr/bin/false")
         process.arguments = arguments
@@ -71,10 +73,15 @@ final class TestSMTPServer: @unchecked Sendable {
 
     /// Stops the server (by its process id) and waits for it.
     func stop() {
-        guard let process, process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
+        guard let process else { return }
         self.process = nil
+        let pid = process.processIdentifier
+        // SIGTERM, then SIGKILL if it is still there after 5 s.
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// The messages accepted so far, raw.
@@ -118,8 +125,8 @@ final class TestCertificates: @unchecked Sendable {
         ])
     }
 
-    /// A server certificate for `names` (DNS names) and 127.0.0.1.
-    func issue(for names: [String] = ["localhost"]) throws -> Server {
+    /// A server certificate for `names` (DNS names) and, unless told otherwise, 127.0.0.1.
+    func issue(for names: [String] = ["localhost"], loopbackIP: Bool = true) throws -> Server {
         let stem = UUID().uuidString
         let key = directory.appendingPathComponent("\(stem).key"), request = directory.appendingPathComponent("\(stem).csr")
         let certificate = directory.appendingPathComponent("\(stem).pem"), extensions = directory.appendingPathComponent("\(stem).ext")
@@ -127,7 +134,7 @@ final class TestCertificates: @unchecked Sendable {
             "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key.path,
             "-out", request.path, "-subj", "/CN=\(names.first ?? "localhost")",
         ])
-        let sans = (names.map { "DNS:\($0)" } + ["IP:127.0.0.1"]).joined(separator: ",")
+        let sans = (names.map { "DNS:\($0)" } + (loopbackIP ? ["IP:127.0.0.1"] : [])).joined(separator: ",")
         try "subjectAltName=\(sans)\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n".write(to: extensions, atomically: true, encoding: .utf8)
         try Self.openssl([
             "x509", "-req", "-in", request.path, "-CA", caCertificate.path, "-CAkey", directory.appendingPathComponent("ca.key").path,
