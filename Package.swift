@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "IdentityComposition", targets: ["IdentityComposition"]),
         .library(name: "IdentityConformance", targets: ["IdentityConformance"]),
         .library(name: "IdentityVerifier", targets: ["IdentityVerifier"]),
+        .library(name: "MailAdapter", targets: ["MailAdapter"]),
         .executable(name: "DemoServer", targets: ["DemoServer"]),
     ],
     // Which store presets `IdentityComposition` offers, and so which adapters (and their
@@ -52,6 +53,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // No traits: the environment-variable provider (for the environment and `.env`) is in the core.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: []),
         // Documentation only: `swift package generate-documentation` (scripts/docs).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
@@ -139,6 +141,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: mail: SMTP (swift-nio, NIOSSL), a folder of .eml files, the templates (swift-mustache)
+        .target(
+            name: "MailAdapter",
+            dependencies: [
+                "IdentityPorts",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: driving adapter
         .target(
             name: "HTTPAdapter",
@@ -206,6 +221,7 @@ let package = Package(
                 "SQLiteAdapter",
                 "AMQPAdapter",
                 "HTTPAdapter",
+                "MailAdapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -292,6 +308,15 @@ let package = Package(
         .testTarget(
             name: "AMQPAdapterTests",
             dependencies: ["AMQPAdapter", "IdentityAdapterSupport", "IdentityConformance", "IdentityApplication", "InMemoryAdapter", "IdentityTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MailAdapterTests",
+            dependencies: [
+                "MailAdapter", "IdentityConformance",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

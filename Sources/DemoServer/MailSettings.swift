@@ -1,23 +1,20 @@
 import CryptoAdapter
 import Foundation
 import IdentityApplication
-import IdentityDomain
+import IdentityComposition
+import IdentityPorts
+import MailAdapter
 
 /// The mail variables of contract §8 and §11, checked: where mail goes (SMTP or files), how
 /// it is retried and rendered, and the token lifetimes.
 struct MailSettings: Sendable {
-    /// How the link to an SMTP server is protected (`SMTP_TLS`).
-    enum Security: String, Sendable, CaseIterable {
-        case starttls, tls, none
-    }
-
     /// An SMTP server (`SMTP_HOST` and the rest); nil: files in `directory`.
     struct SMTP: Sendable {
         var host: String
         var port: Int
         var username: String?
         var password: String?
-        var security: Security
+        var security: SMTPConfiguration.TLSMode
         var caFile: String?
         var timeout: Duration
     }
@@ -42,10 +39,13 @@ struct MailSettings: Sendable {
         let port = try reader.integer(Variable.smtpPort, in: 1...65_535)
         let username = try reader.string(Variable.smtpUser)
         let password = try reader.string(Variable.smtpPassword)
-        from = try reader.required(Variable.smtpFrom, expected: "an email address") { text in
-            (try? Email(text)) == nil ? nil : text.trimmingCharacters(in: .whitespaces)
+        from = try reader.required(Variable.smtpFrom, expected: "an address local@domain") { text in
+            let address = text.trimmingCharacters(in: .whitespaces)
+            let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+            let plain = address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) }
+            return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && plain && address.utf8.count <= 254 ? address : nil
         }
-        let security = try reader.choice(Variable.smtpTLS, Security.self) { $0.lowercased() }
+        let security = try reader.choice(Variable.smtpTLS, SMTPConfiguration.TLSMode.self) { $0.lowercased() }
         let caFile = try reader.string(Variable.smtpCAFile)
         let timeout = try reader.integer(Variable.smtpTimeoutSeconds, in: 1...600)
         directory = try reader.required(Variable.mailDirectory, expected: "a path") { $0 }
@@ -74,6 +74,36 @@ struct MailSettings: Sendable {
         )
         delivery = MailDelivery.Policy(maxAttempts: attempts, firstRetryDelay: TimeInterval(retry))
         sealingSecret = keyEncryptionKey ?? jwtSecret
+    }
+
+    /// The composition's mail setup: SMTP or files, the templates, the token minting.
+    func setup() throws -> MailSetup {
+        let mailer: any Mailer
+        if let smtp {
+            var configuration = SMTPConfiguration(
+                host: smtp.host, port: smtp.port, tlsMode: smtp.security, trustRoots: smtp.caFile.map { .pemFile($0) } ?? .system,
+                credentials: smtp.username.map { SMTPConfiguration.Credentials(username: $0, password: smtp.password ?? "") },
+                connectTimeout: smtp.timeout, commandTimeout: smtp.timeout, dataTimeout: smtp.timeout * 2
+            )
+            configuration.envelopeFrom = from
+            do {
+                mailer = try SMTPMailer(configuration: configuration)
+            } catch {
+                throw ConfigurationError("SMTP_*: \(error)")
+            }
+        } else {
+            mailer = FileMailer(directory: URL(fileURLWithPath: directory))
+        }
+        let composer: TemplateMailComposer
+        do {
+            composer = try TemplateMailComposer(configuration: MailTemplateConfiguration(
+                from: MailAddress(address: from), publicBaseURL: baseURL, emailVerificationTTL: .seconds(policy.verificationTTL),
+                passwordResetTTL: .seconds(policy.resetTTL), templatesDirectory: templatesDirectory.map { URL(fileURLWithPath: $0) }
+            ))
+        } catch {
+            throw ConfigurationError("MAIL_TEMPLATES_DIR: \(error)")
+        }
+        return MailSetup(mailer: mailer, composer: composer, minting: try minting(), policy: policy, delivery: delivery)
     }
 
     /// The token minting of `sealingSecret`.

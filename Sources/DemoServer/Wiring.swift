@@ -42,7 +42,7 @@ enum Wiring {
         }
         return try await IdentityStack.make(store: store, transport: transport, configuration: IdentityConfiguration(
             tokens: settings.tokens, keyPairs: settings.keyPairs, argon2: settings.argon2, hashQueueLimit: settings.hashQueueLimit, throttle: settings.throttle,
-            sessions: settings.sessions,
+            sessions: settings.sessions, mail: try settings.mail.setup(),
             logger: logger, metrics: metrics?.factory
         ))
     }

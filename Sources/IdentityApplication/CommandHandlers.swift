@@ -135,7 +135,7 @@ public struct IdentityCommandHandler: CommandHandler {
                 changed.contains(.password)
                 ? [.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: clock.now()))]
                 : []
-            let writes = try mailing?.profileChange(from: before, to: user, changed: changed, now: user.updatedAt, ids: ids) ?? .none
+            let writes = try mailing?.profileChange(from: before, to: user, changed: changed, now: clock.now(), ids: ids) ?? .none
             do {
                 try await users.update(user, expectedVersion: version, events: [updated], revocations: revocations, writes: writes)
                 if changed.contains(.password) { await endSessions(of: user.id, reason: .passwordChange) }

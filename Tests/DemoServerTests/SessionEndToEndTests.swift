@@ -44,19 +44,24 @@ struct SessionEndToEndTests {
 
         var nodes: [String] { a == b ? [a] : [a, b] }
 
+        /// What every process of the deployment logged.
+        var log: String { processes.map(\.log).joined(separator: "\n") }
+
         func stop() {
             for process in processes { process.stop() }
             postgres?.destroy()
         }
 
-        static func start(_ mode: Mode) async throws -> Deployment {
+        /// Starts `mode` with `extra` variables over the end-to-end environment.
+        static func start(_ mode: Mode, extra: [String: String] = [:]) async throws -> Deployment {
+            let environment = EndToEndTests.environment.merging(extra) { $1 }
             switch mode {
             case .memory:
-                let server = try ServerProcess(environment: EndToEndTests.environment)
+                let server = try ServerProcess(environment: environment)
                 let base = try await base(server, expecting: "store=in-memory")
                 return Deployment(a: base, b: base, postgres: nil, processes: [server])
             case .sqlite:
-                var environment = EndToEndTests.environment
+                var environment = environment
                 environment["IDENTITY_SQLITE_PATH"] = nil
                 let server = try ServerProcess(environment: environment)
                 let base = try await base(server, expecting: "store=sqlite(identity.sqlite)")
@@ -64,7 +69,7 @@ struct SessionEndToEndTests {
             case .postgres:
                 let postgres = try await PrivatePostgres()
                 do {
-                    let env = try await SessionEndToEndTests.migratedEnvironment(postgres)
+                    let env = try await SessionEndToEndTests.migratedEnvironment(postgres).merging(extra) { $1 }
                     let (server, base) = try await FaultEndToEndTests().node(env)
                     return Deployment(a: base, b: base, postgres: postgres, processes: [server])
                 } catch {
@@ -75,7 +80,7 @@ struct SessionEndToEndTests {
                 let postgres = try await PrivatePostgres()
                 do {
                     let broker = try await TestRabbitMQ.virtualHost("identity-e2e-sessions")
-                    let env = try await migrated(postgres, broker)
+                    let env = try await migrated(postgres, broker, extra)
                     let nodes = try await DistributedTests().cluster(env)
                     return Deployment(a: nodes.baseA, b: nodes.baseB, postgres: postgres, processes: [nodes.a, nodes.b, nodes.worker])
                 } catch {
