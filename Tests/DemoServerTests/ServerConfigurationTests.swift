@@ -36,6 +36,9 @@ struct ServerConfigurationTests {
         ("JWT_KEY_CHECK_SECONDS", "1m"), ("PUBLIC_BASE_URL", "id.example.com"), ("PUBLIC_BASE_URL", "ftp://id.example.com"),
         ("PUBLIC_BASE_URL", "https://id.example.com/?next=1"), ("PUBLIC_BASE_URL", "https://id.example.com/#top"),
         ("PUBLIC_BASE_URL", "https://user:pw@id.example.com"), ("PUBLIC_BASE_URL", "https://"), ("PUBLIC_BASE_URL", "/relative"),
+        ("LOG_FORMAT", "xml"), ("LOG_FORMAT", "logfmt"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://user:token@collector/v1/traces"),
     ]
 
     /// Variables whose every non-empty value is accepted: names, addresses, paths and passwords.
