@@ -3,6 +3,7 @@ import IdentityDomain
 import Foundation
 import Synchronization
 import IdentityAdapterSupport
+import Tracing
 
 /// The distributed-mode command bus (contract §6): a command becomes a persistent message on
 /// `identity.commands` with `message_id`, `correlation_id` and `reply_to`, and the caller
@@ -37,6 +38,15 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         if case .revokeToken = envelope.command {
             return try await local.handle(envelope)
         }
+        // A producer span per command sent; its context travels in the message's headers, so
+        // that the worker's span is its child.
+        return try await withSpan("send \(envelope.command.name)", ofKind: .producer) { span in
+            TraceHeaders.describe(span, operation: "send", command: envelope.command.name, messageID: envelope.messageID)
+            return try await send(envelope)
+        }
+    }
+
+    private func send(_ envelope: CommandEnvelope) async throws -> CommandReply {
         guard let replyQueue = state.withLock({ $0.replyQueue }), connection.isConnected else {
             throw BackendUnavailable(backend: "rabbitmq")
         }
@@ -46,7 +56,8 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         let properties = keys.sign(MessageProperties(
             messageID: id, correlationID: id, replyTo: replyQueue, type: envelope.command.name,
             expirationMilliseconds: timeoutMilliseconds,
-            deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds)
+            deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds),
+            traceHeaders: TraceHeaders.current()
         ), body: body)
         // At the deadline the caller gets 503 and the body is cancelled, which forgets the wait.
         return try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [self] in

@@ -2,6 +2,7 @@ import IdentityPorts
 import IdentityDomain
 import Foundation
 import Logging
+import Tracing
 
 /// Consumes `identity.commands` and applies each command with `handler` (contract §6).
 ///
@@ -35,8 +36,23 @@ public final class AMQPCommandWorker: Sendable {
         connection.add(Consumer(worker: self))
     }
 
+    /// Processes `delivery` in a consumer span whose parent is the sender's span, carried in the
+    /// message's trace headers: followed only when the MAC verifies, since they are not signed.
     private func process(_ delivery: Delivery) async {
-        if case .failure(let refusal) = keys.verify(delivery) {
+        let verification = keys.verify(delivery)
+        var context = ServiceContext.topLevel
+        if case .success = verification { context = TraceHeaders.context(from: delivery.traceHeaders) }
+        let command = TraceHeaders.commandName(delivery.type)
+        await withSpan("process \(command)", context: context, ofKind: .consumer) { span in
+            TraceHeaders.describe(span, operation: "process", command: command, messageID: delivery.messageID)
+            if delivery.deliveryCount > 0 { span.attributes["messaging.rabbitmq.delivery_count"] = delivery.deliveryCount + 1 }
+            await apply(delivery, verification: verification, span: span)
+        }
+    }
+
+    private func apply(_ delivery: Delivery, verification: Result<String, CommandMAC.Refusal>, span: any Span) async {
+        if case .failure(let refusal) = verification {
+            span.setStatus(SpanStatus(code: .error, message: "no valid MAC"))
             // Not from an identity process (or altered on the way): never applied, never
             // answered (its reply_to is as untrusted as the rest).
             logger.warning("dead-lettering a command without a valid MAC", metadata: [
@@ -52,6 +68,7 @@ public final class AMQPCommandWorker: Sendable {
             }
             envelope = CommandEnvelope(messageID: id, command: try CommandWire.command(type: delivery.type, body: delivery.body))
         } catch {
+            span.setStatus(SpanStatus(code: .error, message: "undecodable"))
             logger.error("dead-lettering a command that cannot be decoded", metadata: ["reason": "\(error)"])
             settle(delivery, reply: nil, requeue: false)
             return
@@ -63,6 +80,7 @@ public final class AMQPCommandWorker: Sendable {
             // Its caller has been told 503 already: applying it now would surprise them. (A
             // redelivery is applied anyway: an earlier delivery may have applied it, and the
             // store's record of that decides.)
+            span.setStatus(SpanStatus(code: .error, message: "past its deadline"))
             logger.warning("dead-lettering a command whose caller stopped waiting", metadata: metadata)
             settle(delivery, reply: nil, requeue: false)
             return
@@ -80,6 +98,8 @@ public final class AMQPCommandWorker: Sendable {
             // to the queue, so that it cannot take effect after its caller was told 503.
             let backend = (error as? BackendUnavailable)?.backend ?? "worker"
             metadata["error"] = "\(error)"
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error))
             logger.warning("a command failed; replying 503 and dead-lettering it", metadata: metadata)
             settle(delivery, reply: CommandWire.unavailableBody(backend: backend), requeue: false)
         }

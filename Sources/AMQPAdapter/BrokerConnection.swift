@@ -31,6 +31,8 @@ struct Delivery: Sendable {
     let deadlineMilliseconds: Int64?
     /// The header `x-identity-mac`, if given as a string.
     let mac: String?
+    /// The headers `traceparent` and `tracestate`, those given as strings.
+    var traceHeaders: [String: String] = [:]
 }
 
 /// Something that uses the connection: it declares what it needs after every (re)connect and

@@ -15,6 +15,9 @@ struct MessageProperties: Sendable {
     /// Sent as the header `x-identity-mac` (`CommandSigningKeys.sign`).
     var mac: String?
     var persistent = true
+    /// The W3C trace context (`traceparent`, `tracestate`), sent as headers of those names;
+    /// empty when tracing is off. Not covered by the MAC (Docs/observability.md).
+    var traceHeaders: [String: String] = [:]
 }
 
 /// The live librabbitmq connection, confined to the connection thread: never Sendable,
@@ -112,12 +115,14 @@ final class BrokerSession {
         confirmed: ((Bool) -> Void)? = nil
     ) throws(BrokerError) {
         let strings = [properties.messageID, properties.correlationID, properties.replyTo, properties.type,
-                       properties.expirationMilliseconds.map(String.init), properties.mac].map { $0.flatMap { strdup($0) } }
+                       properties.expirationMilliseconds.map(String.init), properties.mac,
+                       properties.traceHeaders[TraceHeaders.parent], properties.traceHeaders[TraceHeaders.state]]
+            .map { $0.flatMap { strdup($0) } }
         defer { strings.forEach { free($0) } }
         let fields = identity_amqp_message_properties(
             message_id: strings[0], correlation_id: strings[1], reply_to: strings[2], type: strings[3],
             expiration: strings[4], deadline_ms: properties.deadlineMilliseconds ?? 0, mac: strings[5],
-            persistent: properties.persistent ? 1 : 0
+            persistent: properties.persistent ? 1 : 0, traceparent: strings[6], tracestate: strings[7]
         )
         let status = body.withUnsafeBytes { raw in
             identity_amqp_publish(connection, exchange, routingKey, raw.baseAddress, raw.count, fields)
@@ -195,12 +200,18 @@ final class BrokerSession {
         var deadline: Int64 = 0
         let hasDeadline = identity_amqp_integer_header(&envelope, "x-identity-deadline-ms", &deadline) != 0
         let mac = identity_amqp_string_header(&envelope, "x-identity-mac")
+        var traceHeaders: [String: String] = [:]
+        for name in [TraceHeaders.parent, TraceHeaders.state] {
+            let value = identity_amqp_string_header(&envelope, name)
+            if value.len > 0 { traceHeaders[name] = Self.string(value) }
+        }
         return Delivery(
             tag: envelope.delivery_tag, generation: generation, consumerTag: Self.string(envelope.consumer_tag),
             body: Self.data(identity_amqp_body(&envelope)), messageID: property("message_id"),
             correlationID: property("correlation_id"), replyTo: property("reply_to"), type: property("type"),
             redelivered: envelope.redelivered != 0, deliveryCount: hasCount ? Int(count) : 0,
-            deadlineMilliseconds: hasDeadline ? deadline : nil, mac: mac.len == 0 ? nil : Self.string(mac)
+            deadlineMilliseconds: hasDeadline ? deadline : nil, mac: mac.len == 0 ? nil : Self.string(mac),
+            traceHeaders: traceHeaders
         )
     }
 

@@ -25,6 +25,9 @@ enum CommandWire {
         }
     }
 
+    /// The `type` of every command a worker decodes.
+    static let commandTypes: Set<String> = ["RegisterUser", "UpdateProfile", "DeleteAccount", "RevokeToken", "RehashPassword"]
+
     static func command(type: String?, body: Data) throws(Undecodable) -> IdentityCommand {
         do {
             switch type {

@@ -194,6 +194,8 @@ typedef struct {
     long long deadline_ms;   /* header x-identity-deadline-ms when > 0 */
     const char *mac;         /* header x-identity-mac when not empty */
     int persistent;
+    const char *traceparent; /* W3C trace context headers traceparent and tracestate when not empty */
+    const char *tracestate;
 } identity_amqp_message_properties;
 
 static inline int identity_amqp_publish(amqp_connection_state_t conn, const char *exchange, const char *routing_key,
@@ -223,7 +225,7 @@ static inline int identity_amqp_publish(amqp_connection_state_t conn, const char
         props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
         props.expiration = amqp_cstring_bytes(in.expiration);
     }
-    amqp_table_entry_t headers[2];
+    amqp_table_entry_t headers[4];
     int count = 0;
     if (in.deadline_ms > 0) {
         headers[count].key = amqp_cstring_bytes("x-identity-deadline-ms");
@@ -235,6 +237,18 @@ static inline int identity_amqp_publish(amqp_connection_state_t conn, const char
         headers[count].key = amqp_cstring_bytes("x-identity-mac");
         headers[count].value.kind = AMQP_FIELD_KIND_UTF8;
         headers[count].value.value.bytes = amqp_cstring_bytes(in.mac);
+        count++;
+    }
+    if (in.traceparent && in.traceparent[0]) {
+        headers[count].key = amqp_cstring_bytes("traceparent");
+        headers[count].value.kind = AMQP_FIELD_KIND_UTF8;
+        headers[count].value.value.bytes = amqp_cstring_bytes(in.traceparent);
+        count++;
+    }
+    if (in.tracestate && in.tracestate[0]) {
+        headers[count].key = amqp_cstring_bytes("tracestate");
+        headers[count].value.kind = AMQP_FIELD_KIND_UTF8;
+        headers[count].value.value.bytes = amqp_cstring_bytes(in.tracestate);
         count++;
     }
     if (count > 0) {

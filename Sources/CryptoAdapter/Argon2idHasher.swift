@@ -6,6 +6,7 @@ public import CoreMetrics
 import CArgon2
 import Foundation
 import Synchronization
+import Tracing
 
 /// Argon2id cost parameters. Defaults are OWASP's: 19 MiB, 2 passes, 1 lane.
 ///
@@ -138,10 +139,28 @@ public struct Argon2idHasher: PasswordHasher {
         let salt = (0..<parameters.saltLength).map { _ in UInt8.random(in: 0...255, using: &random) }
         let bytes = Array(password.normalized.utf8)
         let parameters = self.parameters
-        return try await onPool(timer: hashTimer) { try Self.hashBlocking(bytes, salt: salt, parameters: parameters) }
+        return try await Self.inTrace("password.hash", algorithm: "argon2id") {
+            try await onPool(timer: hashTimer) { try Self.hashBlocking(bytes, salt: salt, parameters: parameters) }
+        }
+    }
+
+    /// Runs `body` in a span when a trace is under way (a request's, a command's), else plainly.
+    /// The span names the operation and the algorithm only: never the hash or the password.
+    private static func inTrace<T>(_ name: String, algorithm: String, _ body: () async throws -> T) async throws -> T {
+        guard ServiceContext.current != nil else { return try await body() }
+        return try await withSpan(name) { span in
+            span.attributes["identity.password.algorithm"] = algorithm
+            return try await body()
+        }
     }
 
     public func verify(_ password: Password, against phc: String) async throws -> Bool {
+        try await Self.inTrace("password.verify", algorithm: BcryptVerifier.handles(phc) ? "bcrypt" : "argon2id") {
+            try await verifyOnPool(password, against: phc)
+        }
+    }
+
+    private func verifyOnPool(_ password: Password, against phc: String) async throws -> Bool {
         if BcryptVerifier.handles(phc) {
             let bytes = Array(password.normalized.utf8)
             return try await onPool(timer: verifyTimer) { BcryptVerifier.verifyBlocking(bytes, against: phc) }

@@ -48,6 +48,19 @@ extension ConfigurationVariable {
         "LOG_LEVEL", default: Logger.Level.info.rawValue,
         "\(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")); no per-request line at info"
     )
+    static let logFormat = Self(
+        "LOG_FORMAT", default: LogFormat.text.rawValue,
+        "text (lines for people) or json (one JSON object per line: timestamp, level, logger, message, metadata)"
+    )
+    static let otlpEndpoint = Self(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", note: "none: no tracing",
+        "OTLP/HTTP (protobuf) collector base URL, such as http://127.0.0.1:4318; traces go to its /v1/traces. "
+            + "Set it (or the next) to export traces; the other OTEL_* variables are read as OpenTelemetry defines them"
+    )
+    static let otlpTracesEndpoint = Self(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", note: "none",
+        "the full OTLP/HTTP URL traces are posted to; wins over OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
 
     static let jwtSecret = Self(
         "JWT_SECRET", note: "a random secret per start, with a warning", secret: true,
@@ -215,7 +228,7 @@ extension ConfigurationVariable {
 
     /// Every variable, in the order `--help` and `DemoServer config` list them.
     static let all: [ConfigurationVariable] = [
-        host, port, logLevel,
+        host, port, logLevel, logFormat, otlpEndpoint, otlpTracesEndpoint,
         jwtSecret, jwtAlgorithm, jwtKeyEncryptionKey, jwtKeyRotationDays, jwtKeyCheckSeconds, jwtExpireMinutes, jwtIssuer, jwtAudience, publicBaseURL,
         loginMaxFailures, loginFailureWindowSeconds, loginMaxFailuresPerClient, refreshIdleDays, sessionMaxDays, trustedProxies,
         argon2MemoryKiB, argon2Iterations, argon2Parallelism, hashQueueLimit,

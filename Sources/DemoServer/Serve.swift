@@ -21,6 +21,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = Startup.configuration()
         let logger = Startup.logger(settings)
+        let tracing = Startup.tracing(settings, role: "serve", logger: logger)
         let metrics = ServerMetrics()
         let wiring = try await Startup.wiring(settings, logger: logger, metrics: metrics, role: .serve(worker: !noWorker))
         var app = Application(
@@ -40,7 +41,7 @@ struct Serve: AsyncParsableCommand {
             try await wiring.prepare()
         }
         try await Startup.exitingOnStartupFailure(settings) {
-            try await Startup.serviceGroup([app], logger: logger).run()
+            try await Startup.serviceGroup(tracing + [app], logger: logger).run()
         }
         logger.notice("identity stopped")
     }

@@ -15,6 +15,10 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
     var host: String
     var port: Int
     var logLevel: Logger.Level
+    /// How log lines are written (`LOG_FORMAT`).
+    var logFormat: LogFormat
+    /// Where traces are exported; nil (no OTLP endpoint set) keeps tracing off.
+    var traceExport: TraceExport?
     /// How tokens are signed; with a random secret when `JWT_SECRET` is unset.
     var tokens: TokenConfiguration
     /// Whether `tokens` has a secret made at start-up, so tokens will not survive a restart.
@@ -54,6 +58,11 @@ struct ServerConfiguration: Sendable, CustomStringConvertible {
         host = try reader.required(Variable.host, expected: "an address") { $0 }
         port = try reader.integer(Variable.port, in: 0...65_535)
         logLevel = try reader.choice(Variable.logLevel, Logger.Level.self) { $0.lowercased() }
+        logFormat = try reader.choice(Variable.logFormat, LogFormat.self) { $0.lowercased() }
+        traceExport = TraceExport(
+            endpoint: try TraceExport.endpoint(reader.string(Variable.otlpEndpoint), variable: Variable.otlpEndpoint),
+            tracesEndpoint: try TraceExport.endpoint(reader.string(Variable.otlpTracesEndpoint), variable: Variable.otlpTracesEndpoint)
+        )
 
         let secret = try reader.string(Variable.jwtSecret)
         let algorithm = try reader.choice(Variable.jwtAlgorithm, JWTAlgorithm.self)

@@ -76,14 +76,40 @@ enum Startup {
     static let gracefulShutdownLimit: Duration = .seconds(30)
     static let cancellationLimit: Duration = .seconds(10)
 
+    /// Bootstraps logging: `LOG_LEVEL`, `LOG_FORMAT`, and with tracing on the current span's
+    /// `trace_id` and `span_id` in every line's metadata.
     static func logger(_ settings: ServerConfiguration) -> Logger {
         let level = settings.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let format = settings.logFormat
+        let provider = settings.traceExport == nil ? nil : TraceExport.metadataProvider
+        LoggingSystem.bootstrap({ label, provider in
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            case .json:
+                return JSONLogHandler(label: label, level: level, metadataProvider: provider)
+            }
+        }, metadataProvider: provider)
         return Logger(label: "identity")
+    }
+
+    /// With an OTLP endpoint configured, bootstraps the tracer and returns the exporting
+    /// service, to run first (so it stops last and flushes); with none, nothing: tracing off.
+    static func tracing(_ settings: ServerConfiguration, role: String, logger: Logger) -> [any Service] {
+        guard let export = settings.traceExport else { return [] }
+        guard !TraceExport.isDisabled(by: ProcessInfo.processInfo.environment) else {
+            logger.notice("tracing disabled by OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER")
+            return []
+        }
+        do {
+            let service = try export.bootstrap(role: role)
+            logger.notice("tracing: exporting spans over OTLP/HTTP", metadata: ["endpoint": "\(export.url)"])
+            return [service]
+        } catch {
+            exitWithConfigurationError(ConfigurationError("OTEL_*: \(error)"))
+        }
     }
 }
 

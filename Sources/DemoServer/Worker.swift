@@ -16,13 +16,14 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         let settings = Startup.configuration()
         let logger = Startup.logger(settings)
+        let tracing = Startup.tracing(settings, role: "worker", logger: logger)
         let wiring = try await Startup.wiring(settings, logger: logger, role: .worker)
         // The check runs as the last service, once the database pool (started before it) runs.
         let check = StartupCheck {
             try await wiring.prepare()
             logger.notice("identity worker running [\(wiring.summary)]")
         }
-        let group = Startup.serviceGroup(wiring.services + [check], logger: logger)
+        let group = Startup.serviceGroup(tracing + wiring.services + [check], logger: logger)
         try await Startup.exitingOnStartupFailure(settings) { try await group.run() }
         logger.notice("identity worker stopped")
     }

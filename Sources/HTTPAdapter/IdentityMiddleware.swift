@@ -10,11 +10,33 @@ import Foundation
 ///   `[A-Za-z0-9._-]`) and puts it on the response and in the request's log metadata;
 /// - turns every error into an RFC 9457 problem response (see `Problem.from`), logging
 ///   server errors with their cause and the request id;
-/// - answers 405 with `Allow` for a known path with an unsupported method.
+/// - answers 405 with `Allow` for a known path with an unsupported method;
+/// - logs one line per request at `debug` (`request`, with method, route template, status and
+///   duration in milliseconds): never at `info`, which must stay quiet under load.
 struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
     let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await respond(request, context: context, next: next)
+        if context.logger.logLevel <= .debug {
+            context.logger.debug("request", metadata: [
+                "request_id": .string(response.headers[.requestID] ?? ""), "method": .string(request.method.rawValue),
+                "route": .string(routes.name(of: request, matched: context.endpointPath)), "status": .stringConvertible(Int(response.status.code)),
+                "duration_ms": .string(Self.milliseconds(ContinuousClock.now - start)),
+            ])
+        }
+        return response
+    }
+
+    /// Milliseconds with three decimals.
+    static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let microseconds = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        return String(format: "%.3f", Double(microseconds) / 1000)
+    }
+
+    private func respond(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let requestID = RequestID.of(request)
         context.requestID = requestID
@@ -85,6 +107,14 @@ struct RouteTable {
     /// The methods of the first template matching `path`, or nil when no template does.
     func allowedMethods(for path: String) -> [HTTPRequest.Method]? {
         route(for: path)?.methods
+    }
+
+    /// The route of a request as metrics and logs name it: the matched template
+    /// (`/users/{user_id}`); for a wrong method the template of the path; `unmatched` for a
+    /// path the API does not have.
+    func name(of request: Request, matched: String?) -> String {
+        if let matched, matched != "NotFound" { return matched }
+        return template(for: request.uri.path) ?? "unmatched"
     }
 
     /// The first template matching `path`, written as registered (`/users/{user_id}`).

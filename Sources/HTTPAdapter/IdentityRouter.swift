@@ -42,6 +42,9 @@ public enum IdentityHTTP {
         metrics: IdentityMetrics? = nil, publicBaseURL: URL? = nil
     ) -> Router<IdentityRequestContext> {
         let router = Router(context: IdentityRequestContext.self)
+        // Outermost: a server span per request, named after the route template, that sees the
+        // final status. Without a bootstrapped tracer its spans are no-ops.
+        router.add(middleware: TracingMiddleware())
         let recorder = metrics.map { RequestMetrics(factory: $0.factory) }
         if let recorder {
             router.add(middleware: RequestMetricsMiddleware(metrics: recorder, routes: routeTable))

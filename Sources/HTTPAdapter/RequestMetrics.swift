@@ -98,7 +98,6 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The matched template (`/users/{user_id}`); for a wrong method the template of the path;
     /// `unmatched` for a path the API does not have.
     private func route(_ request: Request, _ context: Context) -> String {
-        if let matched = context.endpointPath, matched != "NotFound" { return matched }
-        return routes.template(for: request.uri.path) ?? "unmatched"
+        routes.name(of: request, matched: context.endpointPath)
     }
 }

@@ -1,4 +1,5 @@
 import IdentityDomain
+import Tracing
 import IdentityPorts
 public import Logging
 public import PostgresNIO
@@ -125,13 +126,36 @@ struct PostgresSession: Sendable {
     let timeout: Duration
     let logger: Logger
 
-    /// Runs one store operation on one connection within the deadline, translating what it throws.
+    /// Runs one store operation on one connection within the deadline, translating what it
+    /// throws, in a client span named after the store and the operation
+    /// (`PostgresUserStore.insert`): the file's and the calling function's names, so that
+    /// every operation is traced without repeating its name. No SQL or value is recorded.
     @discardableResult
-    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    func run<T: Sendable>(
+        file: String = #fileID, function: String = #function, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
         let source = source
         let logger = logger
-        return try await PostgresErrors.run(timeout: timeout) {
-            try await source.withConnection { connection in try await body(connection, logger) }
+        let operation = String(function.prefix { $0 != "(" })
+        let store = String(file.split(separator: "/").last?.prefix { $0 != "." } ?? "Postgres")
+        return try await withSpanInTrace("\(store).\(operation)", system: "postgresql", operation: operation) {
+            try await PostgresErrors.run(timeout: timeout) {
+                try await source.withConnection { connection in try await body(connection, logger) }
+            }
         }
+    }
+}
+
+/// Runs `body` in a client span when a trace is under way (a request's, a command's), else
+/// plainly: background loops (the outbox relay, the revocation feed) would otherwise start a
+/// root trace at every poll.
+func withSpanInTrace<T>(
+    _ name: String, system: String, operation: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+) async throws -> T {
+    guard ServiceContext.current != nil else { return try await body() }
+    return try await withSpan(name, ofKind: .client) { span in
+        span.attributes["db.system.name"] = system
+        span.attributes["db.operation.name"] = operation
+        return try await body()
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import IdentityPorts
 import IdentityDomain
 import Crypto
+import Tracing
 
 /// One SQLite database file (or `:memory:`) behind one connection, shared by the SQLite
 /// stores. Work runs one unit at a time, in order (SQLite has one writer anyway), on
@@ -46,16 +47,33 @@ public actor IdentitySQLiteDatabase {
         try await connection.close()
     }
 
-    /// Runs `body` alone on the connection.
-    func exclusive<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        await acquire()
-        defer { release() }
-        return try await body(connection)
+    /// Runs `body` alone on the connection, in a span named after the calling store operation
+    /// (`SQLite.insert`; the wait for the connection included). No SQL or value is recorded.
+    func exclusive<T: Sendable>(
+        function: String = #function, _ body: @Sendable (SQLiteConnection) async throws -> T
+    ) async throws -> T {
+        let operation = String(function.prefix { $0 != "(" })
+        // Only within a trace (a request's, a command's): background loops would otherwise start
+        // a root trace at every poll.
+        guard ServiceContext.current != nil else {
+            await acquire()
+            defer { release() }
+            return try await body(connection)
+        }
+        return try await withSpan("SQLite.\(operation)", ofKind: .client) { span in
+            span.attributes["db.system.name"] = "sqlite"
+            span.attributes["db.operation.name"] = operation
+            await acquire()
+            defer { release() }
+            return try await body(connection)
+        }
     }
 
     /// Runs `body` alone, inside a transaction that commits when it returns and rolls back when it throws.
-    func transaction<T: Sendable>(_ body: @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
-        try await exclusive { connection in
+    func transaction<T: Sendable>(
+        function: String = #function, _ body: @Sendable (SQLiteConnection) async throws -> T
+    ) async throws -> T {
+        try await exclusive(function: function) { connection in
             _ = try await connection.query("BEGIN IMMEDIATE")
             do {
                 let result = try await body(connection)

@@ -56,6 +56,24 @@ struct CommandSigningTests {
         }
     }
 
+    @Test("the trace headers are outside the MAC: a signature made with or without them verifies either way, so v1 is unchanged")
+    func traceHeadersAreNotSigned() throws {
+        let keys = try CommandSigningKeys([Self.key])
+        var traced = Self.properties
+        traced.traceHeaders = ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "k=v"]
+        let mac = try #require(keys.sign(traced, body: Self.body).mac)
+        #expect(mac == keys.sign(Self.properties, body: Self.body).mac, "the same MAC as without trace headers")
+        var delivery = Self.delivery(mac: mac)
+        delivery.traceHeaders = ["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+        #expect(try keys.verify(delivery).get() == "7d2b9a50")
+    }
+
+    @Test("a span name takes a command type only when it is a known command")
+    func spanNames() {
+        #expect(TraceHeaders.commandName("RegisterUser") == "RegisterUser")
+        #expect(TraceHeaders.commandName("Register\(UUID())") == "command" && TraceHeaders.commandName(nil) == "command")
+    }
+
     @Test("no header, a malformed one, an unknown key: refused, saying which")
     func refusals() throws {
         let keys = try CommandSigningKeys([Self.key])

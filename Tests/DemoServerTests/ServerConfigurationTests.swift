@@ -2,6 +2,7 @@
 import CryptoAdapter
 import Foundation
 import HTTPAdapter
+import IdentityApplication
 import IdentityComposition
 import IdentityPorts
 import Logging
@@ -41,6 +42,9 @@ struct ServerConfigurationTests {
         ("MAIL_MAX_ATTEMPTS", "0"), ("MAIL_MAX_ATTEMPTS", "101"), ("MAIL_RETRY_SECONDS", "0"), ("MAIL_RETRY_SECONDS", "3601"),
         ("EMAIL_VERIFICATION_TTL_HOURS", "0"), ("EMAIL_VERIFICATION_TTL_HOURS", "721"), ("PASSWORD_RESET_TTL_MINUTES", "0"),
         ("PASSWORD_RESET_TTL_MINUTES", "1441"), ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
+        ("LOG_FORMAT", "xml"), ("LOG_FORMAT", "logfmt"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://user:token@collector/v1/traces"),
     ]
 
     /// Variables whose every non-empty value is accepted: names, addresses, paths and passwords.
