@@ -344,7 +344,7 @@ let package = Package(
         .testTarget(
             name: "DemoServerTests",
             dependencies: [
-                "DemoServer", "PostgresAdapter", "IdentityTestSupport", "IdentityApplication", .product(name: "Logging", package: "swift-log"),
+                "DemoServer", "PostgresAdapter", "IdentityTestSupport", "IdentityApplication", "MailAdapter", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["Peers"],

@@ -6,6 +6,7 @@ import IdentityApplication
 import IdentityComposition
 import IdentityPorts
 import Logging
+import MailAdapter
 import PostgresAdapter
 import AMQPAdapter
 import Testing
