@@ -58,7 +58,7 @@ struct VariableReader {
             return nil
         }
         guard let value = parse(text) else {
-            let got = variable.isSecret ? "" : " (got \"\(text)\")"
+            let got = variable.isSecret ? "" : " (got \(String(reflecting: text)))"
             throw ConfigurationError("\(variable.name) must be \(expected)\(got)")
         }
         effective.append(EffectiveValue(variable: variable, text: text, origin: given?.origin ?? .default))

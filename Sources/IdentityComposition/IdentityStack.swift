@@ -40,6 +40,8 @@ public struct IdentityStack: Sendable {
     public private(set) var summary: String
     private let stores: IdentityStores
     private let schema: SchemaPolicy
+    /// Opened by `prepare()` once the schema is current: the mail deliverer waits for it.
+    private let prepared: PreparedGate
     /// The key pairs, with ES256 or EdDSA.
     private var keyRing: KeyRing?
 
@@ -120,6 +122,7 @@ public struct IdentityStack: Sendable {
         schema: SchemaPolicy = .requireCurrent, mail: MailSetup? = nil
     ) throws -> IdentityStack {
         let factory = metrics ?? MetricsSystem.factory
+        let prepared = PreparedGate()
         var mailing: AccountMailing?
         var delivery: MailDeliveryService?
         if let mail {
@@ -130,7 +133,9 @@ public struct IdentityStack: Sendable {
             let deliverer = MailDelivery(
                 outbox: mailOutbox, mailer: mail.mailer, composer: mail.composer, minting: mail.minting, clock: clock, policy: mail.delivery
             )
-            delivery = MailDeliveryService(delivery: deliverer, outbox: mailOutbox, pollInterval: mail.pollInterval, factory: factory, logger: logger)
+            delivery = MailDeliveryService(
+                delivery: deliverer, outbox: mailOutbox, pollInterval: mail.pollInterval, factory: factory, logger: logger, after: prepared
+            )
         }
         let handler = IdentityCommandHandler(
             users: stores.users, outbox: stores.outbox, revocations: stores.revocations, tokens: tokens, sessions: stores.sessions,
@@ -183,7 +188,8 @@ public struct IdentityStack: Sendable {
         ))
         return IdentityStack(
             service: service, commandHandler: handler, readiness: readiness, services: services,
-            summary: "store=\(stores.summary) bus=\(transportSummary)" + (mail == nil ? "" : " mail=on"), stores: stores, schema: schema
+            summary: "store=\(stores.summary) bus=\(transportSummary)" + (mail == nil ? "" : " mail=on"), stores: stores, schema: schema,
+            prepared: prepared
         )
     }
 
@@ -197,6 +203,7 @@ public struct IdentityStack: Sendable {
     /// instance with the wrong key-encryption key never stores a key the others cannot open.
     public func prepare() async throws {
         try await stores.prepare(schema)
+        prepared.open()
         if let keyRing {
             try await maintainSigningKeys()
             keyRing.opened.withLock { $0 = true }

@@ -50,6 +50,8 @@ public struct MailDeliveryService: Service {
     let outbox: any MailOutbox
     let pollInterval: Duration
     let logger: Logger
+    /// Opened once the stack is prepared (the schema current); nil: no waiting.
+    let gate: PreparedGate?
     private let sent: CoreMetrics.Counter
     private let retried: CoreMetrics.Counter
     private let gaveUp: CoreMetrics.Counter
@@ -58,6 +60,12 @@ public struct MailDeliveryService: Service {
 
     /// Creates the service; it records into `factory`.
     public init(delivery: MailDelivery, outbox: any MailOutbox, pollInterval: Duration, factory: any MetricsFactory, logger: Logger) {
+        self.init(delivery: delivery, outbox: outbox, pollInterval: pollInterval, factory: factory, logger: logger, after: nil)
+    }
+
+    /// The service of a stack: its first round waits until `gate` opens (`IdentityStack.prepare()`).
+    init(delivery: MailDelivery, outbox: any MailOutbox, pollInterval: Duration, factory: any MetricsFactory, logger: Logger, after gate: PreparedGate?) {
+        self.gate = gate
         self.delivery = delivery
         self.outbox = outbox
         self.pollInterval = pollInterval
@@ -105,6 +113,27 @@ public struct MailDeliveryService: Service {
     }
 
     public func run() async throws {
+        if let gate, await !gate.wait() { return }
         await repeatUntilShutdown(every: pollInterval, startingNow: true) { await deliverDue() }
+    }
+}
+
+/// A flag `IdentityStack.prepare()` sets once the schema is current, which background work
+/// that writes waits for: nothing touches an out-of-date schema, and a start-up that fails its
+/// schema check logs nothing else.
+final class PreparedGate: Sendable {
+    private let isOpen = Mutex(false)
+
+    func open() { isOpen.withLock { $0 = true } }
+
+    /// Returns true once open, false when shutting down first.
+    func wait() async -> Bool {
+        await cancelWhenGracefulShutdown {
+            // Production waiting, not test synchronisation: prepare() runs beside the services.
+            while !self.isOpen.withLock({ $0 }) {
+                do { try await Task.sleep(for: .milliseconds(100)) } catch { return false }
+            }
+            return true
+        } ?? false
     }
 }

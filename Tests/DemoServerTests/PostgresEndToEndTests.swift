@@ -26,7 +26,7 @@ struct PostgresEndToEndTests {
 
         let refused = try await runDemoServer(["serve"], environment: env)
         #expect(refused.status == 69)
-        #expect(refused.output.contains("cannot start: the database schema is out of date (8 pending migrations): run `DemoServer migrate up`"))
+        #expect(refused.output.contains("cannot start: the database schema is out of date (9 pending migrations): run `DemoServer migrate up`"))
 
         async let first = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
         async let second = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
@@ -40,12 +40,13 @@ struct PostgresEndToEndTests {
         #expect([a.output, b.output].filter { $0.contains("applied 6 sessions") }.count == 1)
         #expect([a.output, b.output].filter { $0.contains("applied 7 signing_keys") }.count == 1)
         #expect([a.output, b.output].filter { $0.contains("applied 8 session_digests") }.count == 1)
+        #expect([a.output, b.output].filter { $0.contains("applied 9 mail") }.count == 1)
 
         let status = try await runDemoServer(["migrate", "status"], environment: env)
         #expect(status.status == 0 && status.output.contains("applied  1 initial") && status.output.contains("schema is up to date"))
 
         let down = try await runDemoServer(["migrate", "down", "1"], environment: env)
-        #expect(down.status == 0 && down.output.contains("undid 8 session_digests"))
+        #expect(down.status == 0 && down.output.contains("undid 9 mail"))
         #expect(try await runDemoServer(["migrate", "down", "0"], environment: env).status != 0, "N must be 1 or more")
         #expect(try await runDemoServer(["migrate", "up"], environment: env).status == 0)
     }
