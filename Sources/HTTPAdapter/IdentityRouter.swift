@@ -157,9 +157,17 @@ struct HealthRoutes: Sendable {
         jsonResponse(.ok, #"{"status":"live"}"#)
     }
 
+    /// Asks every backend at once; 503 names each one that did not answer, in the configured order.
     func ready(_ request: Request, _ context: IdentityRequestContext) async throws -> Response {
-        for check in checks where !(await Self.answers(check)) {
-            throw Problem(.serviceUnavailable, title: "Not ready", detail: "\(check.backendName) is not answering")
+        let failing = await withTaskGroup(of: (Int, Bool).self) { group in
+            for (index, check) in checks.enumerated() { group.addTask { (index, await Self.answers(check)) } }
+            var failing: [Int] = []
+            for await (index, answered) in group where !answered { failing.append(index) }
+            return failing.sorted().map { checks[$0].backendName }
+        }
+        guard failing.isEmpty else {
+            let names = failing.joined(separator: " and ")
+            throw Problem(.serviceUnavailable, title: "Not ready", detail: "\(names) \(failing.count == 1 ? "is" : "are") not answering")
         }
         return jsonResponse(.ok, #"{"status":"ready"}"#)
     }

@@ -139,11 +139,10 @@ struct AMQPAdapterTests {
         _ = link.worker(handler: UnavailableHandler(), keys: try TestBroker.keys())
         link.start()
         #expect(await eventually { link.isConnected })
-        let started = ContinuousClock.now
+        // The worker's reply names PostgreSQL: a timeout would name RabbitMQ (no timed assertion needed).
         await #expect(throws: BackendUnavailable(backend: "postgres")) {
             _ = try await bus.dispatch(CommandEnvelope(messageID: "m", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
         }
-        #expect(ContinuousClock.now - started < .seconds(5), "the reply says so before the timeout")
         #expect(try await eventually { try await deadLetters(link).count == 1 })
     }
 

@@ -91,7 +91,7 @@ struct MailEndToEndTests {
           arguments: Mode.allCases.filter(\.isEnabled))
     func contract(_ mode: Mode) async throws {
         let mailbox = try Mailbox.make()
-        let deployment = try await SessionEndToEndTests.Deployment.start(mode, extra: mailbox.environment)
+        let deployment = try await SessionEndToEndTests.Deployment.start(mode, extra: mailbox.environment, virtualHost: "identity-e2e-mail")
         defer { deployment.stop() }
         let client = SessionClient(deployment: deployment)
         let (a, b) = (deployment.a, deployment.b)

@@ -53,7 +53,8 @@ struct SessionEndToEndTests {
         }
 
         /// Starts `mode` with `extra` variables over the end-to-end environment.
-        static func start(_ mode: Mode, extra: [String: String] = [:]) async throws -> Deployment {
+        /// With a broker, on the virtual host `virtualHost` (one per suite: suites run side by side).
+        static func start(_ mode: Mode, extra: [String: String] = [:], virtualHost: String = "identity-e2e-sessions") async throws -> Deployment {
             let environment = EndToEndTests.environment.merging(extra) { $1 }
             switch mode {
             case .memory:
@@ -79,7 +80,7 @@ struct SessionEndToEndTests {
             case .distributed:
                 let postgres = try await PrivatePostgres()
                 do {
-                    let broker = try await TestRabbitMQ.virtualHost("identity-e2e-sessions")
+                    let broker = try await TestRabbitMQ.virtualHost(virtualHost)
                     let env = try await migrated(postgres, broker, extra)
                     let nodes = try await DistributedTests().cluster(env)
                     return Deployment(a: nodes.baseA, b: nodes.baseB, postgres: postgres, processes: [nodes.a, nodes.b, nodes.worker])
