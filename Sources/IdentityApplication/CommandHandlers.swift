@@ -198,21 +198,34 @@ public struct IdentityCommandHandler: CommandHandler {
 
     private func verifyEmail(_ command: VerifyEmail) async throws -> CommandReply {
         guard let mailing else { return .rejected(.invalidCommand) }
+        return try await withToken(command.tokenDigest, .emailVerification, of: mailing) { user, use, now in
+            var user = user
+            let version = user.version
+            if user.verifyEmail(at: now) {
+                let verified = event(.emailVerified(userID: user.id), at: user.updatedAt)
+                try await users.update(user, expectedVersion: version, events: [verified], revocations: [], writes: AccountWrites(use: use))
+            } else {
+                try await mailing.tokens.record(AccountWrites(use: use), for: user.id, events: [], limit: nil)
+            }
+            return .user(UserRecord(user))
+        }
+    }
+
+    /// Runs `change` on the account that owns the usable token `digest` of `purpose` (with the
+    /// token's use, for the change's transaction), again on a fresh read when another change
+    /// committed in between; `invalidToken` when no such token is stored, it has expired, or
+    /// the account's email is no longer the one it was sent to.
+    private func withToken(
+        _ digest: Data, _ purpose: AccountTokenPurpose, of mailing: AccountMailing,
+        _ change: (_ user: User, _ use: TokenUse, _ now: Date) async throws -> CommandReply
+    ) async throws -> CommandReply {
         for _ in 1...Self.tokenAttempts {
             let now = clock.now()
-            guard let token = try await mailing.usableToken(command.tokenDigest, purpose: .emailVerification, now: now),
-                  var user = try await users.user(id: token.userID), user.email == token.email
+            guard let token = try await mailing.usableToken(digest, purpose: purpose, now: now),
+                  let user = try await users.user(id: token.userID), user.email == token.email
             else { return .rejected(.invalidToken) }
-            let version = user.version
-            let use = AccountWrites(use: TokenUse(digest: command.tokenDigest, purpose: .emailVerification, now: now))
             do {
-                if user.verifyEmail(at: now) {
-                    let verified = event(.emailVerified(userID: user.id), at: user.updatedAt)
-                    try await users.update(user, expectedVersion: version, events: [verified], revocations: [], writes: use)
-                } else {
-                    try await mailing.tokens.record(use, for: user.id, events: [], limit: nil)
-                }
-                return .user(UserRecord(user))
+                return try await change(user, TokenUse(digest: digest, purpose: purpose, now: now), now)
             } catch let error as IdentityError where error == .concurrentUpdate {
                 continue
             }
@@ -248,31 +261,20 @@ public struct IdentityCommandHandler: CommandHandler {
     private func confirmPasswordReset(_ command: ConfirmPasswordReset) async throws -> CommandReply {
         guard let mailing else { return .rejected(.invalidCommand) }
         guard command.passwordHash.hasPrefix("$") else { return .rejected(.invalidCommand) }
-        for _ in 1...Self.tokenAttempts {
-            let now = clock.now()
-            guard let token = try await mailing.usableToken(command.tokenDigest, purpose: .passwordReset, now: now),
-                  var user = try await users.user(id: token.userID), user.email == token.email
-            else { return .rejected(.invalidToken) }
+        return try await withToken(command.tokenDigest, .passwordReset, of: mailing) { user, use, now in
+            var user = user
             let version = user.version
             _ = user.apply(name: nil, email: nil, passwordHash: command.passwordHash, at: now)
             // The mail reached its owner: the address is proven too.
             user.emailVerified = true
             // Every token of an older version is refused, and every session ends, with the change.
             let cutoff = Revocation.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: now))
-            let writes = AccountWrites(
-                use: TokenUse(digest: command.tokenDigest, purpose: .passwordReset, now: now), invalidate: [.passwordReset]
+            try await users.update(
+                user, expectedVersion: version, events: [event(.passwordReset(userID: user.id), at: user.updatedAt)], revocations: [cutoff],
+                writes: AccountWrites(use: use, invalidate: [.passwordReset])
             )
-            do {
-                try await users.update(
-                    user, expectedVersion: version, events: [event(.passwordReset(userID: user.id), at: user.updatedAt)], revocations: [cutoff],
-                    writes: writes
-                )
-                await endSessions(of: user.id, reason: .passwordChange)
-                return .user(UserRecord(user))
-            } catch let error as IdentityError where error == .concurrentUpdate {
-                continue
-            }
+            await endSessions(of: user.id, reason: .passwordChange)
+            return .user(UserRecord(user))
         }
-        return .rejected(.concurrentUpdate)
     }
 }
