@@ -203,12 +203,12 @@ public struct IdentityStack: Sendable {
     /// instance with the wrong key-encryption key never stores a key the others cannot open.
     public func prepare() async throws {
         try await stores.prepare(schema)
-        prepared.open()
         if let keyRing {
             try await maintainSigningKeys()
             keyRing.opened.withLock { $0 = true }
         }
         try await service.warmUp()
+        prepared.open()
     }
 
     // MARK: signing keys

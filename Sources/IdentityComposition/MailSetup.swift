@@ -91,6 +91,8 @@ public struct MailDeliveryService: Service {
             let status = try await outbox.mailStatus()
             pending.record(status.pending)
             failed.record(status.failed)
+        } catch is CancellationError {
+            // Shutting down.
         } catch {
             logger.warning("mail outbox unavailable; will retry", metadata: ["error": "\(error)"])
         }
