@@ -1,0 +1,56 @@
+import Foundation
+import IdentityPorts
+import Logging
+import ServiceLifecycle
+
+/// The worker's liveness for a container health check, without an HTTP port: while the
+/// worker's backends answer (the readiness checks `/health/ready` asks on a node), it rewrites
+/// a file every `interval`; `DemoServer worker --heartbeat FILE --check` passes while that file
+/// is fresh. A worker whose database or broker has gone, or that hangs, stops refreshing it.
+struct WorkerHeartbeat: Service {
+    let path: String
+    let checks: [any HealthCheck]
+    var interval: Duration = Self.interval
+    let logger: Logger
+
+    /// How often the file is rewritten; `check` allows three intervals.
+    static let interval: Duration = .seconds(5)
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await beat()
+                try await Task.sleep(for: interval)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// Writes the file when every check passes, removes it otherwise.
+    func beat() async {
+        for check in checks {
+            do {
+                try await check.checkHealth()
+            } catch {
+                logger.warning("worker heartbeat withheld: \(check.backendName) does not answer")
+                try? FileManager.default.removeItem(atPath: path)
+                return
+            }
+        }
+        do {
+            try Data("\(Int(Date().timeIntervalSince1970))\n".utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            logger.warning("worker heartbeat: cannot write \(path): \(error)")
+        }
+    }
+
+    /// Whether the file at `path` was written less than `maximumAge` ago; otherwise why not.
+    static func check(path: String, maximumAge: Duration = interval * 3, now: Date = Date()) -> String? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let written = attributes[.modificationDate] as? Date
+        else { return "no heartbeat at \(path)" }
+        let age = now.timeIntervalSince(written)
+        let limit = Double(maximumAge.components.seconds)
+        return age < limit ? nil : "heartbeat \(Int(age)) s old (limit \(Int(limit)) s)"
+    }
+}
