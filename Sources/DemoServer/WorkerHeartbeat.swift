@@ -18,23 +18,35 @@ struct WorkerHeartbeat: Service {
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
+            // Only changes are logged, and not the backends still connecting at start-up.
+            var wasHealthy = false
+            var failed = false
             while !Task.isCancelled {
-                await beat()
+                let failing = await beat()
+                if let failing, wasHealthy {
+                    logger.warning("worker heartbeat withheld: \(failing) does not answer")
+                    failed = true
+                } else if failing == nil, failed {
+                    logger.notice("worker heartbeat resumed")
+                    failed = false
+                }
+                wasHealthy = failing == nil
                 try await Task.sleep(for: interval)
             }
         }
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    /// Writes the file when every check passes, removes it otherwise.
-    func beat() async {
+    /// Writes the file when every check passes and returns nil; otherwise removes it and
+    /// returns the name of the first backend that does not answer.
+    @discardableResult
+    func beat() async -> String? {
         for check in checks {
             do {
                 try await check.checkHealth()
             } catch {
-                logger.warning("worker heartbeat withheld: \(check.backendName) does not answer")
                 try? FileManager.default.removeItem(atPath: path)
-                return
+                return check.backendName
             }
         }
         do {
@@ -42,6 +54,7 @@ struct WorkerHeartbeat: Service {
         } catch {
             logger.warning("worker heartbeat: cannot write \(path): \(error)")
         }
+        return nil
     }
 
     /// Whether the file at `path` was written less than `maximumAge` ago; otherwise why not.
