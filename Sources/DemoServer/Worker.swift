@@ -13,7 +13,9 @@ struct Worker: AsyncParsableCommand {
         abstract: "Consume commands from RabbitMQ (needs RABBITMQ_HOST, POSTGRES_HOST and COMMAND_SIGNING_KEY)."
     )
 
-    @Option(help: "Rewrite this file every 5 s while the database and the broker answer (for a container health check).")
+    @Option(help: ArgumentHelp(
+        "Rewrite this file every 5 s while the database and the broker answer (for a container health check).", valueName: "file"
+    ))
     var heartbeat: String?
 
     @Flag(help: "With --heartbeat: exit 0 if the file is fresh (under 15 s old), 1 otherwise; start no worker.")
