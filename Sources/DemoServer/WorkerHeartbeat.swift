@@ -17,6 +17,15 @@ struct WorkerHeartbeat: Service {
     static let interval: Duration = .seconds(5)
 
     func run() async throws {
+        // The graceful shutdown cancels the loop (its sleep throws CancellationError): that is
+        // this service's normal end, not a failure of the worker.
+        do {
+            try await beatUntilShutdown()
+        } catch is CancellationError {}
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    private func beatUntilShutdown() async throws {
         try await cancelWhenGracefulShutdown {
             // Only changes are logged, and not the backends still connecting at start-up.
             var wasHealthy = false
@@ -34,7 +43,6 @@ struct WorkerHeartbeat: Service {
                 try await Task.sleep(for: interval)
             }
         }
-        try? FileManager.default.removeItem(atPath: path)
     }
 
     /// Writes the file when every check passes and returns nil; otherwise removes it and

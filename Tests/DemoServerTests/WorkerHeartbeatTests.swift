@@ -2,6 +2,7 @@
 import Foundation
 import IdentityPorts
 import Logging
+import ServiceLifecycle
 import Testing
 
 /// `DemoServer worker --heartbeat FILE`: the file the worker's container health check reads.
