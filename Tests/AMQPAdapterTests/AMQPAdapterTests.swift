@@ -149,8 +149,9 @@ struct AMQPAdapterTests {
     @Test("with no worker, a command times out with BackendUnavailable and expires from the queue")
     func noWorker() async throws {
         // Long enough that a loaded machine publishes the command before its caller gives up
-        // (a command never published has nothing to expire, and this test would see no dead letter).
-        let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .seconds(1))
+        // (a command never published has nothing to expire, and this test would see no dead
+        // letter): a full run starts dozens of servers beside it, and 1 s was not always enough.
+        let settings = try await TestBroker.settings(virtualHost: "identity-no-worker", commandTimeout: .seconds(5))
         let link = broker(settings)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
