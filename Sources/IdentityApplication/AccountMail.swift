@@ -142,21 +142,27 @@ public struct MailDelivery: Sendable {
         case retrying(at: Date, reason: String)
         /// Failed for good.
         case gaveUp(reason: String)
+        /// Not sent: the token it carries no longer works (used, replaced by a newer one, voided
+        /// by a change, or expired), so the mail could only mislead.
+        case dropped(reason: String)
     }
 
     private let outbox: any MailOutbox
     private let mailer: any Mailer
     private let composer: any MailComposer
     private let minting: any AccountTokenMinting
+    private let tokens: (any AccountTokenStore)?
     private let clock: any IdentityClock
     /// Retries and batching.
     public let policy: Policy
 
-    /// Creates the deliverer.
+    /// Creates the deliverer. With `tokens`, a mail whose token no longer works is dropped
+    /// instead of sent.
     public init(
         outbox: any MailOutbox, mailer: any Mailer, composer: any MailComposer, minting: any AccountTokenMinting,
-        clock: any IdentityClock = SystemClock(), policy: Policy = Policy()
+        tokens: (any AccountTokenStore)? = nil, clock: any IdentityClock = SystemClock(), policy: Policy = Policy()
     ) {
+        self.tokens = tokens
         self.outbox = outbox
         self.mailer = mailer
         self.composer = composer
@@ -175,7 +181,8 @@ public struct MailDelivery: Sendable {
             switch outcome {
             case .sent: try await outbox.markMailSent(id: job.mail.id, now: clock.now())
             case .retrying(let at, let reason): try await outbox.markMailFailed(id: job.mail.id, retryAt: at, error: reason, now: clock.now())
-            case .gaveUp(let reason): try await outbox.markMailFailed(id: job.mail.id, retryAt: nil, error: reason, now: clock.now())
+            case .gaveUp(let reason), .dropped(let reason):
+                try await outbox.markMailFailed(id: job.mail.id, retryAt: nil, error: reason, now: clock.now())
             }
             outcomes.append((job.mail, outcome))
         }
@@ -188,6 +195,15 @@ public struct MailDelivery: Sendable {
             // Sealed under another key (the key changed): no later attempt can open it.
             guard let opened = minting.open(sealed) else { return .gaveUp(reason: "the mail's token cannot be opened with the current key") }
             token = opened
+            if let tokens, let digest = minting.digest(of: opened) {
+                do {
+                    guard let stored = try await tokens.accountToken(digest: digest), stored.expiresAt > clock.now() else {
+                        return .dropped(reason: "its token no longer works (used, replaced, voided by a change, or expired)")
+                    }
+                } catch {
+                    return retry(job, reason: String(describing: error))
+                }
+            }
         }
         do {
             try await mailer.send(try composer.compose(job.mail, token: token))
@@ -195,10 +211,14 @@ public struct MailDelivery: Sendable {
         } catch let failure as MailDeliveryFailure where failure.isPermanent {
             return .gaveUp(reason: failure.reason)
         } catch {
-            let failures = job.failedAttempts + 1
-            let reason = (error as? MailDeliveryFailure)?.reason ?? String(describing: error)
-            if failures >= policy.maxAttempts { return .gaveUp(reason: "\(failures) attempts failed; last: \(reason)") }
-            return .retrying(at: clock.now().addingTimeInterval(policy.retryDelay(afterFailures: failures)), reason: reason)
+            return retry(job, reason: (error as? MailDeliveryFailure)?.reason ?? String(describing: error))
         }
+    }
+
+    /// A failed attempt: retried after the backoff, or given up on after the last.
+    private func retry(_ job: MailJob, reason: String) -> Outcome {
+        let failures = job.failedAttempts + 1
+        if failures >= policy.maxAttempts { return .gaveUp(reason: "\(failures) attempts failed; last: \(reason)") }
+        return .retrying(at: clock.now().addingTimeInterval(policy.retryDelay(afterFailures: failures)), reason: reason)
     }
 }

@@ -266,11 +266,13 @@ public struct IdentityCommandHandler: CommandHandler {
             let version = user.version
             _ = user.apply(name: nil, email: nil, passwordHash: command.passwordHash, at: now)
             // The mail reached its owner: the address is proven too.
+            var events = [event(.passwordReset(userID: user.id), at: user.updatedAt)]
+            if !user.emailVerified { events.append(event(.emailVerified(userID: user.id), at: user.updatedAt)) }
             user.emailVerified = true
             // Every token of an older version is refused, and every session ends, with the change.
             let cutoff = Revocation.account(userID: user.id, belowVersion: Int64(user.version), until: tokens.cutoffExpiry(madeAt: now))
             try await users.update(
-                user, expectedVersion: version, events: [event(.passwordReset(userID: user.id), at: user.updatedAt)], revocations: [cutoff],
+                user, expectedVersion: version, events: events, revocations: [cutoff],
                 writes: AccountWrites(use: use, invalidate: [.passwordReset])
             )
             await endSessions(of: user.id, reason: .passwordChange)

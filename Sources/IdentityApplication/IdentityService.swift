@@ -274,7 +274,11 @@ public struct IdentityService: Sendable {
               try await mailing.usableToken(digest, purpose: .passwordReset, now: deps.clock.now()) != nil
         else { throw IdentityError.invalidToken }
         let hash = try await deps.hasher.hash(password)
-        let updated = try await record(from: send(.confirmPasswordReset(ConfirmPasswordReset(tokenDigest: digest, passwordHash: hash))))
+        let reply = try await send(.confirmPasswordReset(ConfirmPasswordReset(tokenDigest: digest, passwordHash: hash)))
+        // `.done`: a redelivery of a reset its first delivery applied (the worker died before
+        // replying); the change stands, and its cut-off reaches this instance by announcement.
+        if case .done = reply { return }
+        let updated = try record(from: reply)
         await noteCommitted(.account(userID: updated.id, belowVersion: Int64(updated.version), until: cutoffExpiry))
         if let email = try? Email(updated.email) { try? await deps.throttle.clearFailures(email: email, now: deps.clock.now()) }
     }

@@ -131,7 +131,8 @@ public struct IdentityStack: Sendable {
             }
             mailing = AccountMailing(tokens: accountTokens, minting: mail.minting, policy: mail.policy)
             let deliverer = MailDelivery(
-                outbox: mailOutbox, mailer: mail.mailer, composer: mail.composer, minting: mail.minting, clock: clock, policy: mail.delivery
+                outbox: mailOutbox, mailer: mail.mailer, composer: mail.composer, minting: mail.minting, tokens: accountTokens, clock: clock,
+                policy: mail.delivery
             )
             delivery = MailDeliveryService(
                 delivery: deliverer, outbox: mailOutbox, pollInterval: mail.pollInterval, factory: factory, logger: logger, after: prepared

@@ -44,7 +44,7 @@ public struct MailSetup: Sendable {
 /// Delivers the mail outbox: a round whenever mail may be due (every `pollInterval`, at once
 /// again after a full batch). Logs each failure (a warning while it will be retried, an error
 /// when given up on) and records `identity_mail_sent_total`, `identity_mail_failures_total`
-/// (label `final`), and the gauges `identity_mail_pending` and `identity_mail_failed`.
+/// (label `final`), `identity_mail_dropped_total` (mail whose token no longer works), and the gauges `identity_mail_pending` and `identity_mail_failed`.
 public struct MailDeliveryService: Service {
     let delivery: MailDelivery
     let outbox: any MailOutbox
@@ -55,6 +55,7 @@ public struct MailDeliveryService: Service {
     private let sent: CoreMetrics.Counter
     private let retried: CoreMetrics.Counter
     private let gaveUp: CoreMetrics.Counter
+    private let dropped: CoreMetrics.Counter
     private let pending: CoreMetrics.Gauge
     private let failed: CoreMetrics.Gauge
 
@@ -73,6 +74,7 @@ public struct MailDeliveryService: Service {
         sent = CoreMetrics.Counter(label: "identity_mail_sent_total", factory: factory)
         retried = CoreMetrics.Counter(label: "identity_mail_failures_total", dimensions: [("final", "false")], factory: factory)
         gaveUp = CoreMetrics.Counter(label: "identity_mail_failures_total", dimensions: [("final", "true")], factory: factory)
+        dropped = CoreMetrics.Counter(label: "identity_mail_dropped_total", factory: factory)
         pending = CoreMetrics.Gauge(label: "identity_mail_pending", factory: factory)
         failed = CoreMetrics.Gauge(label: "identity_mail_failed", factory: factory)
     }
@@ -111,6 +113,9 @@ public struct MailDeliveryService: Service {
         case .gaveUp(let reason):
             gaveUp.increment()
             logger.error("mail given up on", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
+        case .dropped(let reason):
+            dropped.increment()
+            logger.info("mail dropped", metadata: metadata.merging(["reason": "\(reason)"]) { $1 })
         }
     }
 

@@ -52,7 +52,7 @@ public struct IdentityError: Error, Sendable, Hashable, CustomStringConvertible 
         case .refreshTokenRefused: "the refresh token is not valid"
         case .refreshTokenReused: "the refresh token was already used: the session has been ended"
         case .invalidToken: "the token is not valid (used, expired, unknown or for another purpose)"
-        case .emailNotVerified: "the account's email address is not verified yet"
+        case .emailNotVerified: "the account's email address is not verified yet: open the link we mailed, or ask for a password reset, whose mail verifies it too"
         }
     }
 }

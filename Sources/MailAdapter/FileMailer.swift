@@ -26,9 +26,14 @@ public struct FileMailer: Mailer {
         let directory = self.directory
         do {
             try await NIOThreadPool.singleton.runIfActive {
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                // The mail carries a live token: only the server's user may read it.
+                try FileManager.default.createDirectory(
+                    at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+                )
                 let temporary = directory.appendingPathComponent(".\(name).\(UUID().uuidString.lowercased()).tmp")
-                try bytes.write(to: temporary)
+                guard FileManager.default.createFile(atPath: temporary.path, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
+                    throw MailDeliveryFailure(isPermanent: false, reason: "cannot write the mail file in \(directory.path)")
+                }
                 // rename(2) replaces an earlier file of the same mail atomically.
                 guard rename(temporary.path, directory.appendingPathComponent(name).path) == 0 else {
                     let code = errno

@@ -277,4 +277,32 @@ struct AccountMailTests {
         #expect(tokens.digest(of: token)?.count == 32 && tokens.digest(of: token) != tokens.digest(of: tokens.makeToken()))
         #expect(throws: AccountTokenSecretTooShort.self) { try AccountTokens(secret: "short") }
     }
+
+    @Test("a mail whose token no longer works is dropped, not sent: an older reset mail after a newer one")
+    func obsoleteMailDropped() async throws {
+        let rig = try await rig()
+        _ = try await rig.service.register(email: "ada@example.com", password: password, name: "Ada")
+        try await rig.deliver()
+        let handler = IdentityCommandHandler(
+            users: rig.identity.store, outbox: rig.identity.store, revocations: rig.identity.revocations, tokens: rig.identity.tokens,
+            mailing: AccountMailing(tokens: rig.identity.store, minting: rig.minting), clock: rig.identity.clock
+        )
+        for index in 1...2 {
+            let request = RequestPasswordReset(email: try Email("ada@example.com"))
+            #expect(try await handler.handle(CommandEnvelope(messageID: "reset-\(index)", command: .requestPasswordReset(request))) == .done)
+            rig.identity.clock.advance(by: 1)
+        }
+        let checking = MailDelivery(
+            outbox: rig.identity.store, mailer: rig.mailer, composer: PlainComposer(), minting: rig.minting, tokens: rig.identity.store,
+            clock: rig.identity.clock
+        )
+        let outcomes = try await checking.deliverDue().map(\.outcome)
+        guard outcomes.count == 2, case .dropped = outcomes[0], outcomes[1] == .sent else {
+            Issue.record("the older reset mail is dropped, the newer sent: \(outcomes)")
+            return
+        }
+        let sent = try #require(rig.mailer.messages.last)
+        try await rig.service.confirmPasswordReset(token: sent.text, password: "another good one")
+        #expect(await rig.identity.store.mailStatus() == MailOutboxStatus(pending: 0, failed: 1, oldestPendingAt: nil))
+    }
 }

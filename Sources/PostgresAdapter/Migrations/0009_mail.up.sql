@@ -15,6 +15,8 @@ CREATE TABLE identity_account_tokens (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX identity_account_tokens_user ON identity_account_tokens (user_id, purpose);
+-- The purge of expired tokens.
+CREATE INDEX identity_account_tokens_expiry ON identity_account_tokens (expires_at);
 
 -- Mail owed, committed with the change that owes it and delivered later. A mail is pending
 -- while sent_at and failed_at are NULL; it is due once next_attempt_at has come and no claim

@@ -14,6 +14,8 @@ CREATE TABLE identity_account_tokens (
     expires_ms INTEGER NOT NULL
 );
 CREATE INDEX identity_account_tokens_user ON identity_account_tokens (user_id, purpose);
+-- The purge of expired tokens.
+CREATE INDEX identity_account_tokens_expiry ON identity_account_tokens (expires_ms);
 
 -- Mail owed, committed with the change that owes it and delivered later. A mail is pending
 -- while sent_ms and failed_ms are NULL; it is due once next_attempt_ms has come and no claim
