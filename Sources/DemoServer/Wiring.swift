@@ -21,6 +21,9 @@ enum Wiring {
         if role == .worker, settings.rabbitmq == nil {
             throw ConfigurationError("RABBITMQ_HOST must be set for `DemoServer worker` (without a broker there are no commands to consume)")
         }
+        if settings.mail.smtp != nil, settings.publicBaseURL == nil {
+            logger.warning("SMTP_HOST is set but PUBLIC_BASE_URL is not: mail links point at \(settings.mail.baseURL.absoluteString)")
+        }
         if settings.usesRandomJWTSecret {
             logger.warning("JWT_SECRET is unset: using a random secret, so tokens will not survive a restart")
         }
