@@ -39,11 +39,10 @@ struct MailSettings: Sendable {
         let port = try reader.integer(Variable.smtpPort, in: 1...65_535)
         let username = try reader.string(Variable.smtpUser)
         let password = try reader.string(Variable.smtpPassword)
+        // The mailers' own rule: an address they would refuse to send from stops start-up.
         from = try reader.required(Variable.smtpFrom, expected: "an address local@domain") { text in
             let address = text.trimmingCharacters(in: .whitespaces)
-            let parts = address.split(separator: "@", omittingEmptySubsequences: false)
-            let plain = address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && !"<>()[]\\,;:\"".unicodeScalars.contains($0) }
-            return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && plain && address.utf8.count <= 254 ? address : nil
+            return MailAddressCheck.problem(with: address) == nil ? address : nil
         }
         let security = try reader.choice(Variable.smtpTLS, SMTPConfiguration.TLSMode.self) { $0.lowercased() }
         let caFile = try reader.string(Variable.smtpCAFile)

@@ -4,12 +4,12 @@ import IdentityPorts
 /// without the characters that would end a header field or an SMTP command. Anything else
 /// (CR, LF, spaces, angle brackets, non-ASCII that would need SMTPUTF8) is refused, and a
 /// send with such an address fails permanently: no retry makes it valid.
-enum MailAddressCheck {
+public enum MailAddressCheck {
     /// RFC 5321's limit on a forward path.
     static let maximumLength = 254
 
     /// Why `address` cannot be used, or nil when it can.
-    static func problem(with address: String) -> String? {
+    public static func problem(with address: String) -> String? {
         let bytes = Array(address.utf8)
         guard !bytes.isEmpty else { return "the address is empty" }
         guard bytes.count <= maximumLength else { return "the address is longer than \(maximumLength) bytes" }
