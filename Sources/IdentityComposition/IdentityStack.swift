@@ -40,7 +40,8 @@ public struct IdentityStack: Sendable {
     public private(set) var summary: String
     private let stores: IdentityStores
     private let schema: SchemaPolicy
-    /// Opened by `prepare()` once the schema is current: the mail deliverer waits for it.
+    /// Opened at the end of `prepare()` (the schema current, the stored keys opened): the
+    /// background work that writes (mail delivery, key rotation) waits for it.
     private let prepared: PreparedGate
     /// The key pairs, with ES256 or EdDSA.
     private var keyRing: KeyRing?
@@ -71,7 +72,7 @@ public struct IdentityStack: Sendable {
             + " tokens=\(configuration.tokens.algorithm.rawValue)"
         if let ring {
             stack.keyRing = ring
-            stack.services.append(SigningKeyMaintenance(ring: ring, logger: configuration.logger))
+            stack.services.append(SigningKeyMaintenance(ring: ring, after: stack.prepared, logger: configuration.logger))
             stack.summary += "(rotation=\(Self.days(configuration.keyPairs?.rotationInterval ?? KeyPairSigning.defaultRotationInterval)))"
         }
         return stack
@@ -204,9 +205,8 @@ public struct IdentityStack: Sendable {
     /// instance with the wrong key-encryption key never stores a key the others cannot open.
     public func prepare() async throws {
         try await stores.prepare(schema)
-        if let keyRing {
+        if keyRing != nil {
             try await maintainSigningKeys()
-            keyRing.opened.withLock { $0 = true }
         }
         try await service.warmUp()
         prepared.open()

@@ -3,7 +3,6 @@ public import Foundation
 import IdentityPorts
 import Logging
 public import ServiceLifecycle
-import Synchronization
 
 /// How the key pairs of ES256 and EdDSA signing are sealed and rotated (contract §10): what
 /// `IdentityConfiguration.keyPairs` holds when `tokens` was made with
@@ -36,10 +35,6 @@ final class KeyRing: Sendable {
     let rotator: SigningKeyRotator
     let store: any SigningKeyStore
     let checkInterval: Duration
-    /// Set once `IdentityStack.prepare()` has opened the stored keys: until then the background
-    /// rotation waits, so that an instance with the wrong key-encryption key never writes a key
-    /// the others cannot open.
-    let opened = Mutex(false)
 
     init(keys: SigningKeys, rotator: SigningKeyRotator, store: any SigningKeyStore, checkInterval: Duration) {
         self.keys = keys
@@ -47,29 +42,28 @@ final class KeyRing: Sendable {
         self.store = store
         self.checkInterval = checkInterval
     }
-
-    var isOpened: Bool { opened.withLock { $0 } }
 }
 
 /// Runs the rotation of contract §10 in the background (`SigningKeyRotator.maintain`): every
 /// `KeyPairSigning.checkInterval` a new key when one is due, promotions and retirements, and
 /// the keys read again, so that every instance learns of a rotation without a restart. A failed
-/// round is logged and the next tries again. It starts once the stack is prepared.
+/// round is logged and the next tries again. It starts once the stack is prepared, so that an
+/// instance with the wrong key-encryption key (its `prepare()` fails to open the stored keys)
+/// never writes a key the others cannot open.
 public struct SigningKeyMaintenance: Service {
     let ring: KeyRing
+    let gate: PreparedGate
     let logger: Logger
 
-    init(ring: KeyRing, logger: Logger) {
+    init(ring: KeyRing, after gate: PreparedGate, logger: Logger) {
         self.ring = ring
+        self.gate = gate
         self.logger = logger
     }
 
     public func run() async throws {
+        guard await gate.wait() else { return }
         await cancelWhenGracefulShutdown {
-            // Production waiting, not test synchronisation: prepare() runs beside this service.
-            while !ring.isOpened {
-                do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
-            }
             let logger = logger
             await ring.rotator.maintain(ring.keys, every: ring.checkInterval) { error in
                 logger.warning("signing-key rotation failed; will retry", metadata: ["error": "\(error)"])

@@ -125,9 +125,9 @@ public struct MailDeliveryService: Service {
     }
 }
 
-/// A flag `IdentityStack.prepare()` sets once the schema is current, which background work
-/// that writes waits for: nothing touches an out-of-date schema, and a start-up that fails its
-/// schema check logs nothing else.
+/// A flag `IdentityStack.prepare()` sets once it succeeded, which background work that writes
+/// waits for: nothing touches an out-of-date schema or writes a key the others cannot open,
+/// and a start-up that fails its checks logs nothing else.
 final class PreparedGate: Sendable {
     private let isOpen = Mutex(false)
 
