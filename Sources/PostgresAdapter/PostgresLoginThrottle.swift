@@ -46,15 +46,7 @@ public struct PostgresLoginThrottle: LoginThrottle {
                 }
                 let since = now.addingTimeInterval(-limits.window)
                 var recorded: [[ThrottleEntry]] = []
-                for key in keys {
-                    let rows = try await connection.query(
-                        "SELECT failed_at, attempt FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since)",
-                        logger: logger
-                    )
-                    var entries: [ThrottleEntry] = []
-                    for try await (at, id) in rows.decode((Date, UUID?).self) { entries.append(ThrottleEntry(at: at, attempt: id)) }
-                    recorded.append(entries)
-                }
+                for key in keys { recorded.append(try await Self.entries(of: key, since: since, on: connection, logger: logger)) }
                 let decision = limits.decide(attempt: attempt, email: recorded[0], client: address == nil ? nil : recorded[1], now: now)
                 guard decision == .allowed else { return decision }
                 for (key, limit) in zip(keys, [limits.maxFailuresPerEmail, limits.maxFailuresPerClient]) {
@@ -112,12 +104,7 @@ public struct PostgresLoginThrottle: LoginThrottle {
         return try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
-                let since = now.addingTimeInterval(-limits.window)
-                let rows = try await connection.query(
-                    "SELECT failed_at, attempt FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since)", logger: logger
-                )
-                var entries: [ThrottleEntry] = []
-                for try await (at, id) in rows.decode((Date, UUID?).self) { entries.append(ThrottleEntry(at: at, attempt: id)) }
+                let entries = try await Self.entries(of: key, since: now.addingTimeInterval(-limits.window), on: connection, logger: logger)
                 let decision = limits.decideMailRequest(client: entries, now: now)
                 guard decision == .allowed else { return decision }
                 try await connection.query(
@@ -126,6 +113,16 @@ public struct PostgresLoginThrottle: LoginThrottle {
                 return decision
             }
         }
+    }
+
+    /// The failures and attempts in flight of `key` since `since`.
+    private static func entries(of key: String, since: Date, on connection: PostgresConnection, logger: Logger) async throws -> [ThrottleEntry] {
+        let rows = try await connection.query(
+            "SELECT failed_at, attempt FROM identity_login_failures WHERE key = \(key) AND failed_at > \(since)", logger: logger
+        )
+        var entries: [ThrottleEntry] = []
+        for try await (at, id) in rows.decode((Date, UUID?).self) { entries.append(ThrottleEntry(at: at, attempt: id)) }
+        return entries
     }
 
     private static func keys(email: Email, client: String?) -> [String] {

@@ -297,17 +297,7 @@ public struct SQLiteLoginThrottle: LoginThrottle {
         return try await database.transaction { connection in
             let since = now.addingTimeInterval(-limits.window)
             var recorded: [[ThrottleEntry]] = []
-            for key in keys {
-                let rows = try await connection.query(
-                    "SELECT failed_ms, attempt FROM identity_login_failures WHERE key = ? AND failed_ms > ?",
-                    [.text(key), since.sqliteMilliseconds]
-                )
-                recorded.append(rows.compactMap { row in
-                    row.column("failed_ms")?.integer.map {
-                        ThrottleEntry(at: Date(sqliteMilliseconds: $0), attempt: row.column("attempt")?.string.flatMap(UUID.init(uuidString:)))
-                    }
-                })
-            }
+            for key in keys { recorded.append(try await Self.entries(of: key, since: since, on: connection)) }
             let decision = limits.decide(attempt: attempt, email: recorded[0], client: address == nil ? nil : recorded[1], now: now)
             guard decision == .allowed else { return decision }
             for (key, limit) in zip(keys, [limits.maxFailuresPerEmail, limits.maxFailuresPerClient]) {
@@ -358,21 +348,25 @@ public struct SQLiteLoginThrottle: LoginThrottle {
         let limits = limits
         let key = "client:" + address
         return try await database.transaction { connection in
-            let rows = try await connection.query(
-                "SELECT failed_ms, attempt FROM identity_login_failures WHERE key = ? AND failed_ms > ?",
-                [.text(key), now.addingTimeInterval(-limits.window).sqliteMilliseconds]
-            )
-            let entries = rows.compactMap { row in
-                row.column("failed_ms")?.integer.map {
-                    ThrottleEntry(at: Date(sqliteMilliseconds: $0), attempt: row.column("attempt")?.string.flatMap(UUID.init(uuidString:)))
-                }
-            }
+            let entries = try await Self.entries(of: key, since: now.addingTimeInterval(-limits.window), on: connection)
             let decision = limits.decideMailRequest(client: entries, now: now)
             guard decision == .allowed else { return decision }
             _ = try await connection.query(
                 "INSERT INTO identity_login_failures (key, failed_ms, attempt) VALUES (?, ?, NULL)", [.text(key), now.sqliteMilliseconds]
             )
             return decision
+        }
+    }
+
+    /// The failures and attempts in flight of `key` since `since`.
+    private static func entries(of key: String, since: Date, on connection: SQLiteConnection) async throws -> [ThrottleEntry] {
+        let rows = try await connection.query(
+            "SELECT failed_ms, attempt FROM identity_login_failures WHERE key = ? AND failed_ms > ?", [.text(key), since.sqliteMilliseconds]
+        )
+        return rows.compactMap { row in
+            row.column("failed_ms")?.integer.map {
+                ThrottleEntry(at: Date(sqliteMilliseconds: $0), attempt: row.column("attempt")?.string.flatMap(UUID.init(uuidString:)))
+            }
         }
     }
 
