@@ -18,6 +18,8 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
     private var tokens: [Data: AccountToken] = [:]
     /// The mail outbox, by mail id.
     private var mails: [UUID: StoredMail] = [:]
+    /// When delivered mail was last looked at for forgetting.
+    private var lastMailSweep = Date.distantPast
     /// Command message ids applied, newest last; the oldest are forgotten past the limit.
     private var appliedMessages: Set<String> = []
     private var appliedOrder: [String] = []
@@ -160,9 +162,12 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
         )
     }
 
-    /// Delivered mail is kept a day (for `MailLimit` counts), then forgotten: memory stays bounded.
+    /// Delivered mail is kept a day (for `MailLimit` counts), then forgotten: memory stays
+    /// bounded. Sweeps at most once a minute: a scan of every kept mail on each write would make
+    /// a busy day's registrations quadratic.
     private func forgetOldMail(now: Date?) {
-        guard let now else { return }
+        guard let now, now.timeIntervalSince(lastMailSweep) >= 60 else { return }
+        lastMailSweep = now
         let horizon = now.addingTimeInterval(-Self.deliveredMailKept)
         mails = mails.filter { $0.value.isPending || $0.value.mail.createdAt >= horizon }
     }
