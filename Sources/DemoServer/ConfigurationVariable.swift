@@ -207,6 +207,10 @@ extension ConfigurationVariable {
     static let mailRetrySeconds = Self(
         "MAIL_RETRY_SECONDS", default: "30", "the wait after a failed delivery, doubled after each further failure up to an hour (1-3600)"
     )
+    static let mailClaimSeconds = Self(
+        "MAIL_CLAIM_SECONDS", default: "300",
+        "how long a deliverer's claim keeps others off a mail; a crashed deliverer's mail goes out again after it (5-86400, above SMTP_TIMEOUT_SECONDS)"
+    )
     static let mailTemplatesDirectory = Self(
         "MAIL_TEMPLATES_DIR", note: "none: the built-in templates",
         "templates that replace the built-in ones, file by file (KIND.subject|text|html.mustache; see Docs/mail.md)"
@@ -237,7 +241,7 @@ extension ConfigurationVariable {
         rabbitMQHost, rabbitMQPort, rabbitMQUser, rabbitMQPassword, rabbitMQVirtualHost, rabbitMQTLS, rabbitMQCAFile,
         commandTimeoutSeconds, commandSigningKey,
         smtpHost, smtpPort, smtpUser, smtpPassword, smtpFrom, smtpTLS, smtpCAFile, smtpTimeoutSeconds, mailDirectory, mailMaxAttempts,
-        mailRetrySeconds, mailTemplatesDirectory, emailVerificationTTLHours, passwordResetTTLMinutes, requireVerifiedEmail,
+        mailRetrySeconds, mailClaimSeconds, mailTemplatesDirectory, emailVerificationTTLHours, passwordResetTTLMinutes, requireVerifiedEmail,
         exitBeforeAcknowledging,
     ]
 }

@@ -50,10 +50,14 @@ struct MailSettings: Sendable {
         directory = try reader.required(Variable.mailDirectory, expected: "a path") { $0 }
         let attempts = try reader.integer(Variable.mailMaxAttempts, in: 1...100)
         let retry = try reader.integer(Variable.mailRetrySeconds, in: 1...3600)
+        let claim = try reader.integer(Variable.mailClaimSeconds, in: 5...86400)
         templatesDirectory = try reader.string(Variable.mailTemplatesDirectory)
         let verificationHours = try reader.integer(Variable.emailVerificationTTLHours, in: 1...720)
         let resetMinutes = try reader.integer(Variable.passwordResetTTLMinutes, in: 1...1440)
         let requireVerified = try reader.flag(Variable.requireVerifiedEmail)
+        if claim <= timeout {
+            throw ConfigurationError("MAIL_CLAIM_SECONDS (\(claim)) must be above SMTP_TIMEOUT_SECONDS (\(timeout)): a claim outlasts a send")
+        }
         if username != nil, password == nil {
             throw ConfigurationError("SMTP_USER is set, so SMTP_PASSWORD must be too")
         }
@@ -71,7 +75,7 @@ struct MailSettings: Sendable {
             verificationTTL: TimeInterval(verificationHours * 3600), resetTTL: TimeInterval(resetMinutes * 60),
             requireVerifiedEmail: requireVerified
         )
-        delivery = MailDelivery.Policy(maxAttempts: attempts, firstRetryDelay: TimeInterval(retry))
+        delivery = MailDelivery.Policy(maxAttempts: attempts, firstRetryDelay: TimeInterval(retry), lease: TimeInterval(claim))
         sealingSecret = keyEncryptionKey ?? jwtSecret
     }
 

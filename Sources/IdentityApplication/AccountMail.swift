@@ -101,6 +101,10 @@ struct UnusableToken: Error, CustomStringConvertible {
 /// failed (or one failed permanently). At least once: a claim lasts `lease`; a process that
 /// dies mid-send leaves its mails to be claimed again when the lease ends, so a mail whose
 /// send had completed may go out twice, with the same `Message-ID`.
+///
+/// A mail sent while the outbox cannot be written (the database's link lost between the send
+/// and its record) is not sent again: what became of it is kept in memory and written first
+/// thing in the next rounds, while its claim still keeps other deliverers off it.
 public struct MailDelivery: Sendable {
     /// Retries and batching.
     public struct Policy: Sendable, Equatable {
@@ -153,6 +157,7 @@ public struct MailDelivery: Sendable {
     private let minting: any AccountTokenMinting
     private let tokens: (any AccountTokenStore)?
     private let clock: any IdentityClock
+    private let owed = OwedMailRecords()
     /// Retries and batching.
     public let policy: Policy
 
@@ -171,22 +176,54 @@ public struct MailDelivery: Sendable {
         self.policy = policy
     }
 
-    /// Claims the mails due now and tries each once; returns what became of each. Throws only
-    /// when the outbox cannot be read or written.
+    /// Claims the mails due now and tries each once; returns what became of each, once it is
+    /// recorded in the outbox. Throws only when the outbox cannot be read or written; what
+    /// became of the mails tried meanwhile is then recorded by a later call, before it claims.
     public func deliverDue() async throws -> [(mail: OutgoingMail, outcome: Outcome)] {
-        let jobs = try await outbox.claimDueMail(limit: policy.batchSize, now: clock.now(), lease: policy.lease)
-        var outcomes: [(mail: OutgoingMail, outcome: Outcome)] = []
+        var recorded = try await recordOwed()
+        let claimed = clock.now()
+        let jobs = try await outbox.claimDueMail(limit: policy.batchSize, now: claimed, lease: policy.lease)
+        var failure: (any Error)?
         for job in jobs {
             let outcome = await attempt(job)
-            switch outcome {
-            case .sent: try await outbox.markMailSent(id: job.mail.id, now: clock.now())
-            case .retrying(let at, let reason): try await outbox.markMailFailed(id: job.mail.id, retryAt: at, error: reason, now: clock.now())
-            case .gaveUp(let reason), .dropped(let reason):
-                try await outbox.markMailFailed(id: job.mail.id, retryAt: nil, error: reason, now: clock.now())
+            if failure == nil {
+                do {
+                    try await record(outcome, of: job.mail.id)
+                    recorded.append((job.mail, outcome))
+                    continue
+                } catch {
+                    failure = error
+                }
             }
-            outcomes.append((job.mail, outcome))
+            await owed.keep(OwedMailRecord(mail: job.mail, outcome: outcome, claimEnds: claimed.addingTimeInterval(policy.lease)))
         }
-        return outcomes
+        if let failure { throw failure }
+        return recorded
+    }
+
+    /// Writes what became of the mails tried while the outbox could not be written, oldest
+    /// first; returns them. A retry whose claim has ended meanwhile is forgotten: the mail is
+    /// claimed again in its turn, and writing "retry later" now could release another's claim.
+    private func recordOwed() async throws -> [(mail: OutgoingMail, outcome: Outcome)] {
+        var recorded: [(mail: OutgoingMail, outcome: Outcome)] = []
+        while let next = await owed.first {
+            if case .retrying = next.outcome, next.claimEnds <= clock.now() {
+                await owed.removeFirst()
+                continue
+            }
+            try await record(next.outcome, of: next.mail.id)
+            await owed.removeFirst()
+            recorded.append((next.mail, next.outcome))
+        }
+        return recorded
+    }
+
+    private func record(_ outcome: Outcome, of id: UUID) async throws {
+        switch outcome {
+        case .sent: try await outbox.markMailSent(id: id, now: clock.now())
+        case .retrying(let at, let reason): try await outbox.markMailFailed(id: id, retryAt: at, error: reason, now: clock.now())
+        case .gaveUp(let reason), .dropped(let reason): try await outbox.markMailFailed(id: id, retryAt: nil, error: reason, now: clock.now())
+        }
     }
 
     private func attempt(_ job: MailJob) async -> Outcome {
@@ -221,4 +258,23 @@ public struct MailDelivery: Sendable {
         if failures >= policy.maxAttempts { return .gaveUp(reason: "\(failures) attempts failed; last: \(reason)") }
         return .retrying(at: clock.now().addingTimeInterval(policy.retryDelay(afterFailures: failures)), reason: reason)
     }
+}
+
+/// What became of a mail whose record could not be written yet.
+struct OwedMailRecord: Sendable {
+    let mail: OutgoingMail
+    let outcome: MailDelivery.Outcome
+    /// When the mail's claim ends.
+    let claimEnds: Date
+}
+
+/// The records a deliverer owes the outbox, oldest first.
+actor OwedMailRecords {
+    private var records: [OwedMailRecord] = []
+
+    var first: OwedMailRecord? { records.first }
+
+    func keep(_ record: OwedMailRecord) { records.append(record) }
+
+    func removeFirst() { records.removeFirst() }
 }

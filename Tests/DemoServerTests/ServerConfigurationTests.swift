@@ -41,6 +41,7 @@ struct ServerConfigurationTests {
         ("SMTP_PORT", "0"), ("SMTP_PORT", "smtp"), ("SMTP_TLS", "ssl"), ("SMTP_FROM", "no-at-sign"), ("SMTP_FROM", "a@b\r\nBcc: c@d"),
         ("SMTP_FROM", "Ada <ada@example.com>"), ("SMTP_USER", "ada"), ("SMTP_TIMEOUT_SECONDS", "0"), ("SMTP_TIMEOUT_SECONDS", "601"),
         ("MAIL_MAX_ATTEMPTS", "0"), ("MAIL_MAX_ATTEMPTS", "101"), ("MAIL_RETRY_SECONDS", "0"), ("MAIL_RETRY_SECONDS", "3601"),
+        ("MAIL_CLAIM_SECONDS", "4"), ("MAIL_CLAIM_SECONDS", "86401"), ("MAIL_CLAIM_SECONDS", "5m"), ("MAIL_CLAIM_SECONDS", "30"),
         ("EMAIL_VERIFICATION_TTL_HOURS", "0"), ("EMAIL_VERIFICATION_TTL_HOURS", "721"), ("PASSWORD_RESET_TTL_MINUTES", "0"),
         ("PASSWORD_RESET_TTL_MINUTES", "1441"), ("REQUIRE_VERIFIED_EMAIL", "sometimes"),
         ("LOG_FORMAT", "xml"), ("LOG_FORMAT", "logfmt"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
@@ -78,11 +79,11 @@ struct ServerConfigurationTests {
         let secret = String(repeating: "s", count: 32)
         let smtp = try configuration([
             "SMTP_HOST": "mail.example.com", "SMTP_PORT": "465", "SMTP_TLS": "TLS", "SMTP_USER": "ada", "SMTP_PASSWORD": "pw",
-            "MAIL_MAX_ATTEMPTS": "3", "MAIL_RETRY_SECONDS": "5", "EMAIL_VERIFICATION_TTL_HOURS": "2", "PASSWORD_RESET_TTL_MINUTES": "10",
+            "MAIL_MAX_ATTEMPTS": "3", "MAIL_RETRY_SECONDS": "5", "MAIL_CLAIM_SECONDS": "60", "EMAIL_VERIFICATION_TTL_HOURS": "2", "PASSWORD_RESET_TTL_MINUTES": "10",
             "REQUIRE_VERIFIED_EMAIL": "1", "JWT_SECRET": secret, "PUBLIC_BASE_URL": "https://id.example.com/",
         ]).mail
         #expect(smtp.smtp?.host == "mail.example.com" && smtp.smtp?.port == 465 && smtp.smtp?.security == .tls && smtp.smtp?.username == "ada")
-        #expect(smtp.delivery.maxAttempts == 3 && smtp.delivery.firstRetryDelay == 5)
+        #expect(smtp.delivery.maxAttempts == 3 && smtp.delivery.firstRetryDelay == 5 && smtp.delivery.lease == 60)
         #expect(smtp.policy == AccountMailPolicy(verificationTTL: 7200, resetTTL: 600, requireVerifiedEmail: true))
         #expect(smtp.sealingSecret == secret && smtp.baseURL.absoluteString == "https://id.example.com")
         #expect(try configuration(["JWT_SECRET": secret, "JWT_KEY_ENCRYPTION_KEY": String(repeating: "k", count: 32)]).mail.sealingSecret?.first == "k")

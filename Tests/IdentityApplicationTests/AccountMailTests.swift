@@ -254,6 +254,39 @@ struct AccountMailTests {
         #expect(try await rig.deliver().map(\.to.address) == ["cy@example.com"], "given-up mail is not tried again")
     }
 
+    @Test("a mail sent while the outbox cannot be written is recorded once it can, not sent again; an owed retry whose claim ended is left to the next claim")
+    func recordsOwedWhileOutboxIsDown() async throws {
+        let rig = try await rig(delivery: MailDelivery.Policy(firstRetryDelay: 10, lease: 60))
+        let outbox = FailingWritesOutbox(rig.identity.store)
+        let delivery = MailDelivery(outbox: outbox, mailer: rig.mailer, composer: PlainComposer(), minting: rig.minting, clock: rig.identity.clock, policy: rig.delivery.policy)
+        for name in ["ada", "bob"] { _ = try await rig.service.register(email: "\(name)@example.com", password: password, name: name) }
+
+        outbox.mode.withLock { $0 = .marksFail }
+        await #expect(throws: OutboxWriteFailure.self) { try await delivery.deliverDue() }
+        #expect(rig.mailer.messages.map(\.to.address).sorted() == ["ada@example.com", "bob@example.com"], "both sent (the mailer is up)")
+        outbox.mode.withLock { $0 = .allFail }
+        await #expect(throws: OutboxWriteFailure.self, "still down") { try await delivery.deliverDue() }
+        outbox.mode.withLock { $0 = .working }
+        #expect(await rig.identity.store.mailStatus().pending == 2, "nothing recorded while down")
+        rig.identity.clock.advance(by: 30)
+        let recorded = try await delivery.deliverDue()
+        #expect(recorded.map(\.mail.recipient.value).sorted() == ["ada@example.com", "bob@example.com"] && recorded.allSatisfy { $0.outcome == .sent })
+        #expect(await rig.identity.store.mailStatus() == MailOutboxStatus(pending: 0, failed: 0, oldestPendingAt: nil))
+        rig.identity.clock.advance(by: 120)
+        #expect(try await delivery.deliverDue().isEmpty && rig.mailer.messages.count == 2, "each went out once, even after the claims ended")
+
+        // A failed send whose record is owed past its claim: forgotten, the mail claimed again.
+        rig.mailer.mode.withLock { $0 = .failTransiently }
+        _ = try await rig.service.register(email: "cy@example.com", password: password, name: "Cy")
+        outbox.mode.withLock { $0 = .marksFail }
+        await #expect(throws: OutboxWriteFailure.self) { try await delivery.deliverDue() }
+        outbox.mode.withLock { $0 = .working }
+        rig.identity.clock.advance(by: 61)
+        rig.mailer.mode.withLock { $0 = .accept }
+        let again = try await delivery.deliverDue()
+        #expect(again.map(\.outcome) == [.sent] && rig.mailer.messages.last?.to.address == "cy@example.com", "\(again)")
+    }
+
     @Test("a mail sealed under another key is given up on at once, saying why")
     func otherKey() async throws {
         let rig = try await rig()
@@ -304,5 +337,48 @@ struct AccountMailTests {
         let sent = try #require(rig.mailer.messages.last)
         try await rig.service.confirmPasswordReset(token: sent.text, password: "another good one")
         #expect(await rig.identity.store.mailStatus() == MailOutboxStatus(pending: 0, failed: 1, oldestPendingAt: nil))
+    }
+}
+
+/// The failure `FailingWritesOutbox` injects.
+struct OutboxWriteFailure: Error, CustomStringConvertible {
+    var description: String { "injected: the outbox cannot be written" }
+}
+
+/// An outbox whose records (`marksFail`) or every call (`allFail`) fail as told: a database
+/// out of reach.
+final class FailingWritesOutbox: MailOutbox, Sendable {
+    enum Mode: Sendable { case working, marksFail, allFail }
+    let base: any MailOutbox
+    let mode = Mutex(Mode.working)
+
+    init(_ base: any MailOutbox) { self.base = base }
+
+    private func check(mark: Bool) throws {
+        switch mode.withLock({ $0 }) {
+        case .working: return
+        case .marksFail: if mark { throw OutboxWriteFailure() }
+        case .allFail: throw OutboxWriteFailure()
+        }
+    }
+
+    func claimDueMail(limit: Int, now: Date, lease: TimeInterval) async throws -> [MailJob] {
+        try check(mark: false)
+        return try await base.claimDueMail(limit: limit, now: now, lease: lease)
+    }
+
+    func markMailSent(id: UUID, now: Date) async throws {
+        try check(mark: true)
+        try await base.markMailSent(id: id, now: now)
+    }
+
+    func markMailFailed(id: UUID, retryAt: Date?, error: String, now: Date) async throws {
+        try check(mark: true)
+        try await base.markMailFailed(id: id, retryAt: retryAt, error: error, now: now)
+    }
+
+    func mailStatus() async throws -> MailOutboxStatus {
+        try check(mark: false)
+        return try await base.mailStatus()
     }
 }
