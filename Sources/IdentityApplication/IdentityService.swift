@@ -233,8 +233,14 @@ public struct IdentityService: Sendable {
     /// another purpose.
     public func verifyEmail(token: String) async throws -> UserRecord {
         let mailing = try offered()
-        guard let digest = mailing.minting.digest(of: token) else { throw IdentityError.invalidToken }
-        return try await record(from: send(.verifyEmail(VerifyEmail(tokenDigest: digest))))
+        guard let digest = mailing.minting.digest(of: token),
+              let usable = try await mailing.usableToken(digest, purpose: .emailVerification, now: deps.clock.now())
+        else { throw IdentityError.invalidToken }
+        let reply = try await send(.verifyEmail(VerifyEmail(tokenDigest: digest)))
+        // `.done`: a redelivery of a verification its first delivery applied (the worker died
+        // before replying); the change stands: the account as it is now.
+        if case .done = reply, let user = try await deps.users.user(id: usable.userID) { return UserRecord(user) }
+        return try record(from: reply)
     }
 
     /// Sends the caller's address a new verification mail (`POST /auth/verify-email/resend`);

@@ -98,7 +98,9 @@ extension MailEndToEndTests {
         let confirm: [String: Any] = ["token": reset, "password": SessionEndToEndTests.newPassword]
         try await refusedWhileLinkFails("/auth/password-reset/confirm", confirm)
         #expect(try await tokens(postgres, "password_reset") == 1, "the token is not used up")
-        #expect(try await call("GET", "\(base)/users/me", token: pair.access).status == 200, "the session outlived the failed confirmations")
+        var status = 0
+        _ = try await eventually { status = try await call("GET", "\(base)/users/me", token: pair.access).status; return status != 503 }
+        #expect(status == 200, "the session outlived the failed confirmations (once the link is back)")
         _ = try await client.login(base, email: email, userAgent: "old password still works")
 
         let done = try await post(client, "\(base)/auth/password-reset/confirm", confirm)
@@ -194,5 +196,56 @@ extension MailEndToEndTests {
         #expect(recorded, "the second worker recorded the send: \(second.log.suffix(1500))")
         #expect(smtp.mailbox.messages(to: "dora@example.com").count == 1, "it arrived once")
         #expect(try await post(client, "\(base)/auth/verify-email", ["token": token]).status == 200, "its link works")
+    }
+
+    @Test("a worker killed after committing a verification, then a reset confirmation, before its ack: the redelivery answers the waiting caller 200 with the verified account, then 204; each applied once",
+          .enabled(if: PrivatePostgres.isAvailable && TestRabbitMQ.isAvailable, "needs PostgreSQL and RabbitMQ"))
+    func workerKilledBeforeAck() async throws {
+        let postgres = try await PrivatePostgres()
+        defer { postgres.destroy() }
+        let mailbox = try Mailbox.make(smtp: false)
+        let broker = try await TestRabbitMQ.virtualHost("identity-e2e-mail-redelivery")
+        let env = try await migrated(postgres, broker, mailbox.environment.merging(["COMMAND_TIMEOUT_SECONDS": "60"]) { $1 })
+        let distributed = DistributedTests()
+        let (node, base) = try await distributed.httpNode(env)
+        defer { node.stop() }
+        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        var faulty = env
+        faulty["IDENTITY_TEST_EXIT_BEFORE_ACK"] = "1"
+
+        /// Sends `body` to `path` while a worker that dies after its commit, before its ack, is the
+        /// only one; once it has died, starts a sound worker; returns the reply and that worker.
+        func survivingCrash(_ path: String, _ body: [String: Any]) async throws -> (status: Int, verified: Bool?, worker: ServerProcess) {
+            let doomed = try await distributed.worker(faulty)
+            defer { doomed.stop() }
+            let data = try JSONSerialization.data(withJSONObject: body)
+            let request = Task { () async throws -> (Int, Bool?) in
+                let reply = try await client.send("POST", "\(base)\(path)", body: data, contentType: "application/json")
+                return (reply.status, reply.json["email_verified"] as? Bool)
+            }
+            try #require(await doomed.waitFor(seconds: 120) { !doomed.process.isRunning }, "\(path): the worker dies after applying: \(doomed.log)")
+            #expect(doomed.process.terminationStatus == 86)
+            let survivor = try await distributed.worker(env)
+            let (status, verified) = try await request.value
+            return (status, verified, survivor)
+        }
+
+        let sound = try await distributed.worker(env)
+        #expect(try await post(client, "\(base)/users", ["email": "eve@example.com", "password": Self.password, "name": "Eve"]).status == 201)
+        let verification = try await mailbox.nextToken("/verify-email", to: "eve@example.com")
+        sound.stop()
+        let verified = try await survivingCrash("/auth/verify-email", ["token": verification])
+        defer { verified.worker.stop() }
+        #expect(verified.status == 200 && verified.verified == true, "the redelivery answers with the verified account: \(verified)")
+        #expect(try await psql(postgres, "SELECT email_verified FROM identity_users") == "t")
+
+        #expect(try await post(client, "\(base)/auth/password-reset", ["email": "eve@example.com"]).status == 202)
+        let reset = try await mailbox.nextToken("/reset-password", to: "eve@example.com")
+        verified.worker.stop()
+        let confirmed = try await survivingCrash("/auth/password-reset/confirm", ["token": reset, "password": SessionEndToEndTests.newPassword])
+        defer { confirmed.worker.stop() }
+        #expect(confirmed.status == 204, "the redelivery answers the reset: \(confirmed.status)")
+        _ = try await client.login(base, email: "eve@example.com", password: SessionEndToEndTests.newPassword, userAgent: "after the crash")
+        #expect(try await psql(postgres, "SELECT count(*) FROM identity_processed_messages") == "4", "register, verify, reset request, confirm: each applied once")
     }
 }
