@@ -40,24 +40,37 @@ extension MailEndToEndTests {
         Int(try await psql(postgres, "SELECT count(*) FROM identity_account_tokens WHERE purpose = '\(purpose)'"))
     }
 
+    /// Runs `body` on a node whose PostgreSQL (`POSTGRES_TIMEOUT_SECONDS=1`) and SMTP server
+    /// are each reached through a `FaultProxy`; stops everything after.
+    func withFaultyLinks(body: (PrivatePostgres, FaultProxy, ProxiedSMTP, ServerProcess, String) async throws -> Void) async throws {
+        let postgres = try await PrivatePostgres()
+        defer { postgres.destroy() }
+        let link = try await FaultProxy.start(forwardingTo: "127.0.0.1", port: postgres.port)
+        let smtp: ProxiedSMTP
+        do { smtp = try await ProxiedSMTP.start() } catch { await link.stop(); throw error }
+        do {
+            let env = try await SessionEndToEndTests.migratedEnvironment(postgres, port: link.port, timeout: "1").merging(smtp.mailbox.environment) { $1 }
+            let (server, base) = try await FaultEndToEndTests().node(env)
+            defer { server.stop() }
+            try await body(postgres, link, smtp, server, base)
+        } catch {
+            await link.stop()
+            await smtp.stop()
+            throw error
+        }
+        await link.stop()
+        await smtp.stop()
+    }
+
     static var faultsEnabled: Bool { PrivatePostgres.isAvailable && hasSMTPPython }
 
     @Test("PostgreSQL's link cut, or paused with the request in flight, during a verification and a reset confirmation: 503 and nothing used or changed; the same token then works once",
           .enabled(if: faultsEnabled, "needs PostgreSQL and IDENTITY_TEST_SMTP_PYTHON"))
     func databaseLinkFaultsAroundTokens() async throws {
-        let postgres = try await PrivatePostgres()
-        defer { postgres.destroy() }
-        let link = try await FaultProxy.start(forwardingTo: "127.0.0.1", port: postgres.port)
-        let smtp = try await ProxiedSMTP.start()
-        do { try await databaseLinkFaultsAroundTokens(postgres, link, smtp) } catch { await link.stop(); await smtp.stop(); throw error }
-        await link.stop()
-        await smtp.stop()
+        try await withFaultyLinks(body: databaseLinkFaultsAroundTokens)
     }
 
-    func databaseLinkFaultsAroundTokens(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP) async throws {
-        let env = try await SessionEndToEndTests.migratedEnvironment(postgres, port: link.port, timeout: "1").merging(smtp.mailbox.environment) { $1 }
-        let (server, base) = try await FaultEndToEndTests().node(env)
-        defer { server.stop() }
+    func databaseLinkFaultsAroundTokens(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
         let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
         let email = "ada@example.com"
         #expect(try await post(client, "\(base)/users", ["email": email, "password": Self.password, "name": "Ada"]).status == 201)
@@ -116,19 +129,10 @@ extension MailEndToEndTests {
     @Test("PostgreSQL's link cut between a mail's send and its record: the outcome is recorded once the link is back, and the mail is not sent again",
           .enabled(if: faultsEnabled, "needs PostgreSQL and IDENTITY_TEST_SMTP_PYTHON"))
     func databaseLinkCutMidDelivery() async throws {
-        let postgres = try await PrivatePostgres()
-        defer { postgres.destroy() }
-        let link = try await FaultProxy.start(forwardingTo: "127.0.0.1", port: postgres.port)
-        let smtp = try await ProxiedSMTP.start()
-        do { try await databaseLinkCutMidDelivery(postgres, link, smtp) } catch { await link.stop(); await smtp.stop(); throw error }
-        await link.stop()
-        await smtp.stop()
+        try await withFaultyLinks(body: databaseLinkCutMidDelivery)
     }
 
-    func databaseLinkCutMidDelivery(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP) async throws {
-        let env = try await SessionEndToEndTests.migratedEnvironment(postgres, port: link.port, timeout: "1").merging(smtp.mailbox.environment) { $1 }
-        let (server, base) = try await FaultEndToEndTests().node(env)
-        defer { server.stop() }
+    func databaseLinkCutMidDelivery(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
         let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
 
         // The SMTP conversation is held at its start: the mail is claimed, its send in flight.
