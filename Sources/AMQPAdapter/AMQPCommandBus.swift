@@ -46,6 +46,29 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         }
     }
 
+    /// Publishes `envelope` without a reply queue or deadline and returns once the broker has
+    /// confirmed it (a persistent message: a worker applies it whenever one is up); throws
+    /// `BackendUnavailable` when the broker is down or does not confirm within the command
+    /// timeout. `RevokeToken` is applied locally, as by `dispatch`.
+    public func post(_ envelope: CommandEnvelope) async throws {
+        if case .revokeToken = envelope.command {
+            _ = try await local.handle(envelope)
+            return
+        }
+        try await withSpan("post \(envelope.command.name)", ofKind: .producer) { span in
+            TraceHeaders.describe(span, operation: "send", command: envelope.command.name, messageID: envelope.messageID)
+            guard connection.isConnected else { throw BackendUnavailable(backend: "rabbitmq") }
+            let body = CommandWire.body(of: envelope.command)
+            let properties = keys.sign(MessageProperties(
+                messageID: envelope.messageID, correlationID: envelope.messageID, type: envelope.command.name,
+                traceHeaders: TraceHeaders.current()
+            ), body: body)
+            try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [connection] in
+                try await connection.publish(exchange: "", routingKey: AMQPTopology.commandQueue, body: body, properties: properties)
+            }
+        }
+    }
+
     private func send(_ envelope: CommandEnvelope) async throws -> CommandReply {
         guard let replyQueue = state.withLock({ $0.replyQueue }), connection.isConnected else {
             throw BackendUnavailable(backend: "rabbitmq")

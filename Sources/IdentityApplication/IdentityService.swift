@@ -263,9 +263,10 @@ public struct IdentityService: Sendable {
         let envelope = CommandEnvelope(
             messageID: deps.ids.makeUUID().uuidString.lowercased(), command: .requestPasswordReset(RequestPasswordReset(email: email))
         )
-        let bus = deps.bus
-        // Not awaited: the reply would tell by its timing whether the account exists.
-        Task { _ = try? await bus.dispatch(envelope) }
+        // Posted, not dispatched: the reply would tell by its timing whether the account
+        // exists. A bus that cannot take it (the broker down) throws: 503, not a 202 for
+        // nothing.
+        try await deps.bus.post(envelope)
     }
 
     /// Sets a new password with a reset token (`POST /auth/password-reset/confirm`): every

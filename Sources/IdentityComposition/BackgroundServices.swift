@@ -144,6 +144,10 @@ public struct MeasuredCommandBus: CommandBus {
         defer { timers[envelope.command.name]?.record(duration: ContinuousClock.now - start) }
         return try await inner.dispatch(envelope)
     }
+
+    public func post(_ envelope: CommandEnvelope) async throws {
+        try await inner.post(envelope)
+    }
 }
 
 /// Runs `work` every `interval` until the task is cancelled or a graceful shutdown begins; the

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// The behaviour every `CommandBus` must show: each command reaches the write side once, and
-/// the caller gets that command's reply.
+/// the caller gets that command's reply; a posted command reaches it once too.
 ///
 /// ```swift
 /// @Test func conforms() async throws {
@@ -53,6 +53,12 @@ public struct CommandBusConformance: Sendable {
         let rejected = CommandEnvelope(messageID: "m-2", command: .updateProfile(
             UpdateProfile(userID: user, name: nil, email: nil, passwordHash: nil, expectedVersion: nil)))
         #expect(try await bus.dispatch(rejected) == .rejected(.userNotFound), "a rejection is a reply, not an error")
+
+        let posted = CommandEnvelope(messageID: "p-1", command: .deleteAccount(DeleteAccount(userID: user)))
+        try await bus.post(posted)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !recorder.received.contains(posted), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(recorder.received.filter { $0 == posted }.count == 1, "a posted command reaches the write side once")
     }
 }
 

@@ -72,6 +72,9 @@ struct AMQPAdapterTests {
             _ = try await bus.dispatch(CommandEnvelope(messageID: "m", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
         }
         #expect(ContinuousClock.now - started < .seconds(5), "no wait for a reply that cannot come")
+        await #expect(throws: BackendUnavailable(backend: "rabbitmq"), "a post is refused too, never taken for accepted") {
+            try await bus.post(CommandEnvelope(messageID: "p", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        }
         let user = UserID(UUID())
         let logout = CommandEnvelope(messageID: "l", command: .revokeToken(RevokeToken(userID: user, jti: "k", expiresAt: Date())))
         #expect(try await bus.dispatch(logout) == .done, "a logout does not need the broker")
@@ -161,6 +164,31 @@ struct AMQPAdapterTests {
             _ = try await bus.dispatch(CommandEnvelope(messageID: "late", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
         }
         #expect(try await eventually { try await deadLetters(link).count == 1 }, "its caller gave up, so no worker may apply it later")
+    }
+
+    @Test("a posted command is confirmed with no worker up, waits without a deadline past the command timeout, and is applied once when a worker comes")
+    func postedCommandWaits() async throws {
+        let settings = try await TestBroker.settings(virtualHost: "identity-posted", commandTimeout: .seconds(1))
+        let link = broker(settings)
+        defer { link.stop() }
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
+        link.start()
+        #expect(await eventually { link.isConnected })
+        try await bus.post(CommandEnvelope(messageID: "posted", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        // A command dispatched after it gives up after the command timeout: by then the posted
+        // one has waited longer than that.
+        await #expect(throws: BackendUnavailable(backend: "rabbitmq")) {
+            _ = try await bus.dispatch(CommandEnvelope(messageID: "dispatched", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        }
+
+        let handler = CountingHandler()
+        let workers = broker(settings)
+        defer { workers.stop() }
+        _ = workers.worker(handler: handler, keys: try TestBroker.keys())
+        workers.start()
+        #expect(await eventually { handler.count == 1 }, "the posted command is applied once a worker is up")
+        #expect(try await eventually { try await deadLetters(link).count == 1 }, "the late dispatched one is dead-lettered, not applied")
+        #expect(handler.count == 1)
     }
 
     @Test("a command whose caller stopped waiting is dead-lettered, not applied")

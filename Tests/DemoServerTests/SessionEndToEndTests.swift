@@ -552,12 +552,15 @@ extension SessionEndToEndTests {
         let change = try await call("PUT", "\(baseA)/users/me",
                                     json: #"{"password":"\#(Self.newPassword)","current_password":"\#(Self.password)"}"#, token: latest.access)
         #expect(change.status == 503, "a password change is a command: it needs the broker")
+        let reset = try await call("POST", "\(baseB)/auth/password-reset", json: #"{"email":"ada@example.com"}"#)
+        #expect(reset.status == 503, "a reset request the broker cannot take is 503, never a 202 for nothing: \(reset.status)")
         latest = try await client.refresh(baseA, latest.refresh).pair()
 
         try await proxy.restore()
         #expect(try await eventually(within: 30) {
             try await call("PUT", "\(baseA)/users/me", json: #"{"name":"Back"}"#, token: latest.access).status == 200
         }, "commands flow again once the link is back")
+        #expect(try await call("POST", "\(baseB)/auth/password-reset", json: #"{"email":"ada@example.com"}"#).status == 202)
         #expect(try await call("PUT", "\(baseB)/users/me",
                                json: #"{"password":"\#(Self.newPassword)","current_password":"\#(Self.password)"}"#, token: latest.access).status == 200)
         try await client.refusedEverywhere(latest.access, ended: baseB)
