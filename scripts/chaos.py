@@ -396,7 +396,7 @@ class User:
         self.seen_mail = set()  # mail files of this account the client has looked at
         self.token_uses = []  # dicts: purpose, token (memory only), digest, outcome, status, ...
         self.resends = []  # outcomes of POST /auth/verify-email/resend
-        self.reset_requests = []  # outcomes of POST /auth/password-reset
+        self.reset_requests = []  # POST /auth/password-reset: {"outcome", "wall", "node"}
         self.held_reset = None  # an unused reset token kept: {"token", "mail", "void": None | reason}
         self.not_anymore = []  # [password, reason]: passwords that must not log in at the end
 
@@ -694,9 +694,11 @@ class Load:
         hour per address (contract §11): the fourth request is sent but expects no mail."""
         if len(user.reset_requests) >= 4:
             return self.me(client, user) if user.tokens else self.login(client, user)
-        status, *_ = self.nodes.request(self.node(), "POST", "/auth/password-reset", "POST /auth/password-reset",
-                                        {"email": user.email}, client=client)
-        user.reset_requests.append("acked" if status == 202 else "indeterminate" if indeterminate(status) else f"rejected:{status}")
+        node = self.node()
+        status, _, wall, *_ = self.nodes.request(node, "POST", "/auth/password-reset", "POST /auth/password-reset",
+                                                 {"email": user.email}, client=client)
+        user.reset_requests.append({"outcome": "acked" if status == 202 else "indeterminate" if indeterminate(status)
+                                    else f"rejected:{status}", "wall": round(wall, 4), "node": node})
         if status != 202 and not indeterminate(status):
             self.ledger.anomaly("reset request refused", {"email": user.email, "status": status})
         if len(user.reset_requests) > 3:
@@ -1088,8 +1090,11 @@ def mail_report(ledger, by_email, drained):
     per_recipient = collections.defaultdict(collections.Counter)
     per_user = collections.defaultdict(collections.Counter)
     latency = []
+    reset_rows = collections.defaultdict(list)
     for mail_id, kind, recipient, user_id, sent, failed, error, attempts, created, sent_at in outbox:
         rows[mail_id] = (kind, recipient)
+        if kind == "password_reset":
+            reset_rows[recipient].append(float(created))
         figures[f"committed {kind}"] += 1
         per_recipient[recipient][kind] += 1
         per_user[user_id][kind] += 1
@@ -1148,6 +1153,29 @@ def mail_report(ledger, by_email, drained):
     figures["resend mails"] = sum(max(0, c["email_verification"] - 1) for c in per_user.values())
     figures["reset mails"] = sum(c["password_reset"] for c in per_user.values())
 
+    # Reset requests (answered 202 before a worker decides, Docs/mail.md "The same time"): each
+    # mail committed belongs to the last request sent before it; a request with none is over the
+    # limit when three were committed before it, else lost (reported with its time and node).
+    lost_requests = []
+    for u in ledger["users"]:
+        requests = sorted(u["reset_requests"], key=lambda r: r["wall"])
+        created = sorted(reset_rows.get(u["email"], []))
+        owner = collections.Counter()
+        for at in created:
+            before = [i for i, r in enumerate(requests) if r["wall"] <= at + 0.5]
+            if before:
+                owner[before[-1]] += 1
+        for i, r in enumerate(requests):
+            if owner[i]:
+                figures["reset requests that got their mail"] += 1
+            elif sum(1 for at in created if at < r["wall"]) >= 3:
+                figures["reset requests over the limit (no mail, as promised)"] += 1
+            else:
+                answer = "202" if r["outcome"] == "acked" else r["outcome"].replace("rejected:", "")
+                figures[f"reset requests answered {answer} that got no mail"] += 1
+                if r["outcome"] == "acked":
+                    lost_requests.append(r)
+
     # Tokens: what the clients were told, against what identity_account_tokens holds now.
     uses = collections.Counter()
     for u in ledger["users"]:
@@ -1179,11 +1207,11 @@ def mail_report(ledger, by_email, drained):
         violations[kind] += [json.dumps(e) for e in examples]
         violations[kind] += [""] * (ledger["violations"][kind] - len(examples))
 
-    return {"figures": figures, "violations": violations, "latency": latency, "uses": uses,
+    return {"figures": figures, "violations": violations, "latency": latency, "uses": uses, "lost_requests": lost_requests,
             "most_resets": most_resets, "most_verifications": most_verifications}
 
 
-def mail_text(mail, ledger, drained):
+def mail_text(mail, ledger, drained, phase_of):
     """The mail part of the report, as lines."""
     figures, violations, latency, uses = mail["figures"], mail["violations"], mail["latency"], mail["uses"]
     lines = []
@@ -1211,8 +1239,12 @@ def mail_text(mail, ledger, drained):
       + ", ".join(f"{k} {v}" for k, v in sorted(m.items()) if "mail" in k)
       + (f"; found after median {fmt(percentile(waits, 50))}, longest {fmt(max(waits))}" if waits else ""))
     w(f"  most mails to one address: reset {mail['most_resets']} (limit 3), verification {mail['most_verifications']} (limit 5); "
-      f"resends answered {dict(collections.Counter(o for u in ledger['users'] for o in u['resends']))}, "
-      f"reset requests {dict(collections.Counter(o for u in ledger['users'] for o in u['reset_requests']))}")
+      f"resends answered {dict(collections.Counter(o for u in ledger['users'] for o in u['resends']))}")
+    w(f"  reset requests: " + ", ".join(f"{k[len('reset requests '):]} {v}" for k, v in sorted(figures.items())
+                                       if k.startswith("reset requests ")))
+    if mail["lost_requests"]:
+        by_phase = collections.Counter(f"{phase_of(r['wall'])}, node {r['node']}" for r in mail["lost_requests"])
+        w(f"    answered 202 but no mail committed (the command never reached a worker): {dict(by_phase)}")
     w(f"  token uses: {dict(sorted(uses.items()))}")
     w(f"  accounts told verified (200) or reset (204): {figures['accounts told verified (200) or reset (204)']}, "
       f"accounts email_verified in PostgreSQL: {figures['accounts verified in PostgreSQL']}")
@@ -1538,7 +1570,7 @@ def report(workdir):
             w(f"  {route:40} {dict(sorted(by_phase[phase][route].items()))}")
     w("")
     if mail:
-        out.extend(mail_text(mail, ledger, drained))
+        out.extend(mail_text(mail, ledger, drained, phase_of))
         w("")
     w(f"other observations: {ledger['stale_reads']} reads of an older name than the last acknowledged; "
       f"{dict(ledger['anomalies']) or 'no anomalies'}")
