@@ -759,8 +759,13 @@ class Load:
         if pause > 0:
             time.sleep(pause)
         for node in range(len(self.nodes.urls)):
-            status, *_ = self.nodes.request(node, "POST", "/auth/refresh", "POST /auth/refresh (after a reset)",
-                                            {"refresh_token": refresh}, client="probe")
+            deadline = time.monotonic() + 60
+            while True:  # an outage's 503 says nothing: asked again until a real answer
+                status, *_ = self.nodes.request(node, "POST", "/auth/refresh", "POST /auth/refresh (after a reset)",
+                                                {"refresh_token": refresh}, client="probe")
+                if not indeterminate(status) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             self.ledger.count(f"refresh after a reset answered {status}")
             if status == 200:
                 self.ledger.violation("a refresh token worked after a reset ended its session", {"email": user.email, "node": node})
