@@ -13,8 +13,9 @@ import Tracing
 /// `CommandSigningKeys` verifies is dead-lettered unapplied and unanswered, with one warning
 /// that names neither its body nor a key. A message that cannot be decoded, or whose
 /// command fails on an infrastructure error (the caller is told 503), is dead-lettered to
-/// `identity.commands.dlq`; one that keeps killing workers is dead-lettered by the broker on
-/// its fifth delivery.
+/// `identity.commands.dlq`; a posted command (no `reply_to`: its caller waits for nothing)
+/// that fails so goes back to the queue after a pause instead. One that keeps killing workers,
+/// or failing, is dead-lettered by the broker on its fifth delivery.
 public final class AMQPCommandWorker: Sendable {
     private let connection: BrokerConnection
     private let handler: any CommandHandler
@@ -94,12 +95,24 @@ public final class AMQPCommandWorker: Sendable {
             beforeAcknowledging?(envelope)
             settle(delivery, reply: CommandWire.body(of: reply), requeue: nil)
         } catch {
-            // The caller learns at once; the command goes to the dead-letter queue, not back
-            // to the queue, so that it cannot take effect after its caller was told 503.
             let backend = (error as? BackendUnavailable)?.backend ?? "worker"
             metadata["error"] = "\(error)"
             span.recordError(error)
             span.setStatus(SpanStatus(code: .error))
+            if delivery.replyTo == nil, error is BackendUnavailable {
+                // A posted command (`CommandBus.post`): its caller was told it was accepted and
+                // waits for nothing, so it goes back to the queue after a pause (2, 4, 8, 16 s:
+                // an outage of half a minute loses nothing), until the broker's delivery limit
+                // dead-letters it.
+                let pause = Duration.seconds(min(16, 2 << min(delivery.deliveryCount, 3)))
+                metadata["retry_in"] = "\(pause)"
+                logger.warning("a posted command failed; returning it to the queue", metadata: metadata)
+                try? await Task.sleep(for: pause)
+                settle(delivery, reply: nil, requeue: true)
+                return
+            }
+            // The caller learns at once; the command goes to the dead-letter queue, not back
+            // to the queue, so that it cannot take effect after its caller was told 503.
             logger.warning("a command failed; replying 503 and dead-lettering it", metadata: metadata)
             settle(delivery, reply: CommandWire.unavailableBody(backend: backend), requeue: false)
         }

@@ -191,6 +191,22 @@ struct AMQPAdapterTests {
         #expect(handler.count == 1)
     }
 
+    @Test("a posted command whose database is down goes back to the queue after a pause, not to the dead letters, and is applied once it is up")
+    func postedCommandRetried() async throws {
+        let settings = try await TestBroker.settings(virtualHost: "identity-posted-retry")
+        let link = broker(settings)
+        defer { link.stop() }
+        let handler = FailingFirstHandler(failures: 2)
+        let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
+        _ = link.worker(handler: handler, keys: try TestBroker.keys())
+        link.start()
+        #expect(await eventually { link.isConnected })
+        try await bus.post(CommandEnvelope(messageID: "posted", command: .deleteAccount(DeleteAccount(userID: UserID(UUID())))))
+        #expect(await eventually(within: 30) { handler.applied == 1 }, "applied on its third delivery (after 2 s and 4 s)")
+        #expect(handler.attempts == 3)
+        #expect(try await deadLetters(link).isEmpty)
+    }
+
     @Test("a command whose caller stopped waiting is dead-lettered, not applied")
     func lateCommand() async throws {
         let settings = try await TestBroker.settings(virtualHost: "identity-late")
@@ -310,3 +326,22 @@ struct UnavailableHandler: CommandHandler {
     func handle(_ envelope: CommandEnvelope) async throws -> CommandReply { throw BackendUnavailable(backend: "postgres") }
 }
 
+/// Throws `BackendUnavailable` (a database down) for its first `failures` commands, then applies.
+final class FailingFirstHandler: CommandHandler {
+    private let counts = Mutex((attempts: 0, applied: 0))
+    private let failures: Int
+
+    init(failures: Int) { self.failures = failures }
+
+    var attempts: Int { counts.withLock { $0.attempts } }
+    var applied: Int { counts.withLock { $0.applied } }
+
+    func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
+        try counts.withLock { counts in
+            counts.attempts += 1
+            if counts.attempts <= failures { throw BackendUnavailable(backend: "postgres") }
+            counts.applied += 1
+        }
+        return .done
+    }
+}
