@@ -168,7 +168,7 @@ struct AMQPAdapterTests {
 
     @Test("a posted command is confirmed with no worker up, waits without a deadline past the command timeout, and is applied once when a worker comes")
     func postedCommandWaits() async throws {
-        let settings = try await TestBroker.settings(virtualHost: "identity-posted", commandTimeout: .seconds(1))
+        let settings = try await TestBroker.settings(virtualHost: "identity-posted", commandTimeout: .seconds(5))
         let link = broker(settings)
         defer { link.stop() }
         let bus = link.commandBus(local: RefusingHandler(), keys: try TestBroker.keys())
