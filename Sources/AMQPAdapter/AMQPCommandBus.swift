@@ -38,12 +38,7 @@ public final class AMQPCommandBus: CommandBus, Sendable {
         if case .revokeToken = envelope.command {
             return try await local.handle(envelope)
         }
-        // A producer span per command sent; its context travels in the message's headers, so
-        // that the worker's span is its child.
-        return try await withSpan("send \(envelope.command.name)", ofKind: .producer) { span in
-            TraceHeaders.describe(span, operation: "send", command: envelope.command.name, messageID: envelope.messageID)
-            return try await send(envelope)
-        }
+        return try await traced("send", envelope) { try await send(envelope) }
     }
 
     /// Publishes `envelope` without a reply queue or deadline and returns once the broker has
@@ -55,18 +50,42 @@ public final class AMQPCommandBus: CommandBus, Sendable {
             _ = try await local.handle(envelope)
             return
         }
-        try await withSpan("post \(envelope.command.name)", ofKind: .producer) { span in
-            TraceHeaders.describe(span, operation: "send", command: envelope.command.name, messageID: envelope.messageID)
+        try await traced("post", envelope) {
             guard connection.isConnected else { throw BackendUnavailable(backend: "rabbitmq") }
-            let body = CommandWire.body(of: envelope.command)
-            let properties = keys.sign(MessageProperties(
-                messageID: envelope.messageID, correlationID: envelope.messageID, type: envelope.command.name,
-                traceHeaders: TraceHeaders.current()
-            ), body: body)
-            try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [connection] in
-                try await connection.publish(exchange: "", routingKey: AMQPTopology.commandQueue, body: body, properties: properties)
+            let message = message(envelope, replyTo: nil)
+            try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [self] in
+                try await publish(message)
             }
         }
+    }
+
+    /// Runs `body` in a producer span for the command; its context travels in the message's
+    /// headers, so that the worker's span is its child.
+    private func traced<T: Sendable>(_ verb: String, _ envelope: CommandEnvelope, _ body: () async throws -> T) async throws -> T {
+        try await withSpan("\(verb) \(envelope.command.name)", ofKind: .producer) { span in
+            TraceHeaders.describe(span, operation: "send", command: envelope.command.name, messageID: envelope.messageID)
+            return try await body()
+        }
+    }
+
+    /// The command's body and signed properties. With `replyTo` (a caller waiting), the message
+    /// expires, and carries a deadline, when the caller stops waiting.
+    private func message(_ envelope: CommandEnvelope, replyTo: String?) -> (body: Data, properties: MessageProperties) {
+        let id = envelope.messageID
+        let body = CommandWire.body(of: envelope.command)
+        var properties = MessageProperties(
+            messageID: id, correlationID: id, replyTo: replyTo, type: envelope.command.name, traceHeaders: TraceHeaders.current()
+        )
+        if replyTo != nil {
+            let timeoutMilliseconds = timeout.wholeMilliseconds
+            properties.expirationMilliseconds = timeoutMilliseconds
+            properties.deadlineMilliseconds = Date().epochMilliseconds + Int64(timeoutMilliseconds)
+        }
+        return (body, keys.sign(properties, body: body))
+    }
+
+    private func publish(_ message: (body: Data, properties: MessageProperties)) async throws {
+        try await connection.publish(exchange: "", routingKey: AMQPTopology.commandQueue, body: message.body, properties: message.properties)
     }
 
     private func send(_ envelope: CommandEnvelope) async throws -> CommandReply {
@@ -74,14 +93,7 @@ public final class AMQPCommandBus: CommandBus, Sendable {
             throw BackendUnavailable(backend: "rabbitmq")
         }
         let id = envelope.messageID
-        let timeoutMilliseconds = timeout.wholeMilliseconds
-        let body = CommandWire.body(of: envelope.command)
-        let properties = keys.sign(MessageProperties(
-            messageID: id, correlationID: id, replyTo: replyQueue, type: envelope.command.name,
-            expirationMilliseconds: timeoutMilliseconds,
-            deadlineMilliseconds: Date().epochMilliseconds + Int64(timeoutMilliseconds),
-            traceHeaders: TraceHeaders.current()
-        ), body: body)
+        let message = message(envelope, replyTo: replyQueue)
         // At the deadline the caller gets 503 and the body is cancelled, which forgets the wait.
         return try await Deadline.run(timeout, timeoutError: { BackendUnavailable(backend: "rabbitmq") }) { [self] in
             try await withTaskCancellationHandler {
@@ -90,10 +102,7 @@ public final class AMQPCommandBus: CommandBus, Sendable {
                     if Task.isCancelled { return finish(id, with: .failure(CancellationError())) }
                     Task {
                         do {
-                            try await connection.publish(
-                                exchange: "", routingKey: AMQPTopology.commandQueue, body: body,
-                                properties: properties
-                            )
+                            try await publish(message)
                         } catch {
                             finish(id, with: .failure(error))
                         }
