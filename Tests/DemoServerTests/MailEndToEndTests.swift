@@ -9,7 +9,7 @@ import Testing
 /// observed from the outside: HTTP, the mail that arrives (at a real SMTP server when
 /// `scripts/test` started one, else as files in `MAIL_DIR`), and psql where the store is
 /// PostgreSQL.
-@Suite("DemoServer mail end to end")
+@Suite("DemoServer mail end to end", .serialized)
 struct MailEndToEndTests {
     typealias Mode = SessionEndToEndTests.Mode
     static let password = SessionEndToEndTests.password
