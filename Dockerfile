@@ -27,16 +27,22 @@ RUN --mount=type=cache,id=identity-swiftpm-build,target=/src/.build \
 
 COPY Sources ./Sources
 COPY Tests ./Tests
-# Release, the Swift standard library linked in, no debug information, linked by lld with
-# unused sections dropped, relative relocations packed (DT_RELR, glibc 2.36: bookworm) and no
-# symbol table for the dynamic linker: each of these lowers the resident memory of the idle
-# server (Docs/performance.md, "Idle memory"). The binary and its resource bundles (OpenAPI
-# document, SQL migrations) are copied out of the cached build directory.
+COPY scripts/lib.sh scripts/symbol-order.txt ./scripts/
+SHELL ["/bin/bash", "-c"]
+# The release flags of scripts/run and scripts/bench (scripts/lib.sh): the Swift standard library
+# linked in, no debug information, linked by lld with unused sections dropped, relative
+# relocations packed (DT_RELR, glibc 2.36: bookworm), no symbol table for the dynamic linker and
+# the functions a running server executes laid out together (scripts/symbol-order.txt): each of
+# these lowers the resident memory of the idle server (Docs/performance.md, "Idle memory"). The
+# binary and its resource bundles (OpenAPI document, SQL migrations) are copied out of the
+# cached build directory, whose binary is linked again when the ordering file is newer.
 RUN --mount=type=cache,id=identity-swiftpm-build,target=/src/.build \
     --mount=type=cache,id=identity-swiftpm-cache,target=/root/.cache \
     set -e; \
-    flags="-c release --static-swift-stdlib -Xswiftc -gnone -Xswiftc -use-ld=lld \
-        -Xlinker --gc-sections -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic"; \
+    . scripts/lib.sh; \
+    flags="$(release_flags)"; \
+    case "$flags" in *symbol-ordering-file*) ;; *) echo "the image needs lld and glibc 2.36: $flags"; exit 1;; esac; \
+    forget_stale_links .build/release/DemoServer; \
     swift build $flags --product DemoServer; \
     bin="$(swift build $flags --show-bin-path)"; \
     mkdir -p /out/bin; \
