@@ -22,7 +22,9 @@ import IdentityAdapterSupport
 /// statements can turn a reuse into something else.
 ///
 /// A refresh reads the session with its account's version in one statement
-/// (`sessionAndAccount(id:)`, a join with `identity_users`).
+/// (`sessionAndAccount(id:)`, a join with `identity_users`). That read and the rotation are
+/// prepared statements: each connection has PostgreSQL parse and plan them once, not on every
+/// refresh. They name their columns, so a migration that adds a column leaves them valid.
 ///
 /// Every change writes its events into `identity_outbox`, the account store's outbox
 /// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
@@ -91,28 +93,14 @@ public struct PostgresSessionStore: SessionStore {
             // is still its current one (checked again on the row as it is once its lock is had).
             // SET reads the row as it was, RETURNING gives it as written. No column it changes
             // is indexed: a HOT update. The new digest is recorded as issued.
-            let rotated = try await connection.query(
-                """
-                WITH rotated AS (
-                    UPDATE identity_sessions SET refresh_digest = \(replacement.bytes), previous_digest = refresh_digest,
-                        rotated_at = \(at), grace_blob = \(graceBlob), last_used_at = \(at), generation = generation + 1,
-                        account_version = \(accountVersion)
-                    WHERE id = (SELECT session_id FROM identity_session_digests WHERE digest = \(presented.bytes))
-                        AND refresh_digest = \(presented.bytes) AND ended_at IS NULL
-                        AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
-                    RETURNING \(unescaped: Self.columns)
-                ), issued AS (
-                    INSERT INTO identity_session_digests (digest, session_id, generation)
-                    SELECT refresh_digest, id, generation FROM rotated
-                ), trimmed AS (
-                    DELETE FROM identity_session_digests d USING rotated r
-                    WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - \(kept)
-                )
-                SELECT \(unescaped: Self.columns) FROM rotated
-                """,
+            let rotated = try await connection.execute(
+                RotateStatement(
+                    presented: presented.bytes, replacement: replacement.bytes, at: at, graceBlob: graceBlob,
+                    accountVersion: accountVersion, since: since, kept: kept
+                ),
                 logger: logger
             )
-            if let session = try await Self.first(rotated) { return .rotated(session) }
+            for try await session in rotated { return .rotated(session) }
 
             let replaced = try await connection.query(
                 """
@@ -166,16 +154,8 @@ public struct PostgresSessionStore: SessionStore {
     /// store's table in the same database), if any.
     public func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount? {
         try await session.run { connection, logger in
-            let rows = try await connection.query(
-                """
-                SELECT \(unescaped: Self.columns("s")), u.version FROM identity_sessions s
-                LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = \(id.uuid)
-                """,
-                logger: logger
-            )
-            for try await row in rows {
-                let cells = row.makeRandomAccess()
-                return SessionAndAccount(session: try Self.session(from: cells), accountVersion: try cells[Self.columnCount].decode(Int?.self))
+            for try await found in try await connection.execute(SessionAndAccountStatement(id: id.uuid), logger: logger) {
+                return found
             }
             return nil
         }
@@ -251,6 +231,83 @@ public struct PostgresSessionStore: SessionStore {
             )
             for try await count in rows.decode(Int64.self) { return Int(count) }
             return 0
+        }
+    }
+
+    // MARK: prepared statements
+
+    /// `rotate`'s compare-and-swap, run on every refresh, prepared once per connection:
+    /// PostgreSQL then neither parses nor plans it again (most of its CPU per refresh).
+    /// `$1` the presented digest, `$2` the replacement, `$3` the time, `$4` the grace blob,
+    /// `$5` the account's version, `$6`/`$7` the idle and absolute limits, `$8` how many
+    /// replaced digests are kept. See `rotate` for what each part does.
+    private struct RotateStatement: PostgresPreparedStatement {
+        static let name = "identity_session_rotate_v1"
+        static let sql = """
+            WITH rotated AS (
+                UPDATE identity_sessions SET refresh_digest = $2, previous_digest = refresh_digest,
+                    rotated_at = $3, grace_blob = $4, last_used_at = $3, generation = generation + 1, account_version = $5
+                WHERE id = (SELECT session_id FROM identity_session_digests WHERE digest = $1)
+                    AND refresh_digest = $1 AND ended_at IS NULL AND last_used_at >= $6 AND created_at >= $7
+                RETURNING \(PostgresSessionStore.columns)
+            ), issued AS (
+                INSERT INTO identity_session_digests (digest, session_id, generation)
+                SELECT refresh_digest, id, generation FROM rotated
+            ), trimmed AS (
+                DELETE FROM identity_session_digests d USING rotated r
+                WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - $8
+            )
+            SELECT \(PostgresSessionStore.columns) FROM rotated
+            """
+
+        let presented: Data
+        let replacement: Data
+        let at: Date
+        let graceBlob: Data
+        let accountVersion: Int64
+        let since: (lastUsed: Date, created: Date)
+        let kept: Int64
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 8)
+            try bindings.append(presented)
+            try bindings.append(replacement)
+            bindings.append(at)
+            try bindings.append(graceBlob)
+            bindings.append(accountVersion)
+            bindings.append(since.lastUsed)
+            bindings.append(since.created)
+            bindings.append(kept)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Session {
+            try PostgresSessionStore.session(from: row.makeRandomAccess())
+        }
+    }
+
+    /// `sessionAndAccount`'s read, run on every refresh, prepared once per connection.
+    private struct SessionAndAccountStatement: PostgresPreparedStatement {
+        static let name = "identity_session_and_account_v1"
+        static let sql = """
+            SELECT \(PostgresSessionStore.columns("s")), u.version FROM identity_sessions s
+            LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = $1
+            """
+
+        let id: UUID
+
+        func makeBindings() -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 1)
+            bindings.append(id)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> SessionAndAccount {
+            let cells = row.makeRandomAccess()
+            return SessionAndAccount(
+                session: try PostgresSessionStore.session(from: cells),
+                accountVersion: try cells[PostgresSessionStore.columnCount].decode(Int?.self)
+            )
         }
     }
 
