@@ -27,7 +27,7 @@ struct Serve: AsyncParsableCommand {
         var app = Application(
             router: IdentityHTTP.makeRouter(
                 service: wiring.service, readiness: wiring.readiness, trustedProxies: settings.trustedProxies,
-                metrics: metrics.http, publicBaseURL: settings.publicBaseURL
+                metrics: metrics.http, publicBaseURL: settings.publicBaseURL, tracing: !tracing.isEmpty
             ),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: wiring.services,

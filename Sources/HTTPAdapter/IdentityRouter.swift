@@ -37,14 +37,17 @@ public enum IdentityHTTP {
     ///   - metrics: request and login metrics, and what `GET /metrics` serves; nil records none.
     ///   - publicBaseURL: the absolute base URL discovery names (`PUBLIC_BASE_URL`); nil: each
     ///     request's `Host`.
+    ///   - tracing: a server span per request (Hummingbird's `TracingMiddleware`). A host that
+    ///     bootstraps no tracer passes false and saves the middleware's work (span attributes,
+    ///     a task-local context, a wrapped body) on every request.
     public static func makeRouter(
         service: IdentityService, readiness: [any HealthCheck] = [], trustedProxies: TrustedProxies = .none,
-        metrics: IdentityMetrics? = nil, publicBaseURL: URL? = nil
+        metrics: IdentityMetrics? = nil, publicBaseURL: URL? = nil, tracing: Bool = true
     ) -> Router<IdentityRequestContext> {
         let router = Router(context: IdentityRequestContext.self)
         // Outermost: a server span per request, named after the route template, that sees the
-        // final status. Without a bootstrapped tracer its spans are no-ops.
-        router.add(middleware: TracingMiddleware())
+        // final status.
+        if tracing { router.add(middleware: TracingMiddleware()) }
         let recorder = metrics.map { RequestMetrics(factory: $0.factory) }
         if let recorder {
             router.add(middleware: RequestMetricsMiddleware(metrics: recorder, routes: routeTable))

@@ -136,9 +136,7 @@ struct PostgresSession: Sendable {
     ) async throws -> T {
         let source = source
         let logger = logger
-        let operation = String(function.prefix { $0 != "(" })
-        let store = String(file.split(separator: "/").last?.prefix { $0 != "." } ?? "Postgres")
-        return try await withSpanInTrace("\(store).\(operation)", system: "postgresql", operation: operation) {
+        return try await withSpanInTrace(file: file, function: function, system: "postgresql") {
             try await PostgresErrors.run(timeout: timeout) {
                 try await source.withConnection { connection in try await body(connection, logger) }
             }
@@ -146,14 +144,17 @@ struct PostgresSession: Sendable {
     }
 }
 
-/// Runs `body` in a client span when a trace is under way (a request's, a command's), else
-/// plainly: background loops (the outbox relay, the revocation feed) would otherwise start a
-/// root trace at every poll.
+/// Runs `body` in a client span named `<file's name>.<function's name>` when a trace is under
+/// way (a request's, a command's), else plainly: background loops (the outbox relay, the
+/// revocation feed) would otherwise start a root trace at every poll. The names are worked out
+/// only for a span.
 func withSpanInTrace<T>(
-    _ name: String, system: String, operation: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    file: String, function: String, system: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
 ) async throws -> T {
     guard ServiceContext.current != nil else { return try await body() }
-    return try await withSpan(name, ofKind: .client) { span in
+    let operation = String(function.prefix { $0 != "(" })
+    let store = String(file.split(separator: "/").last?.prefix { $0 != "." } ?? "Postgres")
+    return try await withSpan("\(store).\(operation)", ofKind: .client) { span in
         span.attributes["db.system.name"] = system
         span.attributes["db.operation.name"] = operation
         return try await body()
