@@ -150,7 +150,13 @@ public struct IdentityStack: Sendable {
         let transportSummary: String
         switch transport {
         case .inProcess:
-            bus = InProcessCommandBus(handler: handler)
+            bus = InProcessCommandBus(handler: handler) { failure in
+                if failure.retryIn == nil {
+                    logger.error("\(failure)", metadata: ["command": "\(failure.command)"])
+                } else {
+                    logger.warning("\(failure)", metadata: ["command": "\(failure.command)"])
+                }
+            }
             transportSummary = "in-process"
             if let delivery { services.append(delivery) }
             if let trim = stores.trimOutbox {

@@ -126,6 +126,41 @@ extension MailEndToEndTests {
         #expect(try await tokens(postgres, "password_reset") == 0)
     }
 
+    @Test("a reset requested while PostgreSQL refuses the write as unavailable, on a node without a broker: 202, the posted request is tried again, and its mail arrives once the write succeeds",
+          .enabled(if: faultsEnabled, "needs PostgreSQL and IDENTITY_TEST_SMTP_PYTHON"))
+    func resetRequestedWhileWritesFail() async throws {
+        try await withFaultyLinks(body: resetRequestedWhileWritesFail)
+    }
+
+    func resetRequestedWhileWritesFail(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
+        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let faults = FaultEndToEndTests()
+        let email = "cleo@example.com"
+        #expect(try await post(client, "\(base)/users", ["email": email, "password": Self.password, "name": "Cleo"]).status == 201)
+        _ = try await smtp.mailbox.nextToken("/verify-email", to: email)
+
+        // The request is accepted (its throttle and the post work), then the command's write of
+        // the reset token fails as an unavailable server would (SQLSTATE 57P03).
+        try await faults.sql(postgres, """
+            CREATE FUNCTION identity_test_unavailable() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'not now' USING ERRCODE = '57P03'; END $$;
+            CREATE TRIGGER identity_test_unavailable BEFORE INSERT ON identity_account_tokens
+                FOR EACH ROW EXECUTE FUNCTION identity_test_unavailable();
+            """)
+        let accepted = try await post(client, "\(base)/auth/password-reset", ["email": email])
+        #expect(accepted.status == 202, "\(accepted.status) \(accepted.json)")
+        let retrying = await server.waitFor(seconds: 20) { server.log.contains("posted command RequestPasswordReset failed") }
+        #expect(retrying, "the failed attempt is logged with its retry: \(server.log.suffix(1500))")
+        #expect(try await tokens(postgres, "password_reset") == 0, "nothing written meanwhile")
+        try await faults.sql(postgres, "DROP TRIGGER identity_test_unavailable ON identity_account_tokens; DROP FUNCTION identity_test_unavailable();")
+
+        let reset = try await smtp.mailbox.nextToken("/reset-password", to: email)
+        #expect(try await tokens(postgres, "password_reset") == 1, "one reset token")
+        #expect(!server.log.contains("given up"), "not given up: \(server.log.suffix(1500))")
+        let done = try await post(client, "\(base)/auth/password-reset/confirm", ["token": reset, "password": SessionEndToEndTests.newPassword])
+        #expect(done.status == 204, "the mailed link works: \(done.status) \(done.json)")
+    }
+
     @Test("PostgreSQL's link cut between a mail's send and its record: the outcome is recorded once the link is back, and the mail is not sent again",
           .enabled(if: faultsEnabled, "needs PostgreSQL and IDENTITY_TEST_SMTP_PYTHON"))
     func databaseLinkCutMidDelivery() async throws {
