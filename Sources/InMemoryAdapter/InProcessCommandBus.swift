@@ -30,12 +30,16 @@ public struct InProcessCommandBus: CommandBus {
     /// accepted and waits for nothing, so a store that is unavailable does not lose it: it is
     /// tried again after each of `retryPauses`. Any other failure, or the last one, is reported
     /// as given up. A process that stops meanwhile loses it (nothing in process outlives it).
+    ///
+    /// Every attempt runs with `CommandContext.messageID` set to the envelope's, as a worker's
+    /// does: an attempt that committed although it was reported unavailable (a deadline, a
+    /// connection lost after the commit) is recorded, and the next attempt changes nothing.
     public func post(_ envelope: CommandEnvelope) async throws {
         let (handler, pauses, report) = (handler, retryPauses, report)
         Task {
             for attempt in 0...pauses.count {
                 do {
-                    _ = try await handler.handle(envelope)
+                    _ = try await CommandContext.$messageID.withValue(envelope.messageID) { try await handler.handle(envelope) }
                     return
                 } catch {
                     let pause = error is BackendUnavailable && attempt < pauses.count ? pauses[attempt] : nil

@@ -93,12 +93,12 @@ public struct PostgresSessionStore: SessionStore {
             // is still its current one (checked again on the row as it is once its lock is had).
             // SET reads the row as it was, RETURNING gives it as written. No column it changes
             // is indexed: a HOT update. The new digest is recorded as issued.
-            let rotated = try await connection.execute(
+            let rotated = try await Self.prepared(
                 RotateStatement(
                     presented: presented.bytes, replacement: replacement.bytes, at: at, graceBlob: graceBlob,
                     accountVersion: accountVersion, since: since, kept: kept
                 ),
-                logger: logger
+                on: connection, logger: logger
             )
             for try await session in rotated { return .rotated(session) }
 
@@ -154,7 +154,7 @@ public struct PostgresSessionStore: SessionStore {
     /// store's table in the same database), if any.
     public func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount? {
         try await session.run { connection, logger in
-            for try await found in try await connection.execute(SessionAndAccountStatement(id: id.uuid), logger: logger) {
+            for try await found in try await Self.prepared(SessionAndAccountStatement(id: id.uuid), on: connection, logger: logger) {
                 return found
             }
             return nil
@@ -235,6 +235,21 @@ public struct PostgresSessionStore: SessionStore {
     }
 
     // MARK: prepared statements
+
+    /// Runs `statement`, prepared on `connection` the first time. A refusal by the server
+    /// closes the connection (the pool opens another): postgres-nio keeps a failed preparation
+    /// for the connection's life, and PostgreSQL refuses a prepared plan whose result a
+    /// migration changed, so the connection would fail every later refresh.
+    private static func prepared<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, on connection: PostgresConnection, logger: Logger
+    ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, Statement.Row> {
+        do {
+            return try await connection.execute(statement, logger: logger)
+        } catch let error as PSQLError where error.code == .server {
+            try? await connection.close()
+            throw error
+        }
+    }
 
     /// `rotate`'s compare-and-swap, run on every refresh, prepared once per connection:
     /// PostgreSQL then neither parses nor plans it again (most of its CPU per refresh).

@@ -149,7 +149,7 @@ extension MailEndToEndTests {
             """)
         let accepted = try await post(client, "\(base)/auth/password-reset", ["email": email])
         #expect(accepted.status == 202, "\(accepted.status) \(accepted.json)")
-        let retrying = await server.waitFor(seconds: 20) { server.log.contains("posted command RequestPasswordReset failed") }
+        let retrying = await server.waitFor(seconds: 20) { server.log.contains("posted command RequestPasswordReset failed") && server.log.contains("trying again in") }
         #expect(retrying, "the failed attempt is logged with its retry: \(server.log.suffix(1500))")
         #expect(try await tokens(postgres, "password_reset") == 0, "nothing written meanwhile")
         try await faults.sql(postgres, "DROP TRIGGER identity_test_unavailable ON identity_account_tokens; DROP FUNCTION identity_test_unavailable();")

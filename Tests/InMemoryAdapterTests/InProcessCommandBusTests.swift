@@ -10,22 +10,34 @@ import Testing
 struct InProcessCommandBusTests {
     /// Fails the first `failures` attempts with `error`, then replies `.done`; counts attempts.
     final class FlakyHandler: CommandHandler {
-        private let attempts = Mutex(0)
+        private let attempts = Mutex<[String?]>([])
         private let failures: Int
         private let error: any Error & Sendable
+        private let released = Mutex(true)
+        private let finished = Mutex(0)
 
-        init(failures: Int, error: any Error & Sendable) {
+        init(failures: Int, error: any Error & Sendable, held: Bool = false) {
             self.failures = failures
             self.error = error
+            released.withLock { $0 = !held }
         }
 
-        var count: Int { attempts.withLock { $0 } }
+        /// How many attempts began.
+        var count: Int { attempts.withLock { $0.count } }
+        /// The `CommandContext.messageID` each attempt ran with.
+        var messageIDs: [String?] { attempts.withLock { $0 } }
+        /// How many attempts finished.
+        var finishedCount: Int { finished.withLock { $0 } }
+        /// Lets held attempts finish.
+        func release() { released.withLock { $0 = true } }
 
         func handle(_ envelope: CommandEnvelope) async throws -> CommandReply {
-            let attempt = attempts.withLock { count in
-                count += 1
-                return count
+            let attempt = attempts.withLock { seen in
+                seen.append(CommandContext.messageID)
+                return seen.count
             }
+            while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+            finished.withLock { $0 += 1 }
             if attempt <= failures { throw error }
             return .done
         }
@@ -56,6 +68,27 @@ struct InProcessCommandBusTests {
         #expect(handler.count == 3, "applied on the third attempt")
         #expect(reports.map(\.retryIn) == [pauses[0], pauses[1]], "each failure reported with its pause")
         #expect(reports.allSatisfy { $0.command == "DeleteAccount" })
+        #expect(handler.messageIDs == ["p-1", "p-1", "p-1"], "every attempt runs under the envelope's message id, so a store applies it once")
+    }
+
+    @Test("post returns before the command is applied: its caller learns nothing from the write side's timing")
+    func postReturnsAtOnce() async throws {
+        let handler = FlakyHandler(failures: 0, error: NotABackend(), held: true)
+        let bus = InProcessCommandBus(handler: handler, retryPauses: pauses)
+        let returned = Mutex(false)
+        let posting = Task { [envelope] in
+            try await bus.post(envelope)
+            returned.withLock { $0 = true }
+        }
+        var deadline = ContinuousClock.now + .seconds(20)
+        while !returned.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(returned.withLock { $0 }, "post returned while the command is still held")
+        #expect(handler.finishedCount == 0, "and nothing was applied yet")
+        handler.release()
+        try await posting.value
+        deadline = ContinuousClock.now + .seconds(20)
+        while handler.finishedCount < 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(handler.finishedCount == 1, "applied once released")
     }
 
     @Test("a store that stays away: tried once more after each pause, then given up and reported lost")
@@ -72,6 +105,8 @@ struct InProcessCommandBusTests {
         let handler = FlakyHandler(failures: .max, error: NotABackend())
         let reports = try await post(to: handler, reports: 1)
         #expect(reports.count == 1 && reports.first?.retryIn == nil)
+        // A retry would come within the first pause; wait ten times all the pauses together.
+        try await Task.sleep(for: pauses.reduce(.zero, +) * 10)
         #expect(handler.count == 1, "tried once")
     }
 }

@@ -64,6 +64,24 @@ struct PostgresPoolStoreTests {
         }
     }
 
+    @Test("a prepared refresh statement PostgreSQL refuses (a column it returns changed type) closes its connection: that call fails, the next works on a new one")
+    func refusedPreparedStatementClosesItsConnection() async throws {
+        try await TestDatabase.with { client, name in
+            try await withPool(database: name, size: 1) { pool in
+                try await PostgresMigrator(pool: pool).up()
+                let store = PostgresSessionStore(pool: pool)
+                let unknown = SessionID(UUID())
+                #expect(try await store.sessionAndAccount(id: unknown) == nil, "prepared on the pool's one connection")
+                try await client.query("ALTER TABLE identity_sessions ALTER COLUMN user_agent TYPE varchar(512)")
+                await #expect(throws: PostgresStoreError.self, "PostgreSQL refuses the plan prepared before") {
+                    try await store.sessionAndAccount(id: unknown)
+                }
+                #expect(try await store.sessionAndAccount(id: unknown) == nil, "prepared again on a new connection")
+                #expect(try await store.sessionAndAccount(id: unknown) == nil)
+            }
+        }
+    }
+
     @Test("PostgresRevocationStore on the pool passes the RevocationStore suite")
     func revocationStore() async throws {
         try await Self.withMigratedPool { client, pool in
