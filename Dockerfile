@@ -28,26 +28,25 @@ RUN --mount=type=cache,id=identity-swiftpm-build,target=/src/.build \
 COPY Sources ./Sources
 COPY Tests ./Tests
 COPY scripts/lib.sh scripts/symbol-order.txt ./scripts/
-SHELL ["/bin/bash", "-c"]
-# The release flags of scripts/run and scripts/bench (scripts/lib.sh): the Swift standard library
-# linked in, no debug information, linked by lld with unused sections dropped, relative
-# relocations packed (DT_RELR, glibc 2.36: bookworm), no symbol table for the dynamic linker and
-# the functions a running server executes laid out together (scripts/symbol-order.txt): each of
-# these lowers the resident memory of the idle server (Docs/performance.md, "Idle memory"). The
-# binary and its resource bundles (OpenAPI document, SQL migrations) are copied out of the
-# cached build directory, whose binary is linked again when the ordering file is newer.
+# The release flags of scripts/run and scripts/bench (scripts/lib.sh's release_flags): the Swift
+# standard library linked in, no debug information, linked by lld with unused sections dropped,
+# relative relocations packed (DT_RELR, glibc 2.36: bookworm), no symbol table for the dynamic
+# linker and the functions a running server executes laid out together
+# (scripts/symbol-order.txt): each of these lowers the resident memory of the idle server
+# (Docs/performance.md, "Idle memory"). lib.sh is bash, so the step runs under bash whatever
+# shell the builder uses. The binary and its resource bundles (OpenAPI document, SQL
+# migrations) are copied out of the cached build directory.
 RUN --mount=type=cache,id=identity-swiftpm-build,target=/src/.build \
     --mount=type=cache,id=identity-swiftpm-cache,target=/root/.cache \
-    set -e; \
+    bash -euo pipefail -c '\
     . scripts/lib.sh; \
-    flags="$(release_flags)"; \
-    case "$flags" in *symbol-ordering-file*) ;; *) echo "the image needs lld and glibc 2.36: $flags"; exit 1;; esac; \
-    forget_stale_links .build/release/DemoServer; \
-    swift build $flags --product DemoServer; \
-    bin="$(swift build $flags --show-bin-path)"; \
+    release_flags; \
+    case "${RELEASE_FLAGS[*]}" in *symbol-ordering-file*) ;; *) echo "the image needs lld and glibc 2.36: ${RELEASE_FLAGS[*]}"; exit 1;; esac; \
+    swift build "${RELEASE_FLAGS[@]}" --product DemoServer; \
+    bin="$(swift build "${RELEASE_FLAGS[@]}" --show-bin-path)"; \
     mkdir -p /out/bin; \
     cp "$bin/DemoServer" /out/bin/; \
-    cp -R "$bin"/*.resources /out/bin/
+    cp -R "$bin"/*.resources /out/bin/'
 
 FROM debian:bookworm-slim
 RUN apt-get update \
