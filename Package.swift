@@ -275,7 +275,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InMemoryAdapterTests",
-            dependencies: ["InMemoryAdapter", "IdentityConformance", "IdentityApplication"],
+            dependencies: ["InMemoryAdapter", "IdentityConformance", "IdentityApplication", "IdentityTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import IdentityDomain
 import IdentityPorts
+import IdentityTestSupport
 import InMemoryAdapter
 import Synchronization
 import Testing
@@ -48,14 +49,13 @@ struct InProcessCommandBusTests {
     let envelope = CommandEnvelope(messageID: "p-1", command: .deleteAccount(DeleteAccount(userID: UserID(UUID()))))
     let pauses: [Duration] = [.milliseconds(1), .milliseconds(2), .milliseconds(4), .milliseconds(8)]
 
-    /// Posts with `handler` and waits (polling, at most 20 s) until `reports` failures were
-    /// reported, then returns them.
+    /// Posts with `handler` and waits (`eventually`, at most 20 s) until `reports` failures
+    /// were reported, then returns them.
     func post(to handler: FlakyHandler, reports expected: Int) async throws -> [PostedCommandFailure] {
         let reports = Mutex<[PostedCommandFailure]>([])
         let bus = InProcessCommandBus(handler: handler, retryPauses: pauses) { failure in reports.withLock { $0.append(failure) } }
         try await bus.post(envelope)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while reports.withLock({ $0.count }) < expected, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        _ = await eventually { reports.withLock { $0.count } >= expected }
         return reports.withLock { $0 }
     }
 
@@ -63,8 +63,7 @@ struct InProcessCommandBusTests {
     func retriedUntilApplied() async throws {
         let handler = FlakyHandler(failures: 2, error: BackendUnavailable(backend: "postgres"))
         let reports = try await post(to: handler, reports: 2)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while handler.count < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        _ = await eventually { handler.count >= 3 }
         #expect(handler.count == 3, "applied on the third attempt")
         #expect(reports.map(\.retryIn) == [pauses[0], pauses[1]], "each failure reported with its pause")
         #expect(reports.allSatisfy { $0.command == "DeleteAccount" })
@@ -80,14 +79,12 @@ struct InProcessCommandBusTests {
             try await bus.post(envelope)
             returned.withLock { $0 = true }
         }
-        var deadline = ContinuousClock.now + .seconds(20)
-        while !returned.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        _ = await eventually { returned.withLock { $0 } }
         #expect(returned.withLock { $0 }, "post returned while the command is still held")
         #expect(handler.finishedCount == 0, "and nothing was applied yet")
         handler.release()
         try await posting.value
-        deadline = ContinuousClock.now + .seconds(20)
-        while handler.finishedCount < 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        _ = await eventually { handler.finishedCount >= 1 }
         #expect(handler.finishedCount == 1, "applied once released")
     }
 
