@@ -3,35 +3,46 @@ public import IdentityDomain
 public import IdentityPorts
 import Crypto
 
-/// Refresh tokens as contract §9 asks, with swift-crypto. A token is 65 base64url characters:
-/// the session's id (16 bytes, 22 characters), then 256 random bits (43 characters). The
-/// store keeps a SHA-256 digest of the whole token; what must be handed out again is sealed
-/// with AES-256-GCM under a key derived from the token by HKDF-SHA256.
+/// Refresh tokens as contract §9 asks, with swift-crypto. A token is 96 base64url characters,
+/// 72 bytes: the session's id (16 bytes), the account's id (16), the account version the token
+/// was made for (8, big-endian), then 256 random bits (32). The store keeps a SHA-256 digest of
+/// the whole token; what must be handed out again is sealed with AES-256-GCM under a key
+/// derived from the token by HKDF-SHA256.
 ///
 /// Digest and sealing key come from the token by two functions with different labels, so
 /// neither yields the other: a copy of the database (digests and sealed pairs) opens nothing.
-/// The session id in the token is no secret (access tokens carry it as `sid`); it only spares
-/// the lookup of a digest, and the digest covers it.
+/// The session, the account and the version are no secrets (access tokens carry them as
+/// `sid`, `sub` and `ver`): they let a refresh make the new pair before its one statement,
+/// and the digest covers them, so a token with any of them altered is unknown.
+///
+/// Tokens of the earlier format, 65 characters (the session's id, then 256 random bits), still
+/// parse, without an account: a refresh of one reads its session first, and hands out a token
+/// of the current format.
 public struct RefreshTokenSealer: RefreshTokenSealing {
     /// The length of every token this sealer makes, in characters.
-    public static let tokenLength = 65
+    public static let tokenLength = 96
+    /// The length of a token of the earlier format (session and secret only), in characters.
+    public static let sessionOnlyTokenLength = 65
 
     /// Creates the sealer.
     public init() {}
 
-    public func makeToken(for session: SessionID) -> String {
-        let id = withUnsafeBytes(of: session.uuid.uuid) { Array($0) }
-        let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-        return Base64URL.encode(id) + Base64URL.encode(secret)
+    public func makeToken(for session: SessionID, userID: UserID, accountVersion: Int64) -> String {
+        var bytes = withUnsafeBytes(of: session.uuid.uuid) { Array($0) }
+        bytes.reserveCapacity(72)
+        withUnsafeBytes(of: userID.uuid.uuid) { bytes += $0 }
+        withUnsafeBytes(of: UInt64(bitPattern: accountVersion).bigEndian) { bytes += $0 }
+        SymmetricKey(size: .bits256).withUnsafeBytes { bytes += $0 }
+        return Base64URL.encode(bytes)
     }
 
     public func parse(_ token: String) -> RefreshTokenParts? {
-        guard let (session, bytes) = Self.tokenBytes(token) else { return nil }
+        guard let (session, account, bytes) = Self.tokenBytes(token) else { return nil }
         var hash = SHA256()
         hash.update(data: Data("identity refresh token digest v1".utf8))
         hash.update(data: bytes)
         guard let digest = RefreshDigest(Data(hash.finalize())) else { return nil }
-        return RefreshTokenParts(sessionID: session, digest: digest)
+        return RefreshTokenParts(sessionID: session, account: account, digest: digest)
     }
 
     public func seal(_ plaintext: Data, under token: String) throws -> Data {
@@ -47,21 +58,34 @@ public struct RefreshTokenSealer: RefreshTokenSealing {
         return try? AES.GCM.open(box, using: key)
     }
 
-    /// The session and the 48 bytes of a well-formed token: exactly 65 base64url characters,
-    /// each part in its one canonical spelling (read byte by byte: every refresh does this).
-    static func tokenBytes(_ token: String) -> (SessionID, Data)? {
+    /// The session, the account (current format only) and the bytes of a well-formed token:
+    /// exactly 96 base64url characters (72 bytes), or 65 of the earlier format (a 22-character
+    /// session id, then 43 for the secret), each part in its one canonical spelling.
+    static func tokenBytes(_ token: String) -> (SessionID, (userID: UserID, version: Int64)?, [UInt8])? {
         let utf8 = token.utf8
-        guard utf8.count == tokenLength else { return nil }
-        let split = utf8.index(utf8.startIndex, offsetBy: 22)
-        guard let id = Base64URL.decode(utf8[..<split]), id.count == 16,
-              let secret = Base64URL.decode(utf8[split...]), secret.count == 32
-        else { return nil }
-        let uuid = id.withUnsafeBytes { $0.loadUnaligned(as: uuid_t.self) }
-        return (SessionID(UUID(uuid: uuid)), Data(id + secret))
+        switch utf8.count {
+        case tokenLength:
+            guard let bytes = Base64URL.decode(utf8), bytes.count == 72 else { return nil }
+            return bytes.withUnsafeBytes { raw in
+                let session = SessionID(UUID(uuid: raw.loadUnaligned(as: uuid_t.self)))
+                let user = UserID(UUID(uuid: raw.loadUnaligned(fromByteOffset: 16, as: uuid_t.self)))
+                let version = Int64(bitPattern: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 32, as: UInt64.self)))
+                return (session, (user, version), bytes)
+            }
+        case sessionOnlyTokenLength:
+            let split = utf8.index(utf8.startIndex, offsetBy: 22)
+            guard let id = Base64URL.decode(utf8[..<split]), id.count == 16,
+                  let secret = Base64URL.decode(utf8[split...]), secret.count == 32
+            else { return nil }
+            let uuid = id.withUnsafeBytes { $0.loadUnaligned(as: uuid_t.self) }
+            return (SessionID(UUID(uuid: uuid)), nil, id + secret)
+        default:
+            return nil
+        }
     }
 
     private static func sealingKey(_ token: String) -> SymmetricKey? {
-        guard let (_, bytes) = tokenBytes(token) else { return nil }
+        guard let (_, _, bytes) = tokenBytes(token) else { return nil }
         return HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: bytes), info: Data("identity refresh token sealing v1".utf8), outputByteCount: 32
         )

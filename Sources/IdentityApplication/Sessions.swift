@@ -82,10 +82,10 @@ struct SessionHandler: Sendable {
         for user: User, client: String?, userAgent: String?, stillAccepted: (User?) async throws -> Bool
     ) async throws -> SignIn {
         let id = SessionID(ids.makeUUID())
-        let refresh = refreshTokens.makeToken(for: id)
+        let version = Int64(user.version)
+        let refresh = refreshTokens.makeToken(for: id, userID: user.id, accountVersion: version)
         guard let parts = refreshTokens.parse(refresh) else { throw UnusableRefreshToken() }
         let now = clock.now()
-        let version = Int64(user.version)
         try await sessions.open(Session.open(
             id: id, userID: user.id, refreshDigest: parts.digest, userAgent: userAgent.map(Self.bounded),
             clientAddress: client, accountVersion: version, at: now
@@ -108,50 +108,69 @@ struct SessionHandler: Sendable {
     func refresh(_ token: String, client: String?) async throws -> SignIn {
         guard let parts = refreshTokens.parse(token) else { throw try await refused(client) }
         let now = clock.now()
-        // The session and its account's version in one read; a deleted account has none.
-        guard let found = try await sessions.sessionAndAccount(id: parts.sessionID) else { throw try await refused(client) }
-        let session = found.session
-        guard configuration.isOpen(session, at: now), let accountVersion = found.accountVersion else { throw try await refused(client) }
-        // Ended by its revocation (an end whose second write failed), or cut off by a password
-        // change or deletion since its last token.
-        if try await revocations.isRevoked(
-            jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
-        ) {
-            _ = try? await sessions.end(id: session.id, userID: session.userID, reason: .revoked, now: now)
-            throw try await refused(client)
-        }
-        let version = Int64(accountVersion)
-        let access = try await tokens.issue(for: session.userID, accountVersion: version, sessionID: session.id, issuedAt: now)
-        let next = refreshTokens.makeToken(for: session.id)
-        guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
-        let pair = SignIn(access: access, refreshToken: next, sessionID: session.id)
-        let sealed = try refreshTokens.seal(SealedPair(pair).encoded(), under: token)
-        // A reuse ends the session and writes its revocation in one step of the store.
-        let revokingUntil = tokens.cutoffExpiry(madeAt: now)
-        switch try await sessions.rotate(
-            presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed, accountVersion: version,
-            revokingUntil: revokingUntil, now: now
-        ) {
-        case .rotated:
-            return pair
-        case .grace(_, let blob):
-            guard let opened = refreshTokens.open(blob, with: token),
-                  let earlier = SealedPair(decoding: opened)?.signIn
-            else { throw try await refused(client) }
-            return earlier
-        case .reused(let ended):
-            // Written with the end; this instance honours it at once.
-            await revocations.committed([.session(ended.id, userID: ended.userID, until: revokingUntil)])
-            throw IdentityError.refreshTokenReused
-        case .unknown:
-            // Ended meanwhile. By a reuse, the store wrote its revocation with the end: this
-            // instance honours it at once, and the caller is told it was a reuse.
-            if let current = try await sessions.session(id: session.id), current.endReason == .reuse, let ended = current.endedAt {
-                await revocations.committed([.session(current.id, userID: current.userID, until: tokens.cutoffExpiry(madeAt: ended))])
-                throw IdentityError.refreshTokenReused
+        let sessionID = parts.sessionID
+        // The account and version the new pair is made for. A token that says them is taken at
+        // its word (the store's compare-and-swap checks both the digest, which covers them, and
+        // the account's version): one round trip. One that does not (the earlier format), or
+        // one whose session is revoked, reads the session first, and is judged on what is stored.
+        var account: (userID: UserID, version: Int64)
+        if let said = parts.account,
+           !(try await revocations.isRevoked(jti: Revocation.sessionKey(sessionID), userID: said.userID, accountVersion: said.version)) {
+            account = said
+        } else {
+            guard let found = try await sessions.sessionAndAccount(id: sessionID) else { throw try await refused(client) }
+            let session = found.session
+            guard configuration.isOpen(session, at: now), let version = found.accountVersion else { throw try await refused(client) }
+            // Ended by its revocation (an end whose second write failed), or cut off by a
+            // password change or deletion since its last token.
+            if try await revocations.isRevoked(
+                jti: Revocation.sessionKey(session.id), userID: session.userID, accountVersion: session.accountVersion
+            ) {
+                _ = try? await sessions.end(id: session.id, userID: session.userID, reason: .revoked, now: now)
+                throw try await refused(client)
             }
-            throw try await refused(client)
+            account = (session.userID, Int64(version))
         }
+        // A revocation written with a reuse's end: this instance honours it at once.
+        let revokingUntil = tokens.cutoffExpiry(madeAt: now)
+        // Made again only when the account moved on since the token (its version changed):
+        // at most a few times, each on the version the store saw.
+        for _ in 0..<3 {
+            let access = try await tokens.issue(for: account.userID, accountVersion: account.version, sessionID: sessionID, issuedAt: now)
+            let next = refreshTokens.makeToken(for: sessionID, userID: account.userID, accountVersion: account.version)
+            guard let nextParts = refreshTokens.parse(next) else { throw UnusableRefreshToken() }
+            let pair = SignIn(access: access, refreshToken: next, sessionID: sessionID)
+            let sealed = try refreshTokens.seal(SealedPair(pair).encoded(), under: token)
+            // A reuse ends the session and writes its revocation in one step of the store.
+            switch try await sessions.rotate(
+                session: sessionID, presented: parts.digest, replacement: nextParts.digest, graceBlob: sealed,
+                accountVersion: account.version, revokingUntil: revokingUntil, now: now
+            ) {
+            case .rotated:
+                return pair
+            case .grace(_, let blob):
+                guard let opened = refreshTokens.open(blob, with: token),
+                      let earlier = SealedPair(decoding: opened)?.signIn
+                else { throw try await refused(client) }
+                return earlier
+            case .reused(let ended):
+                await revocations.committed([.session(ended.id, userID: ended.userID, until: revokingUntil)])
+                throw IdentityError.refreshTokenReused
+            case .accountChanged(let version):
+                // Deleted: its sessions end with it.
+                guard let version else { throw try await refused(client) }
+                account.version = Int64(version)
+            case .unknown:
+                // Ended meanwhile. By a reuse, the store wrote its revocation with the end: this
+                // instance honours it at once, and the caller is told it was a reuse.
+                if let current = try await sessions.session(id: sessionID), current.endReason == .reuse, let ended = current.endedAt {
+                    await revocations.committed([.session(current.id, userID: current.userID, until: tokens.cutoffExpiry(madeAt: ended))])
+                    throw IdentityError.refreshTokenReused
+                }
+                throw try await refused(client)
+            }
+        }
+        throw try await refused(client)
     }
 
     /// The open sessions of `principal`'s account, newest first.

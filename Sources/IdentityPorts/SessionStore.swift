@@ -22,29 +22,35 @@ public import IdentityDomain
 /// inside the store (one statement, or one transaction that holds the row only for the
 /// database's own work), never a lock held across a call to anything else.
 ///
-/// **Accounts.** A store shares its database with the account store whose outbox it writes to,
-/// and `sessionAndAccount(id:)` reads a session together with its account's current version
-/// from it: one round trip for what a refresh must know before it rotates.
+/// **Accounts.** A store shares its database with the account store whose outbox it writes to.
+/// `rotate` checks the account's version in the same step as the compare-and-swap, so a
+/// refresh whose token says which account and version it was made for rotates in one round
+/// trip; `sessionAndAccount(id:)` reads a session together with its account's current version,
+/// for a refresh that must look first.
 public protocol SessionStore: Sendable {
     /// Stores a session just opened (`Session.open`): its first refresh digest works. Writes
     /// `session.started` at its `createdAt` with it.
     func open(_ session: Session) async throws
 
-    /// Presents the digest of a refresh token at `now`, with the digest of the token that is to
-    /// replace it, `graceBlob` (the new pair sealed under a key derived from the presented
-    /// token) and `accountVersion` (the account's version read for this refresh). In one
-    /// atomic step:
+    /// Presents, at `now`, the digest of a refresh token that names session `id`, with the
+    /// digest of the token that is to replace it, `graceBlob` (the new pair sealed under a key
+    /// derived from the presented token) and `accountVersion` (the account version the new
+    /// pair was made for). In one atomic step, for the session `id`:
     ///
-    /// - the current digest of an open session: it becomes the previous one, `replacement`
-    ///   the current, `graceBlob` is kept, `lastUsedAt` is `now`, `generation` goes up by one,
+    /// - its current digest, the session open, its account (in the account store this store
+    ///   shares) at `accountVersion`: the digest becomes the previous one, `replacement` the
+    ///   current, `graceBlob` is kept, `lastUsedAt` is `now`, `generation` goes up by one,
     ///   `accountVersion` is stored: `.rotated` with the session as stored;
+    /// - its current digest, the session open, its account at another version or gone:
+    ///   nothing changes, `.accountChanged` with the version the account has now (nil: gone),
+    ///   for the caller to make the pair again;
     /// - the digest the last rotation replaced, within `SessionConfiguration.graceInterval` of
     ///   that rotation: nothing changes, `.grace` with the blob stored by that rotation;
-    /// - any other replaced digest of an open session (later than the grace interval, or
-    ///   older than the one just replaced): the session ends with reason `reuse` in the same
-    ///   step, writing `session.ended` (`reuse`): `.reused` with the session as ended;
-    /// - anything else (a digest never issued, or one of a session that ended or expired):
-    ///   nothing changes, `.unknown`.
+    /// - any other replaced digest it keeps (later than the grace interval, or older than the
+    ///   one just replaced): the session ends with reason `reuse` in the same step, writing
+    ///   `session.ended` (`reuse`): `.reused` with the session as ended;
+    /// - anything else (a digest the session never issued, a session that does not exist,
+    ///   ended or expired): nothing changes, `.unknown`.
     ///
     /// Only `.rotated` stores `accountVersion`; the others keep the session's own.
     ///
@@ -53,7 +59,8 @@ public protocol SessionStore: Sendable {
     /// same database in that step: the end, its event and its revocation commit together or
     /// not at all, so no ended session's access tokens stay accepted.
     func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
+        session id: SessionID, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64,
+        revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome
 
     /// The session with `id`, open, ended or expired, until it is purged; nil if there is none.
@@ -62,7 +69,7 @@ public protocol SessionStore: Sendable {
     /// The session with `id` as `session(id:)` gives it, with the version its account has now
     /// in the account store this store shares (the one whose outbox it writes to), or with
     /// none when that account no longer exists; nil when there is no session. One read (one
-    /// statement where the store can): a refresh needs both before it rotates.
+    /// statement where the store can).
     func sessionAndAccount(id: SessionID) async throws -> SessionAndAccount?
 
     /// The open sessions of `userID` at `now`, newest (latest `createdAt`) first.
@@ -112,7 +119,11 @@ public enum RotationOutcome: Sendable, Equatable {
     /// It was a replaced digest outside the grace rule: the session ended with reason `reuse`,
     /// and is returned as ended.
     case reused(Session)
-    /// No open session has (or had) that digest: nothing changed.
+    /// It was the current digest, but the account is no longer at the version the new pair
+    /// was made for: nothing changed. `version` is the account's version now, nil when the
+    /// account no longer exists.
+    case accountChanged(version: Int?)
+    /// The session does not exist, is not open, or never had that digest: nothing changed.
     case unknown
 }
 
@@ -200,10 +211,11 @@ public struct SessionConflict: Error, Sendable, Equatable, CustomStringConvertib
 extension SessionStore {
     /// A rotation that writes no revocation on a reuse (`revokingUntil: nil`).
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
+        session id: SessionID, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, now: Date
     ) async throws -> RotationOutcome {
         try await rotate(
-            presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, revokingUntil: nil, now: now
+            session: id, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion,
+            revokingUntil: nil, now: now
         )
     }
 }

@@ -61,46 +61,34 @@ public final class InMemorySessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
+        session id: SessionID, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64,
+        revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
         let revocations = outbox.revocations
-        return try await commit { state, configuration in
-            let outcome = try Self.rotate(
-                &state, configuration: configuration, presented: presented, replacement: replacement, graceBlob: graceBlob,
-                accountVersion: accountVersion, now: now
-            ) { ended in
+        return try await commitReadingAccounts { state, configuration, versions in
+            guard let session = state.sessions[id] else { return (.unknown, []) }
+            let rotation = configuration.rotation(
+                of: session, presented: presented, isKept: state.replaced[presented] == id, accountVersion: versions(session.userID),
+                replacement: replacement, graceBlob: graceBlob, expectedAccountVersion: accountVersion, now: now
+            )
+            guard let stored = rotation.stored else { return (rotation.outcome, []) }
+            if case .reused(let ended) = rotation.outcome, let revokingUntil {
                 // Before the session changes: a failed write leaves it as it was.
-                if let revokingUntil { try revocations.write([.session(ended.id, userID: ended.userID, until: revokingUntil)]) }
+                try revocations.write([.session(ended.id, userID: ended.userID, until: revokingUntil)])
             }
-            return (outcome, outcome.events())
+            if case .rotated = rotation.outcome {
+                guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
+                state.current[presented] = nil
+                state.current[replacement] = id
+                state.replaced[presented] = id
+                var kept = state.history[id, default: []]
+                kept.append(presented)
+                while kept.count > configuration.replacedDigestsKept { state.replaced[kept.removeFirst()] = nil }
+                state.history[id] = kept
+            }
+            state.sessions[id] = stored
+            return (rotation.outcome, rotation.outcome.events())
         }
-    }
-
-    /// Applies the rotation rule to the session `presented` belongs to, under the lock.
-    private static func rotate(
-        _ state: inout State, configuration: SessionConfiguration, presented: RefreshDigest, replacement: RefreshDigest,
-        graceBlob: Data, accountVersion: Int64, now: Date, beforeReuseEnds: (Session) throws -> Void
-    ) throws -> RotationOutcome {
-        guard let id = state.current[presented] ?? state.replaced[presented], let session = state.sessions[id] else {
-            return .unknown
-        }
-        let rotation = configuration.rotation(
-            of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
-        )
-        guard let stored = rotation.stored else { return rotation.outcome }
-        if case .reused(let ended) = rotation.outcome { try beforeReuseEnds(ended) }
-        if case .rotated = rotation.outcome {
-            guard state.current[replacement] == nil, state.replaced[replacement] == nil else { throw SessionConflict() }
-            state.current[presented] = nil
-            state.current[replacement] = id
-            state.replaced[presented] = id
-            var kept = state.history[id, default: []]
-            kept.append(presented)
-            while kept.count > configuration.replacedDigestsKept { state.replaced[kept.removeFirst()] = nil }
-            state.history[id] = kept
-        }
-        state.sessions[id] = stored
-        return rotation.outcome
     }
 
     public func session(id: SessionID) -> Session? {
@@ -149,7 +137,15 @@ public final class InMemorySessionStore: SessionStore {
     private func commit<Result: Sendable>(
         _ change: @escaping @Sendable (inout State, SessionConfiguration) throws -> (result: Result, events: [IdentityEvent])
     ) async throws -> Result {
-        try await outbox.commit { try self.state.withLock { try change(&$0, self.configuration) } }
+        try await commitReadingAccounts { state, configuration, _ in try change(&state, configuration) }
+    }
+
+    /// `commit`, where `change` may also ask an account's version in the account store, in the
+    /// same step.
+    private func commitReadingAccounts<Result: Sendable>(
+        _ change: @escaping @Sendable (inout State, SessionConfiguration, (UserID) -> Int?) throws -> (result: Result, events: [IdentityEvent])
+    ) async throws -> Result {
+        try await outbox.commit { versions in try self.state.withLock { try change(&$0, self.configuration, versions) } }
     }
 
     @discardableResult

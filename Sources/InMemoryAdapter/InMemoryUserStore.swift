@@ -210,9 +210,12 @@ public actor InMemoryUserStore: UserRepository, EventOutbox, AppliedCommandLedge
     /// Runs `change` and appends the events it returns to the outbox in one step on this actor,
     /// as a transaction would: no reader of the outbox sees the one without the other, and
     /// events keep the order of their changes. For `InMemorySessionStore`, whose changes are
-    /// no command's own: no command message id is recorded.
-    func commit<Result: Sendable>(_ change: @Sendable () throws -> (result: Result, events: [IdentityEvent])) throws -> Result {
-        let (result, events) = try change()
+    /// no command's own: no command message id is recorded. `change` may ask the version of
+    /// an account in the same step.
+    func commit<Result: Sendable>(
+        _ change: @Sendable (_ accountVersion: (UserID) -> Int?) throws -> (result: Result, events: [IdentityEvent])
+    ) throws -> Result {
+        let (result, events) = try change { self.user(id: $0)?.version }
         enqueue(events, message: nil)
         return result
     }

@@ -10,21 +10,22 @@ import IdentityAdapterSupport
 ///
 /// `identity_session_digests` holds every digest a session issued (its primary key keeps them
 /// unique), its current one and the newest replaced ones. A rotation is one statement, a
-/// compare-and-swap on the session's row: `UPDATE identity_sessions … WHERE id = <the
-/// digest's session> AND refresh_digest = <presented> … RETURNING`, which also records the
-/// new digest. PostgreSQL checks the condition again on the row as it is once it holds the
-/// row's lock: of two refreshes with one token, on one instance or two, the second waits only
-/// for the first's statement, then finds the digest replaced and gets the grace (or a reuse).
-/// No lock outlives a statement, and no column a rotation changes is indexed, so the row's
-/// update stays on its page (HOT) and touches no index. A digest that was not current is
-/// looked up among the kept ones, and a reuse ends the session with one more conditional
-/// `UPDATE`; a digest once replaced never becomes current again, so nothing between the two
-/// statements can turn a reuse into something else.
+/// compare-and-swap on the session's row joined to its account's: `UPDATE identity_sessions …
+/// FROM identity_users … WHERE id = <the token's session> AND refresh_digest = <presented> AND
+/// <open> AND <the account at the expected version> … RETURNING`, which also records the new
+/// digest. PostgreSQL checks the condition again on the row as it is once it holds the row's
+/// lock: of two refreshes with one token, on one instance or two, the second waits only for
+/// the first's statement, then finds the digest replaced and gets the grace (or a reuse). No
+/// lock outlives a statement, and no column a rotation changes is indexed, so the row's update
+/// stays on its page (HOT) and touches no index. When it rotates nothing, one read says why
+/// (the session with its account's version and whether it keeps the digest), and a reuse ends
+/// the session with one more conditional `UPDATE`; a digest once replaced never becomes
+/// current again, so nothing between the statements can turn a reuse into something else.
 ///
-/// A refresh reads the session with its account's version in one statement
-/// (`sessionAndAccount(id:)`, a join with `identity_users`). That read and the rotation are
-/// prepared statements: each connection has PostgreSQL parse and plan them once, not on every
-/// refresh. They name their columns, so a migration that adds a column leaves them valid.
+/// The rotation and `sessionAndAccount(id:)` (the read a refresh does when its token does not
+/// say its account) are prepared statements: each connection has PostgreSQL parse and plan
+/// them once, not on every refresh. They name their columns, so a migration that adds a
+/// column leaves them valid.
 ///
 /// Every change writes its events into `identity_outbox`, the account store's outbox
 /// (`PostgresUserStore`, whose relay publishes it), in the change's transaction: an opening
@@ -82,47 +83,64 @@ public struct PostgresSessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
+        session id: SessionID, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64,
+        revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
         let configuration = configuration
         let since = configuration.openSince(now: now)
         let at = now.truncatedToMilliseconds
         let kept = Int64(configuration.replacedDigestsKept)
         return try await session.run { connection, logger in
-            // The compare-and-swap: the row of the session that issued the digest, if the digest
-            // is still its current one (checked again on the row as it is once its lock is had).
-            // SET reads the row as it was, RETURNING gives it as written. No column it changes
-            // is indexed: a HOT update. The new digest is recorded as issued.
+            // The compare-and-swap, which also checks the account's version: one statement on
+            // the session's row (found by its primary key), if the digest is still its current
+            // one (checked again on the row as it is once its lock is had). SET reads the row
+            // as it was, RETURNING gives it as written. No column it changes is indexed: a HOT
+            // update. The new digest is recorded as issued.
             let rotated = try await Self.prepared(
                 RotateStatement(
-                    presented: presented.bytes, replacement: replacement.bytes, at: at, graceBlob: graceBlob,
+                    id: id.uuid, presented: presented.bytes, replacement: replacement.bytes, at: at, graceBlob: graceBlob,
                     accountVersion: accountVersion, since: since, kept: kept
                 ),
                 on: connection, logger: logger
             )
             for try await session in rotated { return .rotated(session) }
 
-            let replaced = try await connection.query(
+            // Not rotated: what the rule says of the session as it is now (the presented digest
+            // is not current, the session not open, or its account moved on). A kept digest is
+            // one of the newest `kept` replaced ones, whatever the lazy trim left.
+            let rows = try await connection.query(
                 """
-                SELECT \(unescaped: Self.columns("s")) FROM identity_session_digests d
-                JOIN identity_sessions s ON s.id = d.session_id WHERE d.digest = \(presented.bytes)
+                SELECT \(unescaped: Self.columns("s")), u.version,
+                    EXISTS (SELECT 1 FROM identity_session_digests d WHERE d.digest = \(presented.bytes) AND d.session_id = s.id
+                            AND d.generation >= s.generation - \(kept))
+                FROM identity_sessions s LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = \(id.uuid)
                 """,
                 logger: logger
             )
-            guard let found = try await Self.first(replaced) else { return .unknown }
+            var found: (Session, Int?, Bool)?
+            for try await row in rows {
+                let cells = row.makeRandomAccess()
+                found = (try Self.session(from: cells), try cells[Self.columnCount].decode(Int?.self),
+                         try cells[Self.columnCount + 1].decode(Bool.self))
+            }
+            guard let (session, version, isKept) = found else { return .unknown }
             let rotation = configuration.rotation(
-                of: found, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
+                of: session, presented: presented, isKept: isKept, accountVersion: version, replacement: replacement,
+                graceBlob: graceBlob, expectedAccountVersion: accountVersion, now: now
             )
-            guard case .reused = rotation.outcome else {
-                // The grace, or nothing (`.rotated` cannot come from a replaced digest).
-                if case .rotated = rotation.outcome { return .unknown }
-                return rotation.outcome
+            // The grace, an account that moved on, or nothing; `.rotated` here means the
+            // session became open or current between the two statements, which a digest once
+            // replaced never does: asked again by the caller as a moved account would be.
+            switch rotation.outcome {
+            case .reused: break
+            case .rotated: return .accountChanged(version: version)
+            default: return rotation.outcome
             }
             return try await connection.withTransaction(logger: logger) { connection in
                 let ended = try await Self.first(connection.query(
                     """
                     UPDATE identity_sessions SET ended_at = \(at), end_reason = \(SessionEndReason.reuse.rawValue)
-                    WHERE id = \(found.id.uuid) AND ended_at IS NULL
+                    WHERE id = \(session.id.uuid) AND ended_at IS NULL
                         AND last_used_at >= \(since.lastUsed) AND created_at >= \(since.created)
                     RETURNING \(unescaped: Self.columns)
                     """,
@@ -253,28 +271,33 @@ public struct PostgresSessionStore: SessionStore {
 
     /// `rotate`'s compare-and-swap, run on every refresh, prepared once per connection:
     /// PostgreSQL then neither parses nor plans it again (most of its CPU per refresh).
-    /// `$1` the presented digest, `$2` the replacement, `$3` the time, `$4` the grace blob,
-    /// `$5` the account's version, `$6`/`$7` the idle and absolute limits, `$8` how many
-    /// replaced digests are kept. See `rotate` for what each part does.
+    /// `$1` the session, `$2` the presented digest, `$3` the replacement, `$4` the time, `$5`
+    /// the grace blob, `$6` the account's version, `$7`/`$8` the idle and absolute limits,
+    /// `$9` how many replaced digests are kept. Trimming the kept digests runs at every 64th
+    /// generation (a range delete of up to 64 entries), not at every rotation: a delete per
+    /// rotation leaves a dead index entry at the head of the session's range that every later
+    /// trim walks over until a vacuum. See `rotate` for what each part does.
     private struct RotateStatement: PostgresPreparedStatement {
-        static let name = "identity_session_rotate_v1"
+        static let name = "identity_session_rotate_v2"
         static let sql = """
             WITH rotated AS (
-                UPDATE identity_sessions SET refresh_digest = $2, previous_digest = refresh_digest,
-                    rotated_at = $3, grace_blob = $4, last_used_at = $3, generation = generation + 1, account_version = $5
-                WHERE id = (SELECT session_id FROM identity_session_digests WHERE digest = $1)
-                    AND refresh_digest = $1 AND ended_at IS NULL AND last_used_at >= $6 AND created_at >= $7
-                RETURNING \(PostgresSessionStore.columns)
+                UPDATE identity_sessions s SET refresh_digest = $3, previous_digest = s.refresh_digest,
+                    rotated_at = $4, grace_blob = $5, last_used_at = $4, generation = s.generation + 1, account_version = $6
+                FROM identity_users u
+                WHERE s.id = $1 AND s.refresh_digest = $2 AND s.ended_at IS NULL AND s.last_used_at >= $7 AND s.created_at >= $8
+                    AND u.id = s.user_id AND u.version = $6
+                RETURNING \(PostgresSessionStore.columns("s"))
             ), issued AS (
                 INSERT INTO identity_session_digests (digest, session_id, generation)
                 SELECT refresh_digest, id, generation FROM rotated
             ), trimmed AS (
                 DELETE FROM identity_session_digests d USING rotated r
-                WHERE d.session_id = r.id AND d.generation <= r.generation - 1 - $8
+                WHERE r.generation % 64 = 0 AND d.session_id = r.id AND d.generation <= r.generation - 1 - $9
             )
             SELECT \(PostgresSessionStore.columns) FROM rotated
             """
 
+        let id: UUID
         let presented: Data
         let replacement: Data
         let at: Date
@@ -284,7 +307,8 @@ public struct PostgresSessionStore: SessionStore {
         let kept: Int64
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 8)
+            var bindings = PostgresBindings(capacity: 9)
+            bindings.append(id)
             try bindings.append(presented)
             try bindings.append(replacement)
             bindings.append(at)

@@ -6,7 +6,8 @@ import IdentityAdapterSupport
 
 /// Sessions and their refresh-token digests in SQLite (migration 0004).
 ///
-/// A rotation reads the session a digest belongs to and writes what the rule decides in one
+/// A rotation reads the session a token names, with its account's version and whether it
+/// keeps the presented digest, and writes what the rule decides in one
 /// `BEGIN IMMEDIATE` transaction, on the database's one connection: two refreshes with one
 /// token are applied one after the other, and the second finds the token just replaced.
 /// Every change writes its events into `identity_outbox`, the account store's outbox
@@ -44,23 +45,25 @@ public struct SQLiteSessionStore: SessionStore {
     }
 
     public func rotate(
-        presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64, revokingUntil: Date?, now: Date
+        session id: SessionID, presented: RefreshDigest, replacement: RefreshDigest, graceBlob: Data, accountVersion: Int64,
+        revokingUntil: Date?, now: Date
     ) async throws -> RotationOutcome {
         let configuration = configuration
         return try await database.transaction { connection in
             let found = try await connection.query(
                 """
-                SELECT \(Self.columns) FROM identity_sessions WHERE refresh_digest = ?1
-                UNION ALL
-                SELECT \(Self.columns("s")) FROM identity_session_digests d JOIN identity_sessions s ON s.id = d.session_id
-                WHERE d.digest = ?1
-                LIMIT 1
+                SELECT \(Self.columns("s")), u.version AS account_version_now,
+                    EXISTS (SELECT 1 FROM identity_session_digests d WHERE d.digest = ?2 AND d.session_id = s.id) AS kept
+                FROM identity_sessions s LEFT JOIN identity_users u ON u.id = s.user_id WHERE s.id = ?1
                 """,
-                [Self.blob(presented.bytes)]
+                [.text(id.description), Self.blob(presented.bytes)]
             )
-            guard let session = try found.first.map(Self.session(from:)) else { return .unknown }
+            guard let row = found.first else { return .unknown }
+            let session = try Self.session(from: row)
             let rotation = configuration.rotation(
-                of: session, presented: presented, replacement: replacement, graceBlob: graceBlob, accountVersion: accountVersion, now: now
+                of: session, presented: presented, isKept: row.column("kept")?.integer == 1,
+                accountVersion: row.column("account_version_now")?.integer, replacement: replacement, graceBlob: graceBlob,
+                expectedAccountVersion: accountVersion, now: now
             )
             guard let stored = rotation.stored else { return rotation.outcome }
             if case .rotated = rotation.outcome {

@@ -127,9 +127,9 @@ struct SessionEndToEndTests {
             #expect(registered.status == 201, "register \(email) (\(mode)): \(registered.json)")
         }
 
-        // A login opens a session: an access token with `sid`, a 65-character URL-safe refresh token.
+        // A login opens a session: an access token with `sid`, a 96-character URL-safe refresh token.
         let first = try await client.login(a, userAgent: "first-device")
-        #expect(first.refresh.count == 65 && first.refresh.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" },
+        #expect(first.refresh.count == 96 && first.refresh.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" },
                 "an opaque URL-safe refresh token: \(first.refresh)")
         let sid = try #require(try claim("sid", of: first.access), "the access token names its session")
         #expect(try await call("GET", "\(b)/users/me", token: first.access).status == 200)
@@ -255,8 +255,10 @@ struct SessionEndToEndTests {
     /// tokens afterwards. Returns Ada's pair from that refresh.
     func badTokens(_ client: SessionClient, _ deployment: Deployment, current: String, sid: String) async throws -> Pair {
         let bob = try await client.login(deployment.b, email: "bob@example.com", userAgent: "bob")
-        let (adaID, adaSecret) = (current.prefix(22), current.dropFirst(22))
-        let (bobID, bobSecret) = (bob.refresh.prefix(22), bob.refresh.dropFirst(22))
+        // A token is 72 bytes in one base64url string: the first 48 characters spell the session,
+        // the account and half the version, the rest the other half and the secret.
+        let (adaNamed, adaSecret) = (current.prefix(48), current.dropFirst(48))
+        let (bobNamed, bobSecret) = (bob.refresh.prefix(48), bob.refresh.dropFirst(48))
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         func flippingLowBit(_ character: Character) -> Character {
             alphabet[(alphabet.firstIndex(of: character) ?? 0) ^ 1]
@@ -268,10 +270,13 @@ struct SessionEndToEndTests {
             ("padded", current + "="), ("with a space", current + " "), ("upper-cased", current.uppercased()),
             ("standard base64", standardBase64 == current ? "+" + current.dropFirst() : standardBase64),
             ("non-ASCII", "é" + current.dropFirst()),
-            ("a non-canonical last character", String(current.dropLast()) + String(flippingLowBit(current.last ?? "A"))),
-            ("a non-canonical session id", String(adaID.dropLast()) + String(flippingLowBit(adaID.last ?? "A")) + adaSecret),
-            ("an access token", bob.access), ("Bob's id, Ada's secret", String(bobID + adaSecret)),
-            ("Ada's id, Bob's secret", String(adaID + bobSecret)), ("Ada's id, a secret of our own", String(adaID) + String(repeating: "Q", count: 43)),
+            ("the last character changed", String(current.dropLast()) + String(flippingLowBit(current.last ?? "A"))),
+            ("another session id", String(flippingLowBit(current.first ?? "A")) + current.dropFirst()),
+            ("another version", String(current.prefix(52)) + String(flippingLowBit(current.dropFirst(52).first ?? "A")) + current.dropFirst(53)),
+            ("the session of an earlier-format token", String(adaNamed.prefix(22)) + String(repeating: "Q", count: 43)),
+            ("an access token", bob.access), ("Bob's session and account, Ada's secret", String(bobNamed + adaSecret)),
+            ("Ada's session and account, Bob's secret", String(adaNamed + bobSecret)),
+            ("Ada's session and account, a secret of our own", String(adaNamed) + String(repeating: "Q", count: 48)),
         ]
         var details: Set<String> = []
         for (what, token) in tokens {

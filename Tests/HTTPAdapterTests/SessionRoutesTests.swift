@@ -61,7 +61,7 @@ struct SessionRoutesTests {
             _ = try await client.registerAndLogin()
             let access = try #require(try await login(client)["access_token"] as? String)
             var bodies: Set<String> = []
-            for token in ["", "garbage", String(repeating: "A", count: 5_000), "\\u00e9\\u00e9", access, String(repeating: "A", count: 65)] {
+            for token in ["", "garbage", String(repeating: "A", count: 5_000), "\\u00e9\\u00e9", access, String(repeating: "A", count: 65), String(repeating: "A", count: 96)] {
                 let response = try await refresh(client, token)
                 let problem = try response.expectProblem(.unauthorized)
                 #expect(problem["type"] as? String == "urn:identity:problem:unauthorized")

@@ -38,7 +38,9 @@ struct SessionTests {
         let (user, pair) = try await signedIn(identity)
         let me = try await principal(identity, pair)
         #expect(me.sessionID == pair.sessionID && me.userID == user.id)
-        #expect(pair.refreshToken.count == 65)
+        #expect(pair.refreshToken.count == 96)
+        #expect(RefreshTokenSealer().parse(pair.refreshToken)?.account.map { [$0.userID.description, "\($0.version)"] } == [user.id.description, "1"],
+                "it names the account and the version it was made for")
         let sessions = try await identity.service.sessions(me)
         #expect(sessions.map(\.id) == [pair.sessionID])
         #expect(sessions.first?.isCurrent == true && sessions.first?.userAgent == "tests/1" && sessions.first?.clientAddress == "127.0.0.1")
@@ -238,17 +240,82 @@ struct SessionTests {
         #expect(await isRefused(identity, access: current.token))
     }
 
-    @Test("garbage, empty, over-long, wrong-encoding and unknown refresh tokens are refused and change nothing")
+    @Test("garbage, empty, over-long, wrong-encoding, unknown and altered refresh tokens are refused and change nothing")
     func badTokens() async throws {
         let identity = try await TestIdentity.make()
-        let (_, pair) = try await signedIn(identity)
-        let unknown = RefreshTokenSealer().makeToken(for: pair.sessionID)
-        let bad = ["", "garbage", String(repeating: "A", count: 100_000), String(repeating: "é", count: 65), pair.token, unknown,
-                   RefreshTokenSealer().makeToken(for: SessionID(UUID())), pair.refreshToken + "A", String(pair.refreshToken.dropLast())]
+        let (user, pair) = try await signedIn(identity)
+        let sealer = RefreshTokenSealer()
+        let unknown = sealer.makeToken(for: pair.sessionID, userID: user.id, accountVersion: 1)
+        // The session, account and version a token says are no secret: spelt out by someone who
+        // saw an access token, with any secret, they name a real session and account.
+        let anotherAccount = sealer.makeToken(for: pair.sessionID, userID: UserID(UUID()), accountVersion: 1)
+        let anotherVersion = sealer.makeToken(for: pair.sessionID, userID: user.id, accountVersion: 0)
+        let sessionOnly = Self.sessionOnlyToken(pair.sessionID)
+        let bad = ["", "garbage", String(repeating: "A", count: 100_000), String(repeating: "é", count: 96), String(repeating: "é", count: 65),
+                   pair.token, unknown, anotherAccount, anotherVersion, sessionOnly,
+                   sealer.makeToken(for: SessionID(UUID()), userID: user.id, accountVersion: 1), pair.refreshToken + "A",
+                   String(pair.refreshToken.dropLast())]
         for token in bad {
             await #expect(throws: IdentityError.refreshTokenRefused) { try await identity.service.refresh(token, client: "10.0.0.1") }
         }
         #expect(try await identity.service.refresh(pair.refreshToken, client: nil).sessionID == pair.sessionID, "the session is intact")
+    }
+
+    @Test("a token that names a version below a cut-off (forged from an access token's claims) ends nothing; the real one still refreshes")
+    func forgedVersionBelowACutOff() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, old) = try await signedIn(identity)
+        identity.clock.advance(by: 1)
+        _ = try await identity.service.updateProfile(
+            try await principal(identity, old), name: nil, email: nil, password: "another password 456", currentPassword: password
+        )
+        let pair = try await identity.service.login(email: "ada@example.com", password: "another password 456", client: nil)
+        let forged = RefreshTokenSealer().makeToken(for: pair.sessionID, userID: user.id, accountVersion: 1)
+        await #expect(throws: IdentityError.refreshTokenRefused) { try await identity.service.refresh(forged, client: "10.0.0.1") }
+        #expect(try await identity.sessions.session(id: pair.sessionID)?.isEnded == false, "the session it names is not ended")
+        #expect(try await identity.service.refresh(pair.refreshToken, client: nil).sessionID == pair.sessionID)
+    }
+
+    @Test("a refresh token of the earlier format (session and secret only) refreshes once, into one of the current format")
+    func sessionOnlyTokens() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, _) = try await signedIn(identity)
+        let id = SessionID(UUID())
+        let token = Self.sessionOnlyToken(id)
+        let digest = try #require(RefreshTokenSealer().parse(token)?.digest)
+        #expect(RefreshTokenSealer().parse(token)?.account == nil)
+        try await identity.sessions.open(Session.open(id: id, userID: user.id, refreshDigest: digest, accountVersion: 1, at: identity.clock.now()))
+        identity.clock.advance(by: 60)
+        let next = try await identity.service.refresh(token, client: nil)
+        #expect(next.sessionID == id && next.refreshToken.count == 96)
+        #expect(try await principal(identity, next).userID == user.id)
+        #expect(try await identity.service.refresh(token, client: nil) == next, "within the grace, the same pair")
+        identity.clock.advance(by: 60)
+        #expect(try await identity.service.refresh(next.refreshToken, client: nil).sessionID == id, "the new one refreshes")
+    }
+
+    @Test("a refresh after the account moved on (a rename) makes the new pair for the version the account has now")
+    func accountMovedOn() async throws {
+        let identity = try await TestIdentity.make()
+        let (user, pair) = try await signedIn(identity)
+        identity.clock.advance(by: 1)
+        _ = try await identity.service.updateProfile(try await principal(identity, pair), name: "Ada L.", email: nil, password: nil, currentPassword: nil)
+        identity.clock.advance(by: 60)
+        let next = try await identity.service.refresh(pair.refreshToken, client: nil)
+        #expect(try await principal(identity, next).userID == user.id, "its access token works")
+        #expect(RefreshTokenSealer().parse(next.refreshToken)?.account?.version == 2 && RefreshTokenSealer().parse(next.refreshToken)?.account?.userID == user.id)
+        #expect(identity.sessions.session(id: pair.sessionID)?.accountVersion == 2, "and the session stands on it")
+        #expect(try await identity.service.refresh(pair.refreshToken, client: nil) == next, "the grace hands out that pair")
+    }
+
+    /// A token of the earlier format: the session's 16 bytes and 32 random ones, each part
+    /// base64url on its own (22 and 43 characters).
+    static func sessionOnlyToken(_ id: SessionID) -> String {
+        func base64url(_ bytes: [UInt8]) -> String {
+            Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        return base64url(withUnsafeBytes(of: id.uuid.uuid) { Array($0) }) + base64url((0..<32).map { _ in UInt8.random(in: 0...255) })
     }
 
     @Test("failed refreshes count like failed logins for the client address")

@@ -13,11 +13,12 @@ import Testing
 /// store, whose outbox cannot fail.
 public struct SessionEventsCommitWithTheirChange: Sendable {
     private let store: any SessionStore
-    private let outbox: any EventOutbox
+    private let outbox: any EventOutbox & UserRepository
     private let refuseOutboxWrites: @Sendable (Bool) async throws -> Void
 
-    /// Creates the check on an empty `store` and its empty `outbox`.
-    public init(store: any SessionStore, outbox: any EventOutbox, refuseOutboxWrites: @escaping @Sendable (Bool) async throws -> Void) {
+    /// Creates the check on an empty `store` and its empty `outbox` (the account store whose
+    /// outbox it writes to, where the check registers the sessions' account).
+    public init(store: any SessionStore, outbox: any EventOutbox & UserRepository, refuseOutboxWrites: @escaping @Sendable (Bool) async throws -> Void) {
         self.store = store
         self.outbox = outbox
         self.refuseOutboxWrites = refuseOutboxWrites
@@ -27,6 +28,7 @@ public struct SessionEventsCommitWithTheirChange: Sendable {
     public func run() async throws {
         let user = UserID(UUID())
         let now = Date(timeIntervalSince1970: 1_790_000_000.123)
+        try await outbox.registerAccount(user, at: now)
         func open(at time: Date) -> Session {
             Session.open(id: SessionID(UUID()), userID: user, refreshDigest: .random(), accountVersion: 1, at: time)
         }
@@ -39,7 +41,7 @@ public struct SessionEventsCommitWithTheirChange: Sendable {
         let refused = open(at: now.addingTimeInterval(2))
         await #expect(throws: (any Error).self, "an opening whose event cannot be written fails") { try await store.open(refused) }
         #expect(try await store.session(id: refused.id) == nil, "and stores no session")
-        let rotated = try await rotate(first.refreshDigest, at: now.addingTimeInterval(3))
+        let rotated = try await rotate(first, first.refreshDigest, at: now.addingTimeInterval(3))
         guard case .rotated(let current) = rotated else {
             Issue.record("a rotation writes no event, so it works while the outbox refuses writes: \(rotated)")
             return
@@ -51,18 +53,20 @@ public struct SessionEventsCommitWithTheirChange: Sendable {
         await #expect(throws: (any Error).self, "so does an end of all") {
             _ = try await store.endAll(userID: user, except: nil, reason: .passwordChange, now: later)
         }
-        await #expect(throws: (any Error).self, "and a reuse") { _ = try await rotate(first.refreshDigest, at: later) }
+        await #expect(throws: (any Error).self, "and a reuse") { _ = try await rotate(first, first.refreshDigest, at: later) }
         #expect(try await store.sessions(of: user, now: later) == [second, current], "no session ended without its event")
         #expect(try await types().isEmpty, "and no event was written")
 
         try await refuseOutboxWrites(false)
-        #expect(try await rotate(first.refreshDigest, at: later) == .reused(current.ended(.reuse, at: later)), "the reuse, once it can be written")
+        #expect(try await rotate(first, first.refreshDigest, at: later) == .reused(current.ended(.reuse, at: later)), "the reuse, once it can be written")
         #expect(try await store.end(id: second.id, userID: user, reason: .logout, now: later) == second.ended(.logout, at: later))
         #expect(try await types() == ["session.ended", "session.ended"], "each with its event")
     }
 
-    private func rotate(_ presented: RefreshDigest, at time: Date) async throws -> RotationOutcome {
-        try await store.rotate(presented: presented, replacement: .random(), graceBlob: Data([1]), accountVersion: 2, now: time)
+    private func rotate(_ session: Session, _ presented: RefreshDigest, at time: Date) async throws -> RotationOutcome {
+        try await store.rotate(
+            session: session.id, presented: presented, replacement: .random(), graceBlob: Data([1]), accountVersion: 1, now: time
+        )
     }
 
     /// The types of the events written since the last call.

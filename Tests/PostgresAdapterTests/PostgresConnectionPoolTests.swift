@@ -123,6 +123,7 @@ struct PostgresPoolStoreTests {
                                      PostgresSessionStore(pool: second, timeout: .seconds(60))]
                     for _ in 0..<30 {
                         let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: Date())
+                        try await PostgresUserStore(pool: first).registerAccount(opened.userID, at: opened.createdAt)
                         try await instances[0].open(opened)
                         let now = Date()
                         let outcomes = try await withThrowingTaskGroup(of: (RotationOutcome, Data).self) { group in
@@ -130,7 +131,8 @@ struct PostgresPoolStoreTests {
                                 group.addTask {
                                     let blob = Data(RefreshDigest.random().bytes)
                                     let outcome = try await instances[index % 2].rotate(
-                                        presented: opened.refreshDigest, replacement: .random(), graceBlob: blob, accountVersion: 1, now: now
+                                        session: opened.id, presented: opened.refreshDigest, replacement: .random(), graceBlob: blob,
+                                        accountVersion: 1, now: now
                                     )
                                     return (outcome, blob)
                                 }

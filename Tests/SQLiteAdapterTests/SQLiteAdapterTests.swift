@@ -88,14 +88,21 @@ struct SQLiteAdapterTests {
         let now = Date(timeIntervalSince1970: 1_790_000_000.123)
         let digests: [RefreshDigest] = [.random(), .random(), .random()]
         let session = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: digests[0], accountVersion: 1, at: now)
+        try await SQLiteUserStore(database: database).registerAccount(session.userID, at: now)
         try await store.open(session)
         for step in 0..<2 {
-            _ = try await store.rotate(presented: digests[step], replacement: digests[step + 1], graceBlob: Data([1]), accountVersion: 1,
-                                       now: now.addingTimeInterval(Double(step + 1)))
+            let outcome = try await store.rotate(
+                session: session.id, presented: digests[step], replacement: digests[step + 1], graceBlob: Data([1]), accountVersion: 1,
+                now: now.addingTimeInterval(Double(step + 1))
+            )
+            guard case .rotated = outcome else { Issue.record("rotation \(step + 1) rotates: \(outcome)"); return }
         }
         let later = now.addingTimeInterval(60), until = later.addingTimeInterval(3600)
         func replay() async throws -> RotationOutcome {
-            try await store.rotate(presented: digests[0], replacement: .random(), graceBlob: Data([2]), accountVersion: 1, revokingUntil: until, now: later)
+            try await store.rotate(
+                session: session.id, presented: digests[0], replacement: .random(), graceBlob: Data([2]), accountVersion: 1,
+                revokingUntil: until, now: later
+            )
         }
         let key = Revocation.sessionKey(session.id)
         _ = try await database.exclusive { connection in
