@@ -99,7 +99,7 @@ public struct PostgresSessionStore: SessionStore {
             let rotated = try await Self.prepared(
                 RotateStatement(
                     id: id.uuid, presented: presented.bytes, replacement: replacement.bytes, at: at, graceBlob: graceBlob,
-                    accountVersion: accountVersion, since: since, kept: kept
+                    accountVersion: accountVersion, since: since
                 ),
                 on: connection, logger: logger
             )
@@ -233,22 +233,37 @@ public struct PostgresSessionStore: SessionStore {
         }
     }
 
+    /// Also trims every session's kept digests to the newest `replacedDigestsKept` replaced
+    /// ones (the rotation does not: see `RotateStatement`; meanwhile a lookup counts only
+    /// those), looking only at sessions rotated more often than that.
     @discardableResult
     public func purgeExpired(now: Date) async throws -> Int {
         let since = configuration.openSince(now: now)
+        let kept = Int64(configuration.replacedDigestsKept)
         return try await session.run { connection, logger in
-            // Replaced digests go with their session (ON DELETE CASCADE).
-            let rows = try await connection.query(
-                """
-                WITH gone AS (
-                    DELETE FROM identity_sessions WHERE last_used_at < \(since.lastUsed) OR created_at < \(since.created) RETURNING 1
+            try await connection.withTransaction(logger: logger) { connection in
+                let rows = try await connection.query(
+                    """
+                    WITH gone AS (
+                        DELETE FROM identity_sessions WHERE last_used_at < \(since.lastUsed) OR created_at < \(since.created) RETURNING id
+                    ), digests AS (
+                        DELETE FROM identity_session_digests d USING gone g WHERE d.session_id = g.id
+                    )
+                    SELECT count(*) FROM gone
+                    """,
+                    logger: logger
                 )
-                SELECT count(*) FROM gone
-                """,
-                logger: logger
-            )
-            for try await count in rows.decode(Int64.self) { return Int(count) }
-            return 0
+                var purged = 0
+                for try await count in rows.decode(Int64.self) { purged = Int(count) }
+                try await connection.query(
+                    """
+                    DELETE FROM identity_session_digests d USING identity_sessions s
+                    WHERE s.generation > \(kept) AND d.session_id = s.id AND d.generation < s.generation - \(kept)
+                    """,
+                    logger: logger
+                )
+                return purged
+            }
         }
     }
 
@@ -272,11 +287,11 @@ public struct PostgresSessionStore: SessionStore {
     /// `rotate`'s compare-and-swap, run on every refresh, prepared once per connection:
     /// PostgreSQL then neither parses nor plans it again (most of its CPU per refresh).
     /// `$1` the session, `$2` the presented digest, `$3` the replacement, `$4` the time, `$5`
-    /// the grace blob, `$6` the account's version, `$7`/`$8` the idle and absolute limits,
-    /// `$9` how many replaced digests are kept. Trimming the kept digests runs at every 64th
-    /// generation (a range delete of up to 64 entries), not at every rotation: a delete per
-    /// rotation leaves a dead index entry at the head of the session's range that every later
-    /// trim walks over until a vacuum. See `rotate` for what each part does.
+    /// the grace blob, `$6` the account's version, `$7`/`$8` the idle and absolute limits.
+    /// Trimming the kept digests is `purgeExpired`'s: a delete in this statement cost more
+    /// than the rest of it (it left a dead index entry at the head of the session's range for
+    /// every later trim to walk over until a vacuum, and a plan that scanned the table was one
+    /// statistics change away). See `rotate` for what each part does.
     private struct RotateStatement: PostgresPreparedStatement {
         static let name = "identity_session_rotate_v2"
         static let sql = """
@@ -290,9 +305,6 @@ public struct PostgresSessionStore: SessionStore {
             ), issued AS (
                 INSERT INTO identity_session_digests (digest, session_id, generation)
                 SELECT refresh_digest, id, generation FROM rotated
-            ), trimmed AS (
-                DELETE FROM identity_session_digests d USING rotated r
-                WHERE r.generation % 64 = 0 AND d.session_id = r.id AND d.generation <= r.generation - 1 - $9
             )
             SELECT \(PostgresSessionStore.columns) FROM rotated
             """
@@ -304,10 +316,9 @@ public struct PostgresSessionStore: SessionStore {
         let graceBlob: Data
         let accountVersion: Int64
         let since: (lastUsed: Date, created: Date)
-        let kept: Int64
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 9)
+            var bindings = PostgresBindings(capacity: 8)
             bindings.append(id)
             try bindings.append(presented)
             try bindings.append(replacement)
@@ -316,7 +327,6 @@ public struct PostgresSessionStore: SessionStore {
             bindings.append(accountVersion)
             bindings.append(since.lastUsed)
             bindings.append(since.created)
-            bindings.append(kept)
             return bindings
         }
 

@@ -24,6 +24,40 @@ struct MigrationTests {
 
     static let mailTables: Set<String> = ["identity_account_tokens", "identity_mail_outbox"]
 
+    @Test("0010 drops the digests' foreign key and a purge deletes a session's digests itself; down brings the key back, dropping orphans first")
+    func sessionDigestsUnboundUpDown() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            _ = try await migrator.up()
+            func foreignKeys() async throws -> Int64 {
+                let rows = try await client.query(
+                    "SELECT count(*) FROM pg_constraint WHERE conname = 'identity_session_digests_session_id_fkey'"
+                )
+                for try await count in rows.decode(Int64.self) { return count }
+                return -1
+            }
+            func digests() async throws -> Int64 {
+                for try await count in try await client.query("SELECT count(*) FROM identity_session_digests").decode(Int64.self) { return count }
+                return -1
+            }
+            #expect(try await foreignKeys() == 0)
+            let store = PostgresSessionStore(client: client, configuration: SessionConfiguration(idleLifetime: 60, absoluteLifetime: 120))
+            let now = Date(timeIntervalSince1970: 1_790_000_000)
+            try await store.open(Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: now))
+            #expect(try await digests() == 1)
+            #expect(try await store.purgeExpired(now: now.addingTimeInterval(61)) == 1)
+            #expect(try await digests() == 0, "the purge took the session's digests with it")
+            try await client.query(
+                "INSERT INTO identity_session_digests (digest, session_id, generation) VALUES (\(Data(repeating: 7, count: 32)), \(UUID()), 0)"
+            )
+            #expect(try await migrator.down(1).map(\.name) == ["session_digests_unbound"])
+            let (keysBack, orphansLeft) = (try await foreignKeys(), try await digests())
+            #expect(keysBack == 1 && orphansLeft == 0, "the key is back; an orphan digest went first")
+            #expect(try await migrator.up().map(\.name) == ["session_digests_unbound"])
+            #expect(try await foreignKeys() == 0)
+        }
+    }
+
     @Test("0009 (mail): an account made before it reads unverified; it goes down (tables and column gone) and up again, empty")
     func mailUpDown() async throws {
         try await TestDatabase.with { client, _ in

@@ -112,6 +112,37 @@ struct PostgresPoolStoreTests {
         }
     }
 
+    @Test("PostgresSessionStore's purge trims a session's kept digests to the configured number; a rotation alone does not")
+    func purgeTrimsKeptDigests() async throws {
+        try await TestDatabase.with { client, _ in
+            try await PostgresMigrator(client: client).up()
+            let store = PostgresSessionStore(client: client, configuration: SessionConfiguration(replacedDigestsKept: 3))
+            let now = Date()
+            var session = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: now)
+            try await PostgresUserStore(client: client).registerAccount(session.userID, at: now)
+            try await store.open(session)
+            for step in 1...6 {
+                let outcome = try await store.rotate(
+                    session: session.id, presented: session.refreshDigest, replacement: .random(), graceBlob: Data([1]), accountVersion: 1,
+                    now: now.addingTimeInterval(Double(step))
+                )
+                guard case .rotated(let rotated) = outcome else { Issue.record("rotation \(step): \(outcome)"); return }
+                session = rotated
+            }
+            func kept() async throws -> [Int64] {
+                let rows = try await client.query(
+                    "SELECT generation FROM identity_session_digests WHERE session_id = \(session.id.uuid) ORDER BY generation"
+                )
+                var generations: [Int64] = []
+                for try await generation in rows.decode(Int64.self) { generations.append(generation) }
+                return generations
+            }
+            #expect(try await kept() == [0, 1, 2, 3, 4, 5, 6], "every digest issued, until a purge")
+            #expect(try await store.purgeExpired(now: now.addingTimeInterval(7)) == 0, "no session lapsed")
+            #expect(try await kept() == [3, 4, 5, 6], "the current digest and the newest three replaced ones")
+        }
+    }
+
     @Test("two instances (two pools) rotating one refresh digest 20 times at once: exactly one rotation, 19 graces with its blob, 30 rounds")
     func rotationRaceAcrossInstances() async throws {
         try await TestDatabase.with { client, name in
