@@ -1,4 +1,5 @@
 @testable import CryptoAdapter
+import Crypto
 import Foundation
 import IdentityDomain
 import IdentityPorts
@@ -87,6 +88,16 @@ struct RefreshTokenSealerTests {
         #expect(sealer.open(altered, with: token) == nil)
         #expect(sealer.open(sealed.prefix(10), with: token) == nil)
         #expect(try sealer.seal(pair, under: token) != sealed, "a fresh nonce each time")
+    }
+
+    @Test("a pair sealed by an earlier build (HKDF-SHA256 of the token) still opens with its token, and with no other")
+    func earlierSealing() throws {
+        let token = token()
+        let bytes = try #require(RefreshTokenSealer.tokenBytes(token)?.2)
+        let earlier = try #require(AES.GCM.seal(Data("pair".utf8), using: RefreshTokenSealer.earlierSealingKey(bytes)).combined)
+        #expect(sealer.open(earlier, with: token) == Data("pair".utf8))
+        #expect(sealer.open(earlier, with: self.token()) == nil)
+        #expect(RefreshTokenSealer.sealingKey(bytes) != RefreshTokenSealer.earlierSealingKey(bytes), "the two derivations differ")
     }
 
     @Test("the digest a store keeps does not open what is sealed: the database alone yields nothing")

@@ -3,7 +3,7 @@ import IdentityPorts
 import IdentityTestSupport
 import Synchronization
 import Testing
-import IdentityAdapterSupport
+@testable import IdentityAdapterSupport
 
 /// `Deadline.run` (every PostgreSQL operation, readiness checks, AMQP commands) answers at the
 /// deadline, whatever the body does with its cancellation.
@@ -92,6 +92,21 @@ struct DeadlineTests {
         // Past every deadline: a timer that was not cancelled would have fired by now.
         try await Task.sleep(for: .milliseconds(200))
         #expect(fired.withLock { $0 }.isDisjoint(with: answered))
+    }
+
+    @Test("the one timer runs only while a deadline is pending: finished operations leave no entry, and it stops")
+    func sharedTimerStops() async throws {
+        let sum = try await withThrowingTaskGroup(of: Int.self) { group in
+            for operation in 0..<200 {
+                group.addTask { try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { operation } }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(sum == (0..<200).reduce(0, +))
+        #expect(await eventually { let status = DeadlineTimers.shared.status; return status.pending == 0 && !status.running },
+                "no entry left, and no task ticking")
+        let again = try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { 7 }
+        #expect(again == 7, "it starts again")
     }
 
     @Test("a timer fires once: a body that ends after its deadline changes nothing")
