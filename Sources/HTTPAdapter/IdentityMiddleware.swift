@@ -7,7 +7,9 @@ import Foundation
 /// The outermost middleware of the identity router.
 ///
 /// - gives each request an id (the client's `X-Request-ID` when it is 1–128 characters of
-///   `[A-Za-z0-9._-]`) and puts it on the response and in the request's log metadata;
+///   `[A-Za-z0-9._-]`) and puts it on the response and on every line it logs (as metadata of
+///   the line: setting it on the request's logger formatted the logger's whole metadata on
+///   every request, logged or not);
 /// - turns every error into an RFC 9457 problem response (see `Problem.from`), logging
 ///   server errors with their cause and the request id;
 /// - answers 405 with `Allow` for a known path with an unsupported method;
@@ -40,7 +42,6 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
         var context = context
         let requestID = RequestID.of(request)
         context.requestID = requestID
-        context.logger[metadataKey: "request_id"] = .string(requestID)
         do {
             var response = try await next(request, context)
             response.headers[.requestID] = requestID
@@ -55,13 +56,15 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
             }
             if error is HashingOverloaded {
                 // Shed load is counted by the request metrics (503); a line each would flood the log.
-                context.logger.debug("request shed: password hashing overloaded")
+                context.logger.debug("request shed: password hashing overloaded", metadata: ["request_id": .string(requestID)])
             } else if problem.status == .serviceUnavailable {
-                context.logger.warning("backend unavailable", metadata: ["error": "\(error)"])
+                context.logger.warning("backend unavailable", metadata: ["request_id": .string(requestID), "error": "\(error)"])
             } else if problem.status.code >= 500 {
-                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error))): \(error)"])
+                context.logger.error(
+                    "request failed", metadata: ["request_id": .string(requestID), "error": "\(String(reflecting: type(of: error))): \(error)"]
+                )
             } else {
-                context.logger.debug("request refused", metadata: ["status": "\(problem.status.code)"])
+                context.logger.debug("request refused", metadata: ["request_id": .string(requestID), "status": "\(problem.status.code)"])
             }
             return problem.response(requestID: requestID)
         }

@@ -194,6 +194,16 @@ struct StrictJSONParser {
 
     private mutating func parseString() throws(MalformedJSON) -> String {
         index += 1  // opening quote
+        // Most strings are printable ASCII without escapes (tokens, emails): taken in one go.
+        var end = index
+        while end < bytes.count, case let byte = bytes[end], byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""),
+              byte != UInt8(ascii: "\\") {
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            defer { index = end + 1 }
+            return String(decoding: bytes[index..<end], as: UTF8.self)
+        }
         var scalars = String.UnicodeScalarView()
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
