@@ -56,7 +56,6 @@ public struct SessionStoreConformance: Sendable {
         await Fixture.check("sessionsArePurgedOnceTheirLifetimeHasPassed") { try await sessionsArePurgedOnceTheirLifetimeHasPassed() }
         await Fixture.check("aRotationChecksAndStoresTheAccountVersion") { try await aRotationChecksAndStoresTheAccountVersion() }
         await Fixture.check("aSessionIsReadWithItsAccountsCurrentVersion") { try await aSessionIsReadWithItsAccountsCurrentVersion() }
-        await Fixture.check("aRefusedRotationChangesNothingAndWritesNoEvent") { try await aRefusedRotationChangesNothingAndWritesNoEvent() }
         await Fixture.check("eventsLeaveInTheOrderOfTheirChanges") { try await eventsLeaveInTheOrderOfTheirChanges() }
     }
 
@@ -141,9 +140,6 @@ public struct SessionStoreConformance: Sendable {
                                 "each opening wrote its session.started, at the session's opening, in the order they committed")
         await #expect(throws: SessionConflict.self, "a second session with the same id is refused") {
             try await store.open(Session.open(id: session.id, userID: user, refreshDigest: .random(), accountVersion: 1, at: now))
-        }
-        await #expect(throws: SessionConflict.self, "a second session with a digest already issued is refused") {
-            try await store.open(Session.open(id: SessionID(UUID()), userID: user, refreshDigest: session.refreshDigest, accountVersion: 1, at: now))
         }
         #expect(try await store.session(id: session.id) == session, "and the first is unchanged")
         try await events.expect([], "a refused opening wrote no event")
@@ -524,25 +520,6 @@ public struct SessionStoreConformance: Sendable {
             [Self.started(opened), Self.started(orphan), Self.started(changed), Self.ended(changed, .logout, at: now.addingTimeInterval(5))],
             "reading writes no event"
         )
-    }
-
-    func aRefusedRotationChangesNothingAndWritesNoEvent() async throws {
-        let (store, events) = try await makeStore(SessionConfiguration())
-        let user = UserID(UUID())
-        let session = try await open(store, user, at: now)
-        let other = try await open(store, user, at: now.addingTimeInterval(1))
-        try await events.expect([Self.started(session), Self.started(other)], "the openings")
-        await #expect(throws: SessionConflict.self, "a replacement already issued (another session's current digest) is refused") {
-            _ = try await store.rotate(
-                session: session.id, presented: session.refreshDigest, replacement: other.refreshDigest, graceBlob: Data([1]),
-                accountVersion: 1, now: now.addingTimeInterval(2)
-            )
-        }
-        #expect(try await store.session(id: session.id) == session, "the session is as it was")
-        #expect(try await store.session(id: other.id) == other, "and so is the other")
-        try await events.expect([], "and no event was written")
-        #expect(try await mustRotate(store, session, at: now.addingTimeInterval(3)).generation == 1,
-                "its digest still rotates")
     }
 
     func eventsLeaveInTheOrderOfTheirChanges() async throws {

@@ -199,13 +199,15 @@ public struct SessionConfiguration: Sendable, Equatable {
     }
 }
 
-/// A session with this id, or a refresh digest already issued to a session, is stored already:
-/// nothing was stored. With random ids and 256-bit tokens it means a bug, never bad luck.
+/// A session with this id is stored already (a store may also refuse a refresh digest it has
+/// issued before): nothing was stored. With random ids and 256-bit tokens it means a bug,
+/// never bad luck. Digests are only ever looked up within the session a token names, so a
+/// store need not keep them unique across sessions.
 public struct SessionConflict: Error, Sendable, Equatable, CustomStringConvertible {
     /// Creates the error.
     public init() {}
 
-    public var description: String { "a session with this id or refresh token digest already exists" }
+    public var description: String { "a session with this id (or refresh token digest) already exists" }
 }
 
 extension SessionStore {

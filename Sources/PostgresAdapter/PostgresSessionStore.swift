@@ -8,8 +8,8 @@ import IdentityAdapterSupport
 /// Sessions and their refresh-token digests in PostgreSQL (migrations 0006 and 0008), shared by
 /// every instance.
 ///
-/// `identity_session_digests` holds every digest a session issued (its primary key keeps them
-/// unique), its current one and the newest replaced ones. A rotation is one statement, a
+/// `identity_session_digests` holds every digest a session issued, its current one and the
+/// newest replaced ones, keyed by session and generation (migration 0011). A rotation is one statement, a
 /// compare-and-swap on the session's row joined to its account's: `UPDATE identity_sessions …
 /// FROM identity_users … WHERE id = <the token's session> AND refresh_digest = <presented> AND
 /// <open> AND <the account at the expected version> … RETURNING`, which also records the new
@@ -60,8 +60,8 @@ public struct PostgresSessionStore: SessionStore {
     public func open(_ opened: Session) async throws {
         try await session.run { connection, logger in
             try await connection.withTransaction(logger: logger) { connection in
-                // A digest issued before (in any session) or a taken id breaks a primary key:
-                // SessionConflict, and the transaction rolls back.
+                // A taken id breaks the primary key: SessionConflict, and the transaction rolls
+                // back.
                 try await connection.query(
                     """
                     WITH opened AS (

@@ -26,7 +26,7 @@ struct PostgresEndToEndTests {
 
         let refused = try await runDemoServer(["serve"], environment: env)
         #expect(refused.status == 69)
-        #expect(refused.output.contains("cannot start: the database schema is out of date (10 pending migrations): run `DemoServer migrate up`"))
+        #expect(refused.output.contains("cannot start: the database schema is out of date (11 pending migrations): run `DemoServer migrate up`"))
 
         async let first = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value
         async let second = Task { try await runDemoServer(["migrate", "up"], environment: env) }.value

@@ -24,6 +24,43 @@ struct MigrationTests {
 
     static let mailTables: Set<String> = ["identity_account_tokens", "identity_mail_outbox"]
 
+    @Test("0011: a session's end is still checked (by a trigger, then by the CHECKs again after down); digests keyed by session and generation")
+    func sessionRotationWritesUpDown() async throws {
+        try await TestDatabase.with { client, _ in
+            let migrator = try PostgresMigrator(client: client)
+            _ = try await migrator.up()
+            let store = PostgresSessionStore(client: client)
+            let opened = Session.open(id: SessionID(UUID()), userID: UserID(UUID()), refreshDigest: .random(), accountVersion: 1, at: Date())
+            try await store.open(opened)
+            func primaryKey() async throws -> String {
+                let rows = try await client.query(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'identity_session_digests_pkey'"
+                )
+                for try await definition in rows.decode(String.self) { return definition }
+                return ""
+            }
+            func refusesBadEnds() async throws {
+                for (what, set) in [("an end without a reason", "ended_at = now()"), ("a reason without an end", "end_reason = 'logout'"),
+                                    ("a reason outside the contract's", "ended_at = now(), end_reason = 'bored'")] {
+                    await #expect(throws: PSQLError.self, "\(what) is refused") {
+                        try await client.query(PostgresQuery(unsafeSQL: "UPDATE identity_sessions SET \(set) WHERE id = '\(opened.id)'"))
+                    }
+                }
+                try await client.query("UPDATE identity_sessions SET ended_at = now(), end_reason = 'logout' WHERE id = \(opened.id.uuid)")
+                try await client.query("UPDATE identity_sessions SET ended_at = NULL, end_reason = NULL WHERE id = \(opened.id.uuid)")
+            }
+            #expect(try await primaryKey() == "PRIMARY KEY (session_id, generation)")
+            try await refusesBadEnds()
+            #expect(try await migrator.down(1).map(\.name) == ["session_rotation_writes"])
+            #expect(try await primaryKey() == "PRIMARY KEY (digest)")
+            try await refusesBadEnds()
+            #expect(try await store.session(id: opened.id) == opened, "the session is kept")
+            #expect(try await migrator.up().map(\.name) == ["session_rotation_writes"])
+            #expect(try await primaryKey() == "PRIMARY KEY (session_id, generation)")
+            #expect(try await store.session(id: opened.id) == opened)
+        }
+    }
+
     @Test("0010 drops the digests' foreign key and a purge deletes a session's digests itself; down brings the key back, dropping orphans first")
     func sessionDigestsUnboundUpDown() async throws {
         try await TestDatabase.with { client, _ in
@@ -50,10 +87,10 @@ struct MigrationTests {
             try await client.query(
                 "INSERT INTO identity_session_digests (digest, session_id, generation) VALUES (\(Data(repeating: 7, count: 32)), \(UUID()), 0)"
             )
-            #expect(try await migrator.down(1).map(\.name) == ["session_digests_unbound"])
+            #expect(try await migrator.down(2).map(\.name) == ["session_rotation_writes", "session_digests_unbound"])
             let (keysBack, orphansLeft) = (try await foreignKeys(), try await digests())
             #expect(keysBack == 1 && orphansLeft == 0, "the key is back; an orphan digest went first")
-            #expect(try await migrator.up().map(\.name) == ["session_digests_unbound"])
+            #expect(try await migrator.up().map(\.name) == ["session_digests_unbound", "session_rotation_writes"])
             #expect(try await foreignKeys() == 0)
         }
     }
