@@ -75,3 +75,38 @@ struct JSONLogHandler: LogHandler {
         }
     }
 }
+
+/// `LOG_FORMAT=text`: swift-log's `StreamLogHandler` on standard error, line for line, except
+/// that the handler's own metadata is kept as given and handed to the stream handler with each
+/// line it logs. `StreamLogHandler` formats its whole metadata every time a key is set, and
+/// Hummingbird sets one (the request id) on every request's logger, logged or not.
+struct TextLogHandler: LogHandler {
+    private var stream: StreamLogHandler
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String, level: Logger.Level, metadataProvider: Logger.MetadataProvider?) {
+        stream = StreamLogHandler.standardError(label: label, metadataProvider: metadataProvider)
+        stream.logLevel = level
+    }
+
+    var logLevel: Logger.Level {
+        get { stream.logLevel }
+        set { stream.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { stream.metadataProvider }
+        set { stream.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        if !metadata.isEmpty { event.metadata = metadata.merging(event.metadata ?? [:]) { _, line in line } }
+        stream.log(event: event)
+    }
+}

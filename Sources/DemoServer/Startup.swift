@@ -85,9 +85,7 @@ enum Startup {
         LoggingSystem.bootstrap({ label, provider in
             switch format {
             case .text:
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
+                return TextLogHandler(label: label, level: level, metadataProvider: provider)
             case .json:
                 return JSONLogHandler(label: label, level: level, metadataProvider: provider)
             }

@@ -123,6 +123,7 @@ struct HardeningTests {
 
             let log = server.log
             #expect(log.contains("request_id"), "trace logging is on and names requests")
+            #expect(log.contains("hb.request.id="), "the text lines carry the request logger's own metadata (Hummingbird's request id)")
             for secret in secrets {
                 #expect(!log.contains(secret), "a password in the log: \(secret)")
                 #expect(!log.contains(secret.replacingOccurrences(of: " ", with: "+")), "a form-encoded password in the log")
