@@ -301,12 +301,12 @@ public struct PostgresSessionStore: SessionStore {
                 FROM identity_users u
                 WHERE s.id = $1 AND s.refresh_digest = $2 AND s.ended_at IS NULL AND s.last_used_at >= $7 AND s.created_at >= $8
                     AND u.id = s.user_id AND u.version = $6
-                RETURNING \(PostgresSessionStore.columns("s"))
+                RETURNING s.id, s.user_id, s.created_at, s.user_agent, s.client_address, s.generation
             ), issued AS (
                 INSERT INTO identity_session_digests (digest, session_id, generation)
-                SELECT refresh_digest, id, generation FROM rotated
+                SELECT $3, id, generation FROM rotated
             )
-            SELECT \(PostgresSessionStore.columns) FROM rotated
+            SELECT user_id, created_at, user_agent, client_address, generation FROM rotated
             """
 
         let id: UUID
@@ -330,8 +330,19 @@ public struct PostgresSessionStore: SessionStore {
             return bindings
         }
 
+        /// The session as written: what the statement set, and the columns it returned (only
+        /// those it did not set, so that the grace blob and the digests do not travel back).
         func decodeRow(_ row: PostgresRow) throws -> Session {
-            try PostgresSessionStore.session(from: row.makeRandomAccess())
+            let cells = row.makeRandomAccess()
+            guard let replaced = RefreshDigest(presented), let current = RefreshDigest(replacement) else {
+                throw PostgresStoreError(sqlState: nil)
+            }
+            return Session(
+                id: SessionID(id), userID: UserID(try cells[0].decode(UUID.self)),
+                createdAt: try cells[1].decode(Date.self).roundedToMilliseconds, lastUsedAt: at, userAgent: try cells[2].decode(String?.self),
+                clientAddress: try cells[3].decode(String?.self), accountVersion: accountVersion, generation: try cells[4].decode(Int64.self),
+                refreshDigest: current, previousDigest: replaced, rotatedAt: at, graceBlob: graceBlob, endedAt: nil, endReason: nil
+            )
         }
     }
 
