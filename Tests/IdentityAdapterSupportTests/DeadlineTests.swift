@@ -94,19 +94,19 @@ struct DeadlineTests {
         #expect(fired.withLock { $0 }.isDisjoint(with: answered))
     }
 
-    @Test("the one timer runs only while a deadline is pending: finished operations leave no entry, and it stops")
+    @Test("the one timer runs only while a deadline is pending: removed entries never fire, a due one fires once, then it stops")
     func sharedTimerStops() async throws {
-        let sum = try await withThrowingTaskGroup(of: Int.self) { group in
-            for operation in 0..<200 {
-                group.addTask { try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { operation } }
-            }
-            return try await group.reduce(0, +)
-        }
-        #expect(sum == (0..<200).reduce(0, +))
-        #expect(await eventually { let status = DeadlineTimers.shared.status; return status.pending == 0 && !status.running },
-                "no entry left, and no task ticking")
-        let again = try await Deadline.run(.seconds(60), timeoutError: { BackendUnavailable(backend: "slow") }) { 7 }
-        #expect(again == 7, "it starts again")
+        // A timer of its own: the shared one also times whatever else this process runs.
+        let timers = DeadlineTimers()
+        let fired = Mutex(0)
+        let entries = (0..<200).map { _ in timers.add(at: .now + .seconds(60)) { fired.withLock { $0 += 1 } } }
+        #expect(timers.status.pending == 200 && timers.status.running)
+        for entry in entries { timers.remove(entry) }
+        #expect(await eventually { timers.status.pending == 0 && !timers.status.running }, "no entry left, and no task ticking")
+        _ = timers.add(at: .now) { fired.withLock { $0 += 1 } }
+        #expect(await eventually { fired.withLock { $0 } == 1 }, "a due entry fires, once; none of the removed ones does")
+        #expect(await eventually { !timers.status.running }, "and it stops again")
+        #expect(fired.withLock { $0 } == 1)
     }
 
     @Test("a timer fires once: a body that ends after its deadline changes nothing")
