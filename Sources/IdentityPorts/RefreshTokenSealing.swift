@@ -39,6 +39,7 @@ public struct RefreshTokenParts: Sendable, Equatable {
         self.digest = digest
     }
 
+    /// Equal when the session, the account and version (or their absence) and the digest are.
     public static func == (a: RefreshTokenParts, b: RefreshTokenParts) -> Bool {
         a.sessionID == b.sessionID && a.digest == b.digest && a.account?.userID == b.account?.userID
             && a.account?.version == b.account?.version
