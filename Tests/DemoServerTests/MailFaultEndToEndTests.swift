@@ -71,7 +71,7 @@ extension MailEndToEndTests {
     }
 
     func databaseLinkFaultsAroundTokens(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
-        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
         let email = "ada@example.com"
         #expect(try await post(client, "\(base)/users", ["email": email, "password": Self.password, "name": "Ada"]).status == 201)
         let verification = try await smtp.mailbox.nextToken("/verify-email", to: email)
@@ -133,7 +133,7 @@ extension MailEndToEndTests {
     }
 
     func resetRequestedWhileWritesFail(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
-        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
         let faults = FaultEndToEndTests()
         let email = "cleo@example.com"
         #expect(try await post(client, "\(base)/users", ["email": email, "password": Self.password, "name": "Cleo"]).status == 201)
@@ -168,7 +168,7 @@ extension MailEndToEndTests {
     }
 
     func databaseLinkCutMidDelivery(_ postgres: PrivatePostgres, _ link: FaultProxy, _ smtp: ProxiedSMTP, _ server: ServerProcess, _ base: String) async throws {
-        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
 
         // The SMTP conversation is held at its start: the mail is claimed, its send in flight.
         try await smtp.proxy.pause()
@@ -215,7 +215,7 @@ extension MailEndToEndTests {
         defer { first.stop() }
         let (node, base) = try await distributed.httpNode(env)
         defer { node.stop() }
-        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
 
         try await smtp.proxy.pause()
         #expect(try await post(client, "\(base)/users", ["email": "dora@example.com", "password": Self.password, "name": "Dora"]).status == 201)
@@ -248,7 +248,7 @@ extension MailEndToEndTests {
         let distributed = DistributedTests()
         let (node, base) = try await distributed.httpNode(env)
         defer { node.stop() }
-        let client = SessionClient(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
         var faulty = env
         faulty["IDENTITY_TEST_EXIT_BEFORE_ACK"] = "1"
 

@@ -348,7 +348,7 @@ extension SessionEndToEndTests {
         let env = try await Self.migratedEnvironment(postgres, port: proxy.port, timeout: "1")
         let (server, base) = try await FaultEndToEndTests().node(env)
         defer { server.stop() }
-        let client = SessionClient(deployment: Deployment(a: base, b: base, postgres: postgres, processes: []))
+        let client = SessionClient(node: base, postgres: postgres)
         #expect(try await call("POST", "\(base)/users", json: #"{"email":"ada@example.com","password":"\#(Self.password)","name":"Ada"}"#).status == 201)
         var latest = try await client.login(base, userAgent: "faulty")
         latest = try await client.refresh(base, latest.refresh).pair()
@@ -615,6 +615,15 @@ struct SessionReply {
 
 struct SessionClient: Sendable {
     let deployment: SessionEndToEndTests.Deployment
+
+    init(deployment: SessionEndToEndTests.Deployment) {
+        self.deployment = deployment
+    }
+
+    /// A client of the one node at `base` (it plays both A and B), on `postgres` if any.
+    init(node base: String, postgres: PrivatePostgres?) {
+        self.init(deployment: SessionEndToEndTests.Deployment(a: base, b: base, postgres: postgres, processes: []))
+    }
 
     struct Listed: CustomStringConvertible {
         let id: String
