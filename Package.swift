@@ -252,7 +252,8 @@ let package = Package(
         .target(
             name: "IdentityTestSupport",
             dependencies: [
-                "IdentityApplication", "IdentityComposition", "InMemoryAdapter", "CryptoAdapter", .product(name: "JWTKit", package: "jwt-kit"),
+                "IdentityApplication", "IdentityComposition", "IdentityConformance", "InMemoryAdapter", "CryptoAdapter",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -549,11 +549,7 @@ private struct WithAccounts: SessionStore {
 
     func open(_ session: Session) async throws {
         if try await accounts.user(id: session.userID) == nil {
-            let account = User.register(
-                id: session.userID, email: try Email("session-\(session.userID)@example.com"), name: try DisplayName("Session"),
-                passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA", at: session.createdAt
-            )
-            try await accounts.insert(account, events: [])
+            try await accounts.registerAccount(session.userID, at: session.createdAt)
         }
         try await store.open(session)
     }

@@ -1,6 +1,7 @@
 import Foundation
 public import IdentityPorts
 import IdentityDomain
+import IdentityConformance
 import Testing
 
 /// Shows that a session store writes its events in the transaction of the change: while the
