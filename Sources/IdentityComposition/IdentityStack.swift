@@ -151,11 +151,8 @@ public struct IdentityStack: Sendable {
         switch transport {
         case .inProcess:
             bus = InProcessCommandBus(handler: handler) { failure in
-                if failure.retryIn == nil {
-                    logger.error("\(failure)", metadata: ["command": "\(failure.command)"])
-                } else {
-                    logger.warning("\(failure)", metadata: ["command": "\(failure.command)"])
-                }
+                // Given up (lost) is an error; an attempt that will be tried again a warning.
+                logger.log(level: failure.retryIn == nil ? .error : .warning, "\(failure)", metadata: ["command": "\(failure.command)"])
             }
             transportSummary = "in-process"
             if let delivery { services.append(delivery) }
