@@ -97,8 +97,8 @@ final class DeadlineTimers: Sendable {
 }
 
 /// The body and the timer of `Deadline.run`: the first to finish answers; then the body is
-/// cancelled and the timer cancelled (which frees it). A cancellation that comes before the
-/// start answers at the start.
+/// cancelled and the timer's entry removed from `DeadlineTimers`. A cancellation that comes
+/// before the start answers at the start.
 private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
     // Guarded by `lock`.
     private var continuation: CheckedContinuation<T, any Error>?
