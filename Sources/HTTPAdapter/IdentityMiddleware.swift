@@ -7,9 +7,8 @@ import Foundation
 /// The outermost middleware of the identity router.
 ///
 /// - gives each request an id (the client's `X-Request-ID` when it is 1–128 characters of
-///   `[A-Za-z0-9._-]`) and puts it on the response and on every line it logs (as metadata of
-///   the line: setting it on the request's logger formatted the logger's whole metadata on
-///   every request, logged or not);
+///   `[A-Za-z0-9._-]`) and puts it on the response and on every line it logs (on the logger
+///   of a failed request only: setting metadata on every request's logger cost every request);
 /// - turns every error into an RFC 9457 problem response (see `Problem.from`), logging
 ///   server errors with their cause and the request id;
 /// - answers 405 with `Allow` for a known path with an unsupported method;
@@ -54,17 +53,18 @@ struct IdentityMiddleware<Context: IdentityContext>: RouterMiddleware {
                     headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")]
                 )
             }
+            // Only a failed request's logger carries the id: setting metadata costs every request.
+            var logger = context.logger
+            logger[metadataKey: "request_id"] = .string(requestID)
             if error is HashingOverloaded {
                 // Shed load is counted by the request metrics (503); a line each would flood the log.
-                context.logger.debug("request shed: password hashing overloaded", metadata: ["request_id": .string(requestID)])
+                logger.debug("request shed: password hashing overloaded")
             } else if problem.status == .serviceUnavailable {
-                context.logger.warning("backend unavailable", metadata: ["request_id": .string(requestID), "error": "\(error)"])
+                logger.warning("backend unavailable", metadata: ["error": "\(error)"])
             } else if problem.status.code >= 500 {
-                context.logger.error(
-                    "request failed", metadata: ["request_id": .string(requestID), "error": "\(String(reflecting: type(of: error))): \(error)"]
-                )
+                logger.error("request failed", metadata: ["error": "\(String(reflecting: type(of: error))): \(error)"])
             } else {
-                context.logger.debug("request refused", metadata: ["request_id": .string(requestID), "status": "\(problem.status.code)"])
+                logger.debug("request refused", metadata: ["status": "\(problem.status.code)"])
             }
             return problem.response(requestID: requestID)
         }
