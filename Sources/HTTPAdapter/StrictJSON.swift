@@ -204,7 +204,11 @@ struct StrictJSONParser {
             defer { index = end + 1 }
             return String(decoding: bytes[index..<end], as: UTF8.self)
         }
+        // The plain prefix is taken as it is; the rest, from the first escape or other byte, one
+        // by one.
         var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: bytes[index..<end].lazy.map { Unicode.Scalar($0) })
+        index = end
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]

@@ -52,6 +52,15 @@ struct FramingTests {
                                   ("b", .array([.bool(true), .bool(false), .null, .number("-1.5e3")]))]))
     }
 
+    @Test("a string whose plain ASCII beginning runs into an escape, a non-ASCII character or a control character decodes (or is refused) exactly")
+    func plainPrefix() throws {
+        let value = try StrictJSONParser.parse(Array(#"{"a":"plain \"quoted\" text","b":"naïve","c":"tab\tend","d":"all plain"}"#.utf8))
+        #expect(value == .object([("a", .string("plain \"quoted\" text")), ("b", .string("naïve")), ("c", .string("tab\tend")),
+                                  ("d", .string("all plain"))]))
+        #expect(throws: MalformedJSON.self) { try StrictJSONParser.parse(Array("{\"a\":\"plain\u{01}\"}".utf8)) }
+        #expect(throws: MalformedJSON.self) { try StrictJSONParser.parse(Array(#"{"a":"plain, unterminated"#.utf8)) }
+    }
+
     @Test("a body over 16 KiB gives 413, whether declared or streamed")
     func tooLarge() async throws {
         try await withIdentityApp { client, _ in
